@@ -1,0 +1,165 @@
+"""Trueup configuration: every setting comes from the environment, with embedded defaults.
+
+`load_settings()` is called when a run, a command or a test starts — never at import
+time — so that pointing the variables at other systems needs no code change.
+The variable names are a fixed interface (shared/spec/config.md).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+# The embedded sandbox world: a baseline month of manual operation, then a month
+# in which the platform posts orders (go-live on the first day of the second month).
+DEFAULT_HISTORY_START = dt.date(2026, 9, 1)
+DEFAULT_HISTORY_DAYS = 61
+DEFAULT_SANDBOX_PORT = 8765
+
+
+@dataclass(frozen=True)
+class SandboxPaths:
+    """Where the embedded sandbox keeps its state under TRUEUP_HOME."""
+
+    root: Path
+
+    @property
+    def crm_db(self) -> Path:
+        return self.root / "crm.sqlite"
+
+    @property
+    def erp_db(self) -> Path:
+        return self.root / "erp.sqlite"
+
+    @property
+    def world_file(self) -> Path:
+        return self.root / "world.json"
+
+    @property
+    def defects_file(self) -> Path:
+        return self.root / "defects.json"
+
+    @property
+    def token_file(self) -> Path:
+        return self.root / "crm_token"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "crm.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "crm.log"
+
+    def read_world(self) -> dict | None:
+        """The seeded world's description (seed, scale, dates), or None if not seeded."""
+        if not self.world_file.exists():
+            return None
+        return json.loads(self.world_file.read_text())
+
+    def sandbox_token(self) -> str:
+        """The sandbox CRM's bearer token: random, made once, kept in a 0600 file."""
+        if self.token_file.exists():
+            return self.token_file.read_text().strip()
+        self.root.mkdir(parents=True, exist_ok=True)
+        token = "sbx-" + secrets.token_urlsafe(24)
+        fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
+        return token
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    warehouse_url: str
+    erp_url: str
+    landing_dir: Path
+    crm_base_url: str
+    crm_token: str = field(repr=False)  # never printed
+    start_date: dt.date
+    timezone: str
+    publish_from: dt.date
+    reporting_currency: str
+    alert_webhook_url: str | None
+    dagster_home: Path
+    sandbox_port: int
+    uses_sandbox_crm: bool
+
+    @property
+    def sandbox(self) -> SandboxPaths:
+        return SandboxPaths(self.home / "sandbox")
+
+    @property
+    def warehouse_is_postgres(self) -> bool:
+        return self.warehouse_url.startswith("postgresql")
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+
+class ConfigError(ValueError):
+    """A setting is present but unusable; the message names the variable."""
+
+
+def _parse_date(name: str, value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Resolve the settings from `env` (default: os.environ)."""
+    env = os.environ if env is None else env
+    home = Path(env.get("TRUEUP_HOME") or "./.trueup").resolve()
+    sandbox = SandboxPaths(home / "sandbox")
+    world = sandbox.read_world() or {}
+
+    history_start = dt.date.fromisoformat(world.get("start_date", DEFAULT_HISTORY_START.isoformat()))
+    history_days = int(world.get("days", DEFAULT_HISTORY_DAYS))
+    default_golive = world.get("golive_date") or (
+        history_start + dt.timedelta(days=history_days // 2)
+    ).isoformat()
+
+    port = int(env.get("TRUEUP_SANDBOX_PORT") or DEFAULT_SANDBOX_PORT)
+    crm_base_url = (env.get("TRUEUP_CRM_BASE_URL") or f"http://127.0.0.1:{port}").rstrip("/")
+    uses_sandbox = not env.get("TRUEUP_CRM_BASE_URL")
+    token = env.get("TRUEUP_CRM_TOKEN") or (sandbox.sandbox_token() if uses_sandbox else "")
+    if not token:
+        raise ConfigError("TRUEUP_CRM_TOKEN must be set when TRUEUP_CRM_BASE_URL points at a real CRM")
+
+    warehouse_url = env.get("TRUEUP_WAREHOUSE_URL") or f"duckdb:///{home / 'warehouse.duckdb'}"
+    if not (warehouse_url.startswith("duckdb:///") or warehouse_url.startswith("postgresql")):
+        raise ConfigError(
+            f"TRUEUP_WAREHOUSE_URL must start with duckdb:/// or postgresql:// (got {warehouse_url.split(':')[0]}:…)"
+        )
+    erp_url = env.get("TRUEUP_ERP_URL") or f"sqlite:///{sandbox.erp_db}"
+    if not (erp_url.startswith("sqlite:///") or erp_url.startswith("postgresql")):
+        raise ConfigError("TRUEUP_ERP_URL must be a sqlite:/// or postgresql:// SQLAlchemy URL")
+
+    currency = (env.get("TRUEUP_REPORTING_CURRENCY") or "USD").upper()
+    if len(currency) != 3 or not currency.isalpha():
+        raise ConfigError(f"TRUEUP_REPORTING_CURRENCY={currency!r} is not an ISO-4217 code")
+
+    return Settings(
+        home=home,
+        warehouse_url=warehouse_url,
+        erp_url=erp_url,
+        landing_dir=Path(env.get("TRUEUP_LANDING_DIR") or home / "landing").resolve(),
+        crm_base_url=crm_base_url,
+        crm_token=token,
+        start_date=_parse_date("TRUEUP_START_DATE", env.get("TRUEUP_START_DATE") or history_start.isoformat()),
+        timezone=env.get("TRUEUP_TIMEZONE") or "UTC",
+        publish_from=_parse_date("TRUEUP_PUBLISH_FROM", env.get("TRUEUP_PUBLISH_FROM") or default_golive),
+        reporting_currency=currency,
+        alert_webhook_url=env.get("TRUEUP_ALERT_WEBHOOK_URL") or None,
+        dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").resolve(),
+        sandbox_port=port,
+        uses_sandbox_crm=uses_sandbox,
+    )
