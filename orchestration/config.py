@@ -80,7 +80,7 @@ class Settings:
     erp_url: str
     landing_dir: Path
     crm_base_url: str
-    crm_token: str = field(repr=False)  # never printed
+    crm_token_env: str | None = field(repr=False)  # never printed
     start_date: dt.date
     timezone: str
     publish_from: dt.date
@@ -89,6 +89,15 @@ class Settings:
     dagster_home: Path
     sandbox_port: int
     uses_sandbox_crm: bool
+
+    @property
+    def crm_token(self) -> str:
+        """The CRM bearer token: TRUEUP_CRM_TOKEN, else the sandbox's own (made on first use)."""
+        if self.crm_token_env:
+            return self.crm_token_env
+        if not self.uses_sandbox_crm:
+            raise ConfigError("TRUEUP_CRM_TOKEN must be set when TRUEUP_CRM_BASE_URL points at a real CRM")
+        return self.sandbox.sandbox_token()
 
     @property
     def sandbox(self) -> SandboxPaths:
@@ -130,9 +139,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     port = int(env.get("TRUEUP_SANDBOX_PORT") or DEFAULT_SANDBOX_PORT)
     crm_base_url = (env.get("TRUEUP_CRM_BASE_URL") or f"http://127.0.0.1:{port}").rstrip("/")
     uses_sandbox = not env.get("TRUEUP_CRM_BASE_URL")
-    token = env.get("TRUEUP_CRM_TOKEN") or (sandbox.sandbox_token() if uses_sandbox else "")
-    if not token:
-        raise ConfigError("TRUEUP_CRM_TOKEN must be set when TRUEUP_CRM_BASE_URL points at a real CRM")
 
     warehouse_url = env.get("TRUEUP_WAREHOUSE_URL") or f"duckdb:///{home / 'warehouse.duckdb'}"
     if not (warehouse_url.startswith("duckdb:///") or warehouse_url.startswith("postgresql")):
@@ -153,7 +159,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         erp_url=erp_url,
         landing_dir=Path(env.get("TRUEUP_LANDING_DIR") or home / "landing").resolve(),
         crm_base_url=crm_base_url,
-        crm_token=token,
+        crm_token_env=env.get("TRUEUP_CRM_TOKEN") or None,
         start_date=_parse_date("TRUEUP_START_DATE", env.get("TRUEUP_START_DATE") or history_start.isoformat()),
         timezone=env.get("TRUEUP_TIMEZONE") or "UTC",
         publish_from=_parse_date("TRUEUP_PUBLISH_FROM", env.get("TRUEUP_PUBLISH_FROM") or default_golive),

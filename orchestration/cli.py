@@ -1,0 +1,158 @@
+"""The `trueup` command: sandbox control, the demo, and (later) nightly runs and backfills.
+
+Commands print what they did in human terms. Expected failures end with one line on
+stderr and a non-zero exit; set TRUEUP_DEBUG=1 to see tracebacks.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from typing import Callable
+
+from orchestration.config import ConfigError, Settings, load_settings
+
+
+class CliError(RuntimeError):
+    """An expected failure: the message is the whole story."""
+
+
+def _world_paths(settings: Settings):
+    from sandbox.generator.world import WorldPaths
+
+    return WorldPaths(settings.sandbox.root, settings.erp_url, settings.landing_dir)
+
+
+# -- sandbox -----------------------------------------------------------------------------
+def cmd_sandbox_up(args, settings: Settings) -> None:
+    from sandbox.control import sandbox_up
+
+    print(sandbox_up(settings))
+
+
+def cmd_sandbox_down(args, settings: Settings) -> None:
+    from sandbox.control import sandbox_down
+
+    print(sandbox_down(settings))
+
+
+def cmd_sandbox_seed(args, settings: Settings) -> None:
+    from sandbox.generator.config import WorldConfig
+    from sandbox.generator.world import seed_world
+    from sandbox.world_report import format_report
+
+    cfg = WorldConfig(seed=args.seed, scale=args.scale, start_date=args.start, days=args.days,
+                      golive_date=args.golive)
+    t0 = time.monotonic()
+    paths = _world_paths(settings)
+    days = seed_world(paths, cfg)
+    print(f"Seeded {len(days)} days ({days[0].date} .. {days[-1].date}) in {time.monotonic() - t0:.1f}s")
+    print(format_report(paths))
+
+
+def cmd_sandbox_advance(args, settings: Settings) -> None:
+    from sandbox.generator.world import WorldNotSeeded, advance_world
+
+    try:
+        for d in advance_world(_world_paths(settings), days=args.days):
+            crm = ", ".join(f"{v} {k}" for k, v in d.crm_changes.items())
+            erp = ", ".join(f"{v} {k}" for k, v in d.erp_inserts.items())
+            exp = ", ".join(f"{v} {k}" for k, v in d.export_rows.items())
+            print(f"{d.date}: CRM changed {crm}; clerks keyed {erp}; export holds {exp}")
+    except WorldNotSeeded as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_sandbox_status(args, settings: Settings) -> None:
+    from sandbox.control import is_answering, running_pid
+    from sandbox.world_report import format_report
+
+    pid = running_pid(settings)
+    state = "running" if pid and is_answering(settings) else "not running"
+    print(f"sandbox CRM {state} at {settings.crm_base_url}" + (f" (pid {pid})" if pid else ""))
+    print(format_report(_world_paths(settings)))
+
+
+# -- demo --------------------------------------------------------------------------------
+def cmd_demo(args, settings: Settings) -> None:
+    from sandbox.control import sandbox_up
+    from sandbox.generator.config import WorldConfig
+    from sandbox.generator.world import seed_world
+    from sandbox.world_report import format_report
+
+    print("== 1. Sandbox CRM and ERP")
+    print(sandbox_up(settings))
+    t0 = time.monotonic()
+    cfg = WorldConfig(seed=args.seed, scale=args.scale)
+    paths = _world_paths(settings)
+    days = seed_world(paths, cfg)
+    print(f"Seeded {len(days)} business days of history in {time.monotonic() - t0:.1f}s")
+    print(format_report(paths))
+
+
+# -- wiring ------------------------------------------------------------------------------
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trueup", description="Trueup: CRM/ERP sync, quality gates and reconciliation")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sb = sub.add_parser("sandbox", help="the local sandbox CRM and ERP").add_subparsers(dest="action", required=True)
+    sb.add_parser("up", help="start the sandbox CRM server on 127.0.0.1").set_defaults(func=cmd_sandbox_up)
+    sb.add_parser("down", help="stop the sandbox CRM server").set_defaults(func=cmd_sandbox_down)
+    sb.add_parser("status", help="is it running, and what does the world hold").set_defaults(func=cmd_sandbox_status)
+    seed = sb.add_parser("seed", help="generate a fresh world (replaces the current one)")
+    seed.add_argument("--seed", type=int, default=7, help="random seed (same seed, same world)")
+    seed.add_argument("--scale", type=float, default=1.0, help="size multiplier (1.0 ≈ 600 deals)")
+    seed.add_argument("--start", type=_date, default=dt.date(2026, 9, 1), help="first day of history")
+    seed.add_argument("--days", type=int, default=61, help="days of history")
+    seed.add_argument("--golive", type=_date, default=None, help="go-live date (default: mid-history)")
+    seed.set_defaults(func=cmd_sandbox_seed)
+    adv = sb.add_parser("advance", help="apply the next business day(s) to the world")
+    adv.add_argument("--days", type=int, default=1)
+    adv.set_defaults(func=cmd_sandbox_advance)
+
+    demo = sub.add_parser("demo", help="bring the sandbox up, seed it and run Trueup end to end")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--scale", type=float, default=1.0)
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    args = build_parser().parse_args(argv)
+    func: Callable = args.func
+    try:
+        settings = load_settings()
+        func(args, settings)
+        return 0
+    except KeyboardInterrupt:
+        print("trueup: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's job is to turn failures into one line
+        if os.environ.get("TRUEUP_DEBUG"):
+            raise
+        print(f"trueup: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    from sandbox.control import SandboxError
+
+    expected = (CliError, ConfigError, SandboxError)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, expected):
+        return text
+    return f"{type(exc).__name__}: {text} (set TRUEUP_DEBUG=1 for the traceback)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
