@@ -75,6 +75,55 @@ def cmd_sandbox_status(args, settings: Settings) -> None:
     print(format_report(_world_paths(settings)))
 
 
+# -- runs --------------------------------------------------------------------------------
+def _print_run(settings: Settings, outcome) -> None:
+    from orchestration.run_report import run_summary
+
+    print(f"run {outcome.run_id} ({outcome.partitions}): {'success' if outcome.success else 'FAILED'}")
+    print(run_summary(settings, outcome.run_id))
+    if not outcome.success:
+        raise CliError(outcome.error or "run failed")
+
+
+def cmd_nightly(args, settings: Settings) -> None:
+    from orchestration.runner import run_job
+    from sandbox.control import require_running
+
+    if settings.uses_sandbox_crm:
+        require_running(settings)
+    day = args.date or (dt.date.today() - dt.timedelta(days=1))
+    _print_run(settings, run_job(settings, "nightly_sync", day))
+
+
+def cmd_backfill(args, settings: Settings) -> None:
+    from orchestration.runner import run_job
+    from sandbox.control import require_running
+
+    if settings.uses_sandbox_crm:
+        require_running(settings)
+    start, end = args.start, args.end
+    if start is None or end is None:
+        world = settings.sandbox.read_world()
+        if world is None:
+            raise CliError("no dates given and no seeded sandbox world: pass --start and --end")
+        start = start or dt.date.fromisoformat(world["start_date"])
+        end = end or dt.date.fromisoformat(world["through_date"])
+    if end < start:
+        raise CliError(f"--end {end} is before --start {start}")
+    _print_run(settings, run_job(settings, "nightly_sync", start, end))
+
+
+def cmd_ui(args, settings: Settings) -> None:
+    import subprocess
+
+    from orchestration.runner import ensure_dagster_home
+
+    ensure_dagster_home(settings)
+    print(f"Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={settings.dagster_home}); Ctrl-C stops it")
+    subprocess.run([sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
+                    "-p", str(args.port)], check=False)
+
+
 # -- demo --------------------------------------------------------------------------------
 def cmd_demo(args, settings: Settings) -> None:
     from sandbox.control import sandbox_up
@@ -100,6 +149,26 @@ def _date(value: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
+    return n
+
+
+def _positive_float(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not x > 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} must be a number above 0")
+    return x
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trueup", description="Trueup: CRM/ERP sync, quality gates and reconciliation")
     sub = p.add_subparsers(dest="command", required=True)
@@ -110,18 +179,29 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_parser("status", help="is it running, and what does the world hold").set_defaults(func=cmd_sandbox_status)
     seed = sb.add_parser("seed", help="generate a fresh world (replaces the current one)")
     seed.add_argument("--seed", type=int, default=7, help="random seed (same seed, same world)")
-    seed.add_argument("--scale", type=float, default=1.0, help="size multiplier (1.0 ≈ 600 deals)")
+    seed.add_argument("--scale", type=_positive_float, default=1.0, help="size multiplier (1.0 ≈ 600 deals)")
     seed.add_argument("--start", type=_date, default=dt.date(2026, 9, 1), help="first day of history")
-    seed.add_argument("--days", type=int, default=61, help="days of history")
+    seed.add_argument("--days", type=_positive_int, default=61, help="days of history")
     seed.add_argument("--golive", type=_date, default=None, help="go-live date (default: mid-history)")
     seed.set_defaults(func=cmd_sandbox_seed)
     adv = sb.add_parser("advance", help="apply the next business day(s) to the world")
-    adv.add_argument("--days", type=int, default=1)
+    adv.add_argument("--days", type=_positive_int, default=1)
     adv.set_defaults(func=cmd_sandbox_advance)
+
+    nightly = sub.add_parser("nightly", help="run the nightly job for one business day")
+    nightly.add_argument("--date", type=_date, default=None, help="business day (default: yesterday)")
+    nightly.set_defaults(func=cmd_nightly)
+    backfill = sub.add_parser("backfill", help="run the nightly job for a range of days, in one run")
+    backfill.add_argument("--start", type=_date, default=None, help="first day (default: start of seeded history)")
+    backfill.add_argument("--end", type=_date, default=None, help="last day (default: end of seeded history)")
+    backfill.set_defaults(func=cmd_backfill)
+    ui = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
 
     demo = sub.add_parser("demo", help="bring the sandbox up, seed it and run Trueup end to end")
     demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--scale", type=float, default=1.0)
+    demo.add_argument("--scale", type=_positive_float, default=1.0)
     demo.set_defaults(func=cmd_demo)
     return p
 

@@ -59,6 +59,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # responses are small; do not wait on delayed ACKs
     server: _Server
 
     def setup(self) -> None:

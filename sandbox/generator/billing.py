@@ -33,7 +33,8 @@ def _stamp(day: dt.date, u: np.ndarray) -> pd.Series:
 
 def invoice_schedule(cfg: WorldConfig, orders: pd.DataFrame) -> pd.DataFrame:
     """Planned invoices of `orders` (one or two parts each); empty parts are never issued."""
-    u = _uniforms(cfg.seed + 2, _digits(orders["order_number"], 4), 5)
+    # all the order's digits: SO-1<deal> and its duplicate SO-2<deal> must not share an invoice
+    u = _uniforms(cfg.seed + 2, _digits(orders["order_number"], 3), 5)
     order_date = pd.to_datetime(orders["order_date"]).to_numpy()
     lag = (1 + np.floor(u[:, 0] * 5)).astype(int)
     never = u[:, 1] < cfg.rate("not_invoiced")
@@ -46,7 +47,7 @@ def invoice_schedule(cfg: WorldConfig, orders: pd.DataFrame) -> pd.DataFrame:
     for part, amount, due_lag in ((1, first, lag), (2, np.round(billed - first, 2), lag + 7)):
         keep = ~never & ((part == 1) | split)
         parts.append(pd.DataFrame({
-            "invoice_number": ("INV-" + orders["order_number"].str[4:] + str(part))[keep],
+            "invoice_number": ("INV-" + orders["order_number"].str[3:] + str(part))[keep],
             "order_number": orders["order_number"][keep], "customer_number": orders["customer_number"][keep],
             "currency": orders["currency"][keep], "amount": amount[keep],
             "planned": (order_date + due_lag.astype("timedelta64[D]"))[keep],
@@ -77,6 +78,7 @@ def payment_schedule(cfg: WorldConfig, inv: pd.DataFrame) -> pd.DataFrame:
             "amount": paid[keep], "planned": (issue + lag.astype("timedelta64[D]"))[keep],
             "method": PAYMENT_METHODS[(u[keep, 4] * 4).astype(int)],
             "kind": np.select([under, over], ["underpaid", "overpaid"], None)[keep],
+            "last": ((part == 2) | ~instalments)[keep],
         }))
     plan = pd.concat(parts, ignore_index=True)
     plan.attrs["unpaid"] = inv.loc[unpaid, ["invoice_number", "due_date", "amount", "currency"]]
@@ -130,7 +132,8 @@ def run_billing_day(cfg: WorldConfig, engine: Engine, day: dt.date) -> list[dict
                     "created_at": received.to_numpy(), "updated_at": received.to_numpy(),
                 })
                 conn.execute(payments.insert(), _records(rows))
-                for r in due[due["kind"].notna() & due["payment_id"].str.endswith("1")].itertuples():
+                # listed when the last payment arrives: only then does the total show it
+                for r in due[due["kind"].notna() & due["last"]].itertuples():
                     defects.append(_defect(r.kind, "invoice", r.invoice_number, day, payment_id=r.payment_id))
                 _mark_paid(conn, due["invoice_number"].unique(), day)
             for r in pplan.attrs["unpaid"].itertuples():

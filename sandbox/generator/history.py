@@ -116,6 +116,7 @@ def _contacts(cfg: WorldConfig, day: int, companies: pd.DataFrame) -> pd.DataFra
         if len(earlier):
             j = earlier[rng.integers(0, len(earlier))]
             email[i], duplicate_of[i] = email[j], ids[j]
+            created[i] = max(created[i], created[j] + 60_000)  # re-keyed after the original
     duplicate &= duplicate_of >= 0
     deleted = _pick(rng, ~(malformed | orphan | duplicate), cfg.rate("deleted_contact"))
     deleted_ms = np.where(deleted, created + rng.integers(1, 20, n) * DAY_MS, -1)
@@ -140,9 +141,10 @@ def _deals(cfg: WorldConfig, day: int, companies: pd.DataFrame) -> pd.DataFrame:
     comp_idx = rng.choice(len(companies), n, p=weights / weights.sum()) if n else np.array([], int)
     company_id = companies["id"].to_numpy()[comp_idx].astype("float64")
     created = _business_time(rng, day_start_ms(cfg, day), n)
-    t1 = created + rng.integers(1, 5, n) * DAY_MS + rng.integers(0, HOUR_MS, n)
-    t2 = t1 + rng.integers(1, 10, n) * DAY_MS + rng.integers(0, HOUR_MS, n)
-    close = t2 + rng.integers(1, 15, n) * DAY_MS + rng.integers(0, HOUR_MS, n)
+    # a short sales cycle (about a week and a half): a new world has closed deals within days
+    t1 = created + rng.integers(0, 3, n) * DAY_MS + rng.integers(HOUR_MS, 4 * HOUR_MS, n)
+    t2 = t1 + rng.integers(1, 5, n) * DAY_MS + rng.integers(0, HOUR_MS, n)
+    close = t2 + rng.integers(1, 8, n) * DAY_MS + rng.integers(0, HOUR_MS, n)
     won = rng.random(n) < 0.4
     amount = np.round(np.exp(rng.normal(np.log(15_000), 0.9, n)), 2)
     big = rng.random(n) < 0.01  # large deals that need approval before posting
@@ -208,6 +210,7 @@ def _manual_erp(cfg: WorldConfig, deals: pd.DataFrame, companies: pd.DataFrame):
         "crm_deal_id": np.where(unlinked, None, deal_ids.astype(str)),
         "created_ms": created, "currency": typed_ccy, "total_amount": typed_amount,
         "deal_amount": amount, "deal_currency": currency, "unlinked": unlinked, "defect": kind,
+        "stray": stray,  # also listed when the order has another defect too
     })[keyed]
     dups = orders[duplicate[keyed]].copy()
     dups["order_number"] = "SO-2" + dups["deal_id"].astype(str)
@@ -215,6 +218,7 @@ def _manual_erp(cfg: WorldConfig, deals: pd.DataFrame, companies: pd.DataFrame):
     dups["created_ms"] = dups["created_ms"] + 26 * HOUR_MS
     dups["defect"] = "duplicate_order"
     dups["unlinked"] = True
+    dups["stray"] = False
     orders = pd.concat([orders, dups], ignore_index=True)
     missing = valid_won[forgot][["id", "close_ms", "amount_value", "currency"]]
 
@@ -240,6 +244,7 @@ def _manual_erp(cfg: WorldConfig, deals: pd.DataFrame, companies: pd.DataFrame):
         "created_ms": first["created_ms"].to_numpy() - 5 * 60_000,
         "defect": np.select([name_mismatch, country_mismatch],
                             ["customer_name_mismatch", "customer_country_mismatch"], None),
+        "country_mismatch": country_mismatch,  # may come with a name mismatch: listed both
     })
     orders = orders.merge(customers[["company_id", "customer_number"]], on="company_id", how="left")
     return customers, orders, missing

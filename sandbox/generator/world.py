@@ -58,9 +58,10 @@ class DaySummary:
 
 def seed_world(paths: WorldPaths, cfg: WorldConfig, days: int | None = None, reset: bool = True) -> list[DaySummary]:
     """Create the world from nothing and apply its first `days` days (default: cfg.days)."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    _ensure_sqlite_dir(paths.erp_url)
     if reset:
         reset_world(paths)
-    paths.root.mkdir(parents=True, exist_ok=True)
     engine = make_erp_engine(paths.erp_url)
     create_erp_schema(engine)
     n = cfg.days if days is None else days
@@ -86,6 +87,15 @@ def advance_world(paths: WorldPaths, days: int = 1) -> list[DaySummary]:
 
 class WorldNotSeeded(RuntimeError):
     pass
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    """SQLite cannot create the folder of its database file."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+        Path(u.database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def reset_world(paths: WorldPaths) -> None:
@@ -155,7 +165,8 @@ def _apply_manual_erp(engine: Engine, h: History, start: int, end: int) -> dict[
         known = pd.read_sql(select(customers.c.customer_number, customers.c.crm_company_id), conn)
         # a clerk looks the company up first: a customer linked to it (the platform may have
         # created one after go-live) is reused rather than keyed twice
-        linked = dict(zip(known["crm_company_id"].dropna(), known["customer_number"]))
+        has_link = known["crm_company_id"].notna()
+        linked = dict(zip(known.loc[has_link, "crm_company_id"], known.loc[has_link, "customer_number"]))
         cust = cust[~cust["company_id"].astype(str).isin(linked) & ~cust["customer_number"].isin(known["customer_number"])]
         if len(cust):
             created = pd.to_datetime(cust["created_ms"], unit="ms")
@@ -165,7 +176,8 @@ def _apply_manual_erp(engine: Engine, h: History, start: int, end: int) -> dict[
                 "credit_limit": "50000.00", "created_at": created, "updated_at": created,
             }).replace({np.nan: None})))
         if len(orders):
-            number = orders["company_id"].astype(str).map(linked).fillna(orders["customer_number"])
+            mapped = orders["company_id"].astype(str).map(linked).astype(object)
+            number = mapped.where(mapped.notna(), orders["customer_number"])
             created = pd.to_datetime(orders["created_ms"], unit="ms")
             conn.execute(sales_orders.insert(), _records(pd.DataFrame({
                 "order_number": orders["order_number"], "customer_number": number,
@@ -194,9 +206,9 @@ def _write_day_export(paths: WorldPaths, cfg: WorldConfig, engine: Engine, day: 
         inv = inv.rename(columns={"amount": "invoice_amount"})
         defects.append({"kind": "schema_drift", "object": "invoices", "business_key": f"invoices.csv@{day}",
                         "day": day.isoformat(), "details": {"change": "renamed amount -> invoice_amount"}})
-    elif drift == "retyped_column":
-        pay = pay.assign(amount=pay["amount"].map(lambda v: f"{float(v):.2f}".replace(".", ",")))
-        defects.append({"kind": "schema_drift", "object": "payments", "business_key": f"payments.csv@{day}",
+    elif drift == "retyped_column" and len(inv):  # a type change shows only in rows
+        inv = inv.assign(amount=inv["amount"].map(lambda v: f"{float(v):.2f}".replace(".", ",")))
+        defects.append({"kind": "schema_drift", "object": "invoices", "business_key": f"invoices.csv@{day}",
                         "day": day.isoformat(), "details": {"change": "amount written with a decimal comma"}})
     generated_at = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(1, 0), tzinfo=dt.timezone.utc)
     write_export(paths.landing_dir, day, inv, pay, generated_at=generated_at, strict=drift is None)
@@ -235,7 +247,7 @@ def _history_defects(cfg: WorldConfig, h: History, through: dt.date) -> list[dic
     add("deleted_contact", "contact", rows["id"], rows["deleted_ms"])
     od = h.orders
     for kind in ("amount_mismatch", "currency_mismatch", "manual_order_after_golive", "duplicate_order"):
-        rows = od[od.defect == kind]
+        rows = od[od.stray] if kind == "manual_order_after_golive" else od[od.defect == kind]
         add(kind, "deal", rows["deal_id"], rows["created_ms"],
             [{"order_number": o} for o in rows["order_number"]])
     rows = od[od.unlinked & (od.defect != "duplicate_order")]
@@ -245,7 +257,7 @@ def _history_defects(cfg: WorldConfig, h: History, through: dt.date) -> list[dic
     add("missing_order", "deal", mo["id"], mo["close_ms"])
     cu = h.customers
     for kind in ("customer_name_mismatch", "customer_country_mismatch"):
-        rows = cu[cu.defect == kind]
+        rows = cu[cu.country_mismatch] if kind == "customer_country_mismatch" else cu[cu.defect == kind]
         add(kind, "company", rows["company_id"], rows["created_ms"],
             [{"customer_number": c} for c in rows["customer_number"]])
     return out

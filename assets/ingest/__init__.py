@@ -1,0 +1,1 @@
+"""Ingestion: CRM (HubSpot API), ERP database and ERP file exports into the warehouse `raw` schema."""

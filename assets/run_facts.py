@@ -1,0 +1,77 @@
+"""ops.sync_runs: one row per asset run and partition, written whatever the outcome."""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import sqlalchemy as sa
+
+from connectors.errors import classify
+from connectors.warehouse import Warehouse
+
+OPS_DDL = {
+    "sync_runs": """CREATE TABLE IF NOT EXISTS ops.sync_runs (
+        run_id TEXT, asset TEXT, partition TEXT, attempt INTEGER, started_at TIMESTAMP, finished_at TIMESTAMP,
+        status TEXT, rows_read BIGINT, rows_written BIGINT, rows_quarantined BIGINT, error_class TEXT,
+        error_message TEXT, window_start TIMESTAMP, window_end TIMESTAMP, pages INTEGER, retries INTEGER,
+        correlation_id TEXT, business_date TEXT)""",
+    "export_loads": """CREATE TABLE IF NOT EXISTS ops.export_loads (
+        export_date TEXT, manifest_sha256 TEXT, status TEXT, reason TEXT, rows_invoices BIGINT,
+        rows_payments BIGINT, run_id TEXT, checked_at TIMESTAMP)""",
+}
+
+
+def ensure_ops_tables(wh: Warehouse) -> None:
+    with wh.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))
+        for ddl in OPS_DDL.values():
+            conn.execute(sa.text(ddl))
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+@dataclass
+class RunFacts:
+    run_id: str
+    asset: str
+    partition: str
+    attempt: int = 1
+    correlation_id: str | None = None
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_quarantined: int = 0
+    pages: int = 0
+    retries: int = 0
+    window_start: dt.datetime | None = None
+    window_end: dt.datetime | None = None
+    started_at: dt.datetime = field(default_factory=_now)
+
+
+@contextlib.contextmanager
+def record_sync_run(wh: Warehouse, facts: RunFacts) -> Iterator[RunFacts]:
+    """Yield `facts` for the caller to fill; write them to ops.sync_runs on success or failure."""
+    status, error_class, message = "success", None, None
+    try:
+        yield facts
+    except BaseException as exc:
+        status, error_class, message = "failure", classify(exc), str(exc)[:1000]
+        raise
+    finally:
+        ensure_ops_tables(wh)
+        with wh.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO ops.sync_runs (run_id, asset, partition, attempt, started_at, finished_at, status, "
+                "rows_read, rows_written, rows_quarantined, error_class, error_message, window_start, window_end, "
+                "pages, retries, correlation_id, business_date) VALUES (:run_id, :asset, :partition, :attempt, "
+                ":started_at, :finished_at, :status, :rows_read, :rows_written, :rows_quarantined, :error_class, "
+                ":error_message, :window_start, :window_end, :pages, :retries, :correlation_id, :partition)"),
+                {"run_id": facts.run_id, "asset": facts.asset, "partition": facts.partition,
+                 "attempt": facts.attempt, "started_at": facts.started_at, "finished_at": _now(),
+                 "status": status, "rows_read": facts.rows_read, "rows_written": facts.rows_written,
+                 "rows_quarantined": facts.rows_quarantined, "error_class": error_class,
+                 "error_message": message, "window_start": facts.window_start, "window_end": facts.window_end,
+                 "pages": facts.pages, "retries": facts.retries, "correlation_id": facts.correlation_id})

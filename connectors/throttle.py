@@ -1,0 +1,278 @@
+"""Client-side rate limiting for the CRM API (thread-safe, shared by all workers).
+
+HubSpot limits a token to N requests in a rolling ten-second window and, separately,
+search to a few requests per second. Hitting either costs a 429 and a wait, so the
+client paces itself a little under both limits and adapts to what the server says:
+
+* :class:`RollingWindowLimiter` — at most ``floor(max_requests * headroom)`` requests
+  in any ``interval_s`` window. A request's slot is stamped when it is sent and
+  re-stamped when its response arrives (the server counted it somewhere in between), so
+  latency cannot make two windows overlap.
+* :class:`SpacingLimiter` — requests at least ``1 / (rate * headroom)`` seconds apart
+  (search: 5/s → one every 0.21 s).
+* :class:`Throttle` — both of the above (search has its own per-second limit and, as in
+  the sandbox, does not spend the ten-second budget unless ``searches_count_in_window``), plus reading ``X-HubSpot-RateLimit-Max`` /
+  ``-Remaining`` / ``-Interval-Milliseconds`` (server values replace the configured
+  window; ``Remaining: 0`` holds new requests until a slot frees) and penalties after a
+  429 (``TEN_SECONDLY_ROLLING`` → wait for the window, ``SECONDLY`` → about a second).
+
+Clock and sleep are injectable so the limiter can be tested without waiting.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+
+_MIN_WAIT = 0.001
+
+
+@dataclass
+class _Slot:
+    t: float
+    done: bool = False
+
+
+class RollingWindowLimiter:
+    """At most ``limit`` requests in any rolling ``interval_s`` window."""
+
+    def __init__(
+        self,
+        max_requests: int = 100,
+        interval_s: float = 10.0,
+        headroom: float = 0.95,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+    ) -> None:
+        if max_requests < 1 or interval_s <= 0 or not (0 < headroom <= 1):
+            raise ValueError("max_requests >= 1, interval_s > 0 and 0 < headroom <= 1 required")
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+        self.max_requests = int(max_requests)
+        self.interval_s = float(interval_s)
+        self.headroom = float(headroom)
+        self._slots: list[_Slot] = []
+        self._blocked_until = 0.0
+
+    @property
+    def limit(self) -> int:
+        return max(1, math.floor(self.max_requests * self.headroom))
+
+    def configure(self, max_requests: int | None = None, interval_s: float | None = None) -> None:
+        with self._lock:
+            if max_requests is not None and max_requests >= 1:
+                self.max_requests = int(max_requests)
+            if interval_s is not None and interval_s > 0:
+                self.interval_s = float(interval_s)
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self.interval_s
+        if self._slots and any(s.done and s.t <= horizon for s in self._slots):
+            self._slots = [s for s in self._slots if not (s.done and s.t <= horizon)]
+
+    def _wait_needed(self, now: float) -> float:
+        if now < self._blocked_until:
+            return self._blocked_until - now
+        if len(self._slots) >= self.limit:
+            oldest = min(s.t for s in self._slots)
+            return max(oldest + self.interval_s - now, _MIN_WAIT)
+        return 0.0
+
+    def acquire(self) -> tuple[_Slot, float]:
+        """Block until a slot is free; return the slot and the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._expire(now)
+                wait = self._wait_needed(now)
+                if wait <= 0:
+                    slot = _Slot(now)
+                    self._slots.append(slot)
+                    return slot, waited
+            wait = max(wait, _MIN_WAIT)
+            self._sleep(wait)
+            waited += wait
+
+    def release(self, slot: _Slot) -> None:
+        """Mark the request answered; its slot expires ``interval_s`` after now."""
+        with self._lock:
+            slot.t = max(slot.t, self._clock())
+            slot.done = True
+
+    def in_window(self) -> int:
+        with self._lock:
+            self._expire(self._clock())
+            return len(self._slots)
+
+    def block_for(self, seconds: float) -> None:
+        """Hold every new request for ``seconds`` (keeps the longest hold)."""
+        with self._lock:
+            self._blocked_until = max(self._blocked_until, self._clock() + max(0.0, seconds))
+
+    def time_until_slot(self) -> float:
+        """Seconds until the oldest slot in the window expires (0 if the window is empty)."""
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            if not self._slots:
+                return 0.0
+            return max(0.0, min(s.t for s in self._slots) + self.interval_s - now)
+
+
+class SpacingLimiter:
+    """Requests at least ``1 / (rate_per_s * headroom)`` seconds apart."""
+
+    def __init__(
+        self,
+        rate_per_s: float = 5.0,
+        headroom: float = 0.95,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+    ) -> None:
+        if rate_per_s <= 0 or not (0 < headroom <= 1):
+            raise ValueError("rate_per_s > 0 and 0 < headroom <= 1 required")
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+        self.rate_per_s = float(rate_per_s)
+        self.headroom = float(headroom)
+        self._next_at = -math.inf
+
+    @property
+    def spacing(self) -> float:
+        return 1.0 / (self.rate_per_s * self.headroom)
+
+    def acquire(self) -> float:
+        """Reserve the next send time and sleep until it; return the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            at = max(now, self._next_at)
+            self._next_at = at + self.spacing
+        wait = at - now
+        if wait > 0:
+            self._sleep(wait)
+            return wait
+        return 0.0
+
+    def block_for(self, seconds: float) -> None:
+        with self._lock:
+            self._next_at = max(self._next_at, self._clock() + max(0.0, seconds))
+
+
+@dataclass
+class Permit:
+    """What :meth:`Throttle.acquire` hands out; give it back to :meth:`Throttle.release`."""
+
+    slot: _Slot | None
+    waited: float = 0.0
+    search: bool = False
+
+
+@dataclass
+class ServerLimits:
+    max: int | None = None
+    remaining: int | None = None
+    interval_ms: int | None = None
+    seen: int = field(default=0)
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+class Throttle:
+    """The rolling-window limiter and the search limiter, adapting to server headers."""
+
+    HDR_MAX = "X-HubSpot-RateLimit-Max"
+    HDR_REMAINING = "X-HubSpot-RateLimit-Remaining"
+    HDR_INTERVAL = "X-HubSpot-RateLimit-Interval-Milliseconds"
+
+    def __init__(
+        self,
+        requests_per_window: int = 100,
+        window_s: float = 10.0,
+        searches_per_second: float = 5.0,
+        headroom: float = 0.95,
+        *,
+        searches_count_in_window: bool = False,
+        adapt_to_server: bool = True,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+    ) -> None:
+        self.window = RollingWindowLimiter(requests_per_window, window_s, headroom, clock=clock, sleep=sleep)
+        self.search = SpacingLimiter(searches_per_second, headroom, clock=clock, sleep=sleep)
+        self.searches_count_in_window = searches_count_in_window
+        self.adapt_to_server = adapt_to_server
+        self.server = ServerLimits()
+        self._lock = threading.Lock()
+
+    def acquire(self, *, search: bool = False) -> Permit:
+        waited = 0.0
+        if search:
+            waited += self.search.acquire()
+        slot = None
+        if not search or self.searches_count_in_window:
+            slot, w = self.window.acquire()
+            waited += w
+        return Permit(slot, waited, search)
+
+    def release(self, permit: Permit, headers: Mapping[str, str] | None = None) -> None:
+        if permit.slot is not None:
+            self.window.release(permit.slot)
+        if headers is not None:
+            self.observe(headers)
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Adapt to ``X-HubSpot-RateLimit-*`` headers (absent on search responses)."""
+        mx = _int_header(headers, self.HDR_MAX)
+        remaining = _int_header(headers, self.HDR_REMAINING)
+        interval = _int_header(headers, self.HDR_INTERVAL)
+        if mx is None and remaining is None:
+            return
+        with self._lock:
+            self.server.max, self.server.remaining = mx, remaining
+            self.server.interval_ms = interval
+            self.server.seen += 1
+        if self.adapt_to_server and mx is not None and mx >= 1:
+            if mx != self.window.max_requests or (
+                interval and abs(interval / 1000.0 - self.window.interval_s) > 1e-9
+            ):
+                self.window.configure(mx, interval / 1000.0 if interval else None)
+        if remaining is not None and remaining <= 0:
+            # The server's window is full: hold new requests until our oldest slot
+            # leaves the window (or a whole interval if we know of no slot).
+            wait = self.window.time_until_slot()
+            if wait <= 0:
+                wait = (interval / 1000.0) if interval else self.window.interval_s
+            self.window.block_for(wait)
+
+    def penalize(self, policy: str | None, retry_after_s: float | None = None) -> float:
+        """React to a 429; return the hold imposed in seconds."""
+        policy = (policy or "").upper()
+        if retry_after_s is not None and retry_after_s > 0:
+            hold = retry_after_s
+        elif policy == "SECONDLY":
+            hold = 1.0
+        else:
+            # TEN_SECONDLY_ROLLING (or unknown): wait for the window to free a slot.
+            hold = self.window.time_until_slot() or self.window.interval_s
+        if policy == "SECONDLY":
+            self.search.block_for(hold)
+        else:
+            self.window.block_for(hold)
+        return hold

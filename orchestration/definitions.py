@@ -1,0 +1,27 @@
+"""The Trueup code location: gathers the domain packages' definitions and applies policy.
+No business logic lives here."""
+from __future__ import annotations
+
+from dagster import Definitions
+
+from assets.ingest.definitions import build_ingest_assets
+from orchestration.jobs import build_jobs
+from orchestration.partitions import daily_partitions
+from orchestration.resources import default_resources
+from orchestration.schedules import build_nightly_schedule
+from orchestration.sensors import build_export_sensor
+
+
+def build_definitions() -> Definitions:
+    partitions = daily_partitions()
+    nightly, export_ingest = build_jobs(partitions)
+    return Definitions(
+        assets=build_ingest_assets(partitions),
+        jobs=[nightly, export_ingest],
+        schedules=[build_nightly_schedule(nightly)],
+        sensors=[build_export_sensor(export_ingest, partitions)],
+        resources=default_resources(),
+    )
+
+
+defs = build_definitions()

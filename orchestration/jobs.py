@@ -1,0 +1,25 @@
+"""Jobs. The nightly job runs in one process: DuckDB admits one writer at a time, and a
+process per step would cost ~3 s each on a small machine (FIELD_NOTES)."""
+from __future__ import annotations
+
+from dagster import AssetSelection, define_asset_job, in_process_executor
+
+NIGHTLY_GROUPS = ("ingest_crm", "ingest_erp")
+
+
+def nightly_selection() -> AssetSelection:
+    return AssetSelection.groups(*NIGHTLY_GROUPS)
+
+
+def build_jobs(partitions_def):
+    nightly = define_asset_job(
+        "nightly_sync", selection=nightly_selection(), partitions_def=partitions_def,
+        executor_def=in_process_executor,
+        description="One business day: ingest CRM and ERP into raw (later: gate, publish, reconcile, dbt).",
+    )
+    export_ingest = define_asset_job(
+        "erp_export_ingest", selection=AssetSelection.keys(["raw", "erp_invoices"], ["raw", "erp_payments"]),
+        partitions_def=partitions_def, executor_def=in_process_executor,
+        description="Load one verified ERP export (started by the export sensor).",
+    )
+    return nightly, export_ingest

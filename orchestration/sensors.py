@@ -1,0 +1,53 @@
+"""The ERP export sensor: a complete export (manifest present, checksums and row counts
+match) starts its ingestion; an incomplete or corrupt one is reported with its reason
+in the sensor's tick and tried again on later ticks, so a fixed export is picked up."""
+
+import json
+
+from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+
+
+def build_export_sensor(job, partitions_def):
+    @sensor(job=job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
+            description="Starts erp_export_ingest for each complete ERP export not yet loaded.")
+    def erp_export_sensor(context: SensorEvaluationContext):
+        from assets.ingest.erp_extract import manifest_digest
+        from assets.ingest.export_log import loaded_digests
+        from connectors.erp_exports import list_exports
+        from connectors.errors import TransientError
+        from connectors.warehouse import Warehouse
+        from orchestration.config import load_settings
+
+        settings = load_settings()
+        requested = json.loads(context.cursor) if context.cursor else {}
+        try:
+            wh = Warehouse(settings.warehouse_url, lock_timeout_s=2)
+            loaded = loaded_digests(wh)
+            wh.dispose()
+        except TransientError:
+            return SkipReason("warehouse busy (another process holds the DuckDB lock); will look again")
+        valid_keys = set(partitions_def.get_partition_keys())
+        requests, rejected = [], []
+        for check in list_exports(settings.landing_dir):
+            day = check.folder.name
+            if day not in valid_keys:
+                continue
+            if not check.ok:
+                rejected.append(f"{day}: {check.reason}")
+                continue
+            digest = manifest_digest(check)
+            if loaded.get(day) == digest or requested.get(day) == digest:
+                continue
+            requested[day] = digest
+            requests.append(RunRequest(run_key=f"erp-export-{day}-{digest[:12]}", partition_key=day,
+                                       tags={"trueup/business_date": day, "trueup/trigger": "export_sensor"}))
+        for line in rejected:
+            context.log.warning(f"ERP export rejected: {line}")
+        if not requests:
+            reason = "no new complete export"
+            if rejected:
+                reason += "; rejected: " + "; ".join(rejected[:5]) + (" …" if len(rejected) > 5 else "")
+            return SensorResult(skip_reason=reason, cursor=json.dumps(requested))
+        return SensorResult(run_requests=requests, cursor=json.dumps(requested))
+
+    return erp_export_sensor

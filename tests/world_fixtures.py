@@ -1,0 +1,60 @@
+"""A seeded sandbox world with its CRM server running, wired into Trueup's settings via the
+environment — what `make demo` builds, in a temporary TRUEUP_HOME."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+from pathlib import Path
+
+import pytest
+
+from sandbox.crm import start_in_thread
+from sandbox.generator.config import WorldConfig
+from sandbox.generator.world import WorldPaths, seed_world
+from tests.fixtures_crm import QUIET_KNOBS
+
+SMALL_WORLD = WorldConfig(seed=11, scale=3.0, days=16, schema_drift_days=((10, "renamed_column"),
+                                                                          (12, "retyped_column")))
+
+
+@dataclasses.dataclass
+class World:
+    home: Path
+    cfg: WorldConfig
+    paths: WorldPaths
+    server: object
+    token: str
+    env: dict
+
+    def days(self) -> list[dt.date]:
+        return [self.cfg.start_date + dt.timedelta(days=i) for i in range(self.cfg.days)]
+
+    def drift_dates(self) -> list[dt.date]:
+        return [self.cfg.start_date + dt.timedelta(days=d) for d in self.cfg.drift_days]
+
+
+def make_world(home: Path, cfg: WorldConfig = SMALL_WORLD, warehouse_url: str | None = None,
+               erp_url: str | None = None) -> World:
+    sandbox_root = home / "sandbox"
+    sandbox_root.mkdir(parents=True, exist_ok=True)
+    paths = WorldPaths(sandbox_root, erp_url or f"sqlite:///{sandbox_root / 'erp.sqlite'}", home / "landing")
+    seed_world(paths, cfg)
+    token = "test-token-" + os.urandom(6).hex()
+    server = start_in_thread(paths.crm_db, token, knobs=dict(QUIET_KNOBS))
+    env = {
+        "TRUEUP_HOME": str(home), "TRUEUP_CRM_BASE_URL": server.base_url, "TRUEUP_CRM_TOKEN": token,
+        "TRUEUP_ERP_URL": paths.erp_url, "TRUEUP_START_DATE": cfg.start_date.isoformat(),
+        "TRUEUP_WAREHOUSE_URL": warehouse_url or f"duckdb:///{home / 'warehouse.duckdb'}",
+        "DAGSTER_HOME": str(home / "dagster"),
+    }
+    return World(home, cfg, paths, server, token, env)
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    w = make_world(tmp_path / "home")
+    for k, v in w.env.items():
+        monkeypatch.setenv(k, v)
+    yield w
+    w.server.stop()
