@@ -140,6 +140,16 @@ def cmd_demo(args, settings: Settings) -> None:
     print(f"Seeded {len(days)} business days of history in {time.monotonic() - t0:.1f}s")
     print(format_report(paths))
 
+    from orchestration.runner import run_job
+
+    print(f"\n== 2. Trueup nightly runs for {days[0].date} .. {days[-1].date} (one backfill run)")
+    t0 = time.monotonic()
+    outcome = run_job(load_settings(), "nightly_sync", days[0].date, days[-1].date,
+                      extra_tags={"trueup/trigger": "demo"})
+    print(f"finished in {time.monotonic() - t0:.1f}s")
+    _print_run(settings, outcome)
+    print("\nOpen the Dagster UI with `make ui` to see the assets, runs and checks.")
+
 
 # -- wiring ------------------------------------------------------------------------------
 def _date(value: str) -> dt.date:
