@@ -47,9 +47,16 @@ def cmd_sandbox_seed(args, settings: Settings) -> None:
                       golive_date=args.golive)
     t0 = time.monotonic()
     paths = _world_paths(settings)
-    days = seed_world(paths, cfg)
+    days = _reseed(settings, cfg)
     print(f"Seeded {len(days)} days ({days[0].date} .. {days[-1].date}) in {time.monotonic() - t0:.1f}s")
     print(format_report(paths))
+
+
+def cmd_sandbox_reexport(args, settings: Settings) -> None:
+    from sandbox.generator.world import reexport_day
+
+    folder = reexport_day(_world_paths(settings), args.date)
+    print(f"re-exported {args.date} from the ERP database into {folder}")
 
 
 def cmd_sandbox_advance(args, settings: Settings) -> None:
@@ -76,6 +83,12 @@ def cmd_sandbox_status(args, settings: Settings) -> None:
 
 
 # -- runs --------------------------------------------------------------------------------
+def run_summary(settings: Settings, run_id: str) -> str:
+    from orchestration.run_report import run_summary as summary
+
+    return summary(settings, run_id)
+
+
 def _print_run(settings: Settings, outcome) -> None:
     from orchestration.run_report import run_summary
 
@@ -125,29 +138,59 @@ def cmd_ui(args, settings: Settings) -> None:
 
 
 # -- demo --------------------------------------------------------------------------------
+def _reseed(settings: Settings, cfg) -> list:
+    """Seed a fresh world; a running sandbox CRM is restarted so it serves the new store."""
+    from sandbox.control import running_pid, sandbox_down, sandbox_up
+    from sandbox.generator.world import seed_world
+
+    was_running = settings.uses_sandbox_crm and running_pid(settings) is not None
+    if was_running:
+        sandbox_down(settings)
+    days = seed_world(_world_paths(settings), cfg)
+    if was_running:
+        sandbox_up(settings)
+    return days
+
+
 def cmd_demo(args, settings: Settings) -> None:
+    from orchestration.run_report import rejected_exports
+    from orchestration.runner import run_job
     from sandbox.control import sandbox_up
     from sandbox.generator.config import WorldConfig
-    from sandbox.generator.world import seed_world
+    from sandbox.generator.world import reexport_day
     from sandbox.world_report import format_report
 
-    print("== 1. Sandbox CRM and ERP")
-    print(sandbox_up(settings))
+    print("== 1. Sandbox CRM and ERP: two months of company history")
     t0 = time.monotonic()
-    cfg = WorldConfig(seed=args.seed, scale=args.scale)
+    days = _reseed(settings, WorldConfig(seed=args.seed, scale=args.scale))
+    print(sandbox_up(settings))
+    print(f"Seeded {len(days)} business days in {time.monotonic() - t0:.1f}s")
     paths = _world_paths(settings)
-    days = seed_world(paths, cfg)
-    print(f"Seeded {len(days)} business days of history in {time.monotonic() - t0:.1f}s")
     print(format_report(paths))
 
-    from orchestration.runner import run_job
-
-    print(f"\n== 2. Trueup nightly runs for {days[0].date} .. {days[-1].date} (one backfill run)")
+    first, last = days[0].date, days[-1].date
+    print(f"\n== 2. Trueup nightly_sync for {first} .. {last} (one backfill run, visible in the UI)")
     t0 = time.monotonic()
-    outcome = run_job(load_settings(), "nightly_sync", days[0].date, days[-1].date,
-                      extra_tags={"trueup/trigger": "demo"})
-    print(f"finished in {time.monotonic() - t0:.1f}s")
-    _print_run(settings, outcome)
+    outcome = run_job(settings, "nightly_sync", first, last, extra_tags={"trueup/trigger": "demo"})
+    print(f"run {outcome.run_id}: {'success' if outcome.success else 'finished with failures'} "
+          f"in {time.monotonic() - t0:.1f}s")
+    print(run_summary(settings, outcome.run_id))
+
+    rejected = rejected_exports(settings)
+    if rejected:
+        print(f"\n== 3. {len(rejected)} ERP export(s) were rejected whole, nothing of them landed:")
+        for day, reason in rejected:
+            print(f"   {day}: {reason}")
+        print("   The ERP team re-exports those days; Trueup loads them on the next run:")
+        for day, _ in rejected:
+            reexport_day(paths, dt.date.fromisoformat(day))
+            rerun = run_job(settings, "nightly_sync", dt.date.fromisoformat(day),
+                            extra_tags={"trueup/trigger": "demo"})
+            print(f"   {day}: re-run {'loaded' if rerun.success else 'FAILED: ' + str(rerun.error)}")
+            if not rerun.success:
+                raise CliError(f"re-run of {day} failed: {rerun.error}")
+    elif not outcome.success:
+        raise CliError(outcome.error or "run failed")
     print("\nOpen the Dagster UI with `make ui` to see the assets, runs and checks.")
 
 
@@ -194,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--days", type=_positive_int, default=61, help="days of history")
     seed.add_argument("--golive", type=_date, default=None, help="go-live date (default: mid-history)")
     seed.set_defaults(func=cmd_sandbox_seed)
+    rex = sb.add_parser("reexport", help="rewrite one day's ERP export correctly from the ERP database")
+    rex.add_argument("--date", type=_date, required=True)
+    rex.set_defaults(func=cmd_sandbox_reexport)
     adv = sb.add_parser("advance", help="apply the next business day(s) to the world")
     adv.add_argument("--days", type=_positive_int, default=1)
     adv.set_defaults(func=cmd_sandbox_advance)
@@ -218,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    if not os.environ.get("TRUEUP_DEBUG"):
+        import warnings
+
+        # Dagster flags beta/superseded APIs on every definitions load; users cannot act on it
+        warnings.filterwarnings("ignore", message=".*(beta|superseded|deprecated).*")
     args = build_parser().parse_args(argv)
     func: Callable = args.func
     try:

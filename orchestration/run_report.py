@@ -25,3 +25,19 @@ def run_summary(settings: Settings, run_id: str) -> str:
         lines.append(f"  {r.asset:<24} {int(r.days):>5} {int(r.rows_read or 0):>9} {int(r.rows_written or 0):>9} "
                      f"{int(r.rows_quarantined or 0):>12} {int(r.failures):>7}")
     return "\n".join(lines)
+
+
+def rejected_exports(settings: Settings) -> list[tuple[str, str]]:
+    """Export days whose latest check rejected them, with the reason."""
+    from connectors.warehouse import Warehouse
+
+    wh = Warehouse(settings.warehouse_url)
+    try:
+        df = wh.query_df("SELECT export_date, status, reason, checked_at FROM ops.export_loads ORDER BY checked_at")
+    except Exception:  # noqa: BLE001 - no ops tables: nothing was checked
+        return []
+    finally:
+        wh.dispose()
+    latest = df.groupby("export_date").tail(1)
+    bad = latest[latest["status"] == "rejected"].sort_values("export_date")
+    return list(zip(bad["export_date"], bad["reason"]))

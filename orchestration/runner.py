@@ -52,6 +52,10 @@ def run_job(settings: Settings, job_name: str, start: dt.date, end: dt.date | No
         tags["dagster/asset_partition_range_start"] = start.isoformat()
         tags["dagster/asset_partition_range_end"] = end.isoformat()
         label = f"{start} .. {end}"
+    run_config = dict(run_config or {})
+    if not os.environ.get("TRUEUP_DEBUG"):
+        # the CLI prints its own account; step-by-step events stay in the instance (and the UI)
+        run_config.setdefault("loggers", {"console": {"config": {"log_level": "ERROR"}}})
     with DagsterInstance.get() as instance:
         result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config,
                                         raise_on_error=False, **kwargs)

@@ -157,6 +157,7 @@ def build_erp_export_assets(partitions_def):
         wh, landing = context.resources.warehouse.get(), context.resources.landing.dir()
         totals = {o.name: {"rows_read": 0, "rows_written": 0} for o in objs.values()}
         drift: dict[str, set] = {o.name: set() for o in objs.values()}
+        rejected: list[str] = []
         for key in context.partition_keys:
             check = None
             try:
@@ -172,12 +173,17 @@ def build_erp_export_assets(partitions_def):
                         drift[name].update(new_cols[name])
                 record_export_load(wh, key, manifest_digest(check), "loaded", None, check.rows, context.run.run_id)
             except Exception as exc:
-                if classify(exc) != "transient":
-                    record_export_load(wh, key, manifest_digest(check) if check else None, "rejected", str(exc),
-                                       {}, context.run.run_id)
-                    context.log.error(str(exc))
-                _fail_fast(exc)
-                raise
+                if classify(exc) == "transient":
+                    raise  # the retry policy re-runs the step
+                # a bad export is rejected whole; the other days of the range still load
+                record_export_load(wh, key, manifest_digest(check) if check else None, "rejected", str(exc),
+                                   {}, context.run.run_id)
+                context.log.error(str(exc))
+                rejected.append(str(exc))
+        if rejected:
+            raise Failure(description=rejected[0] if len(rejected) == 1 else
+                          f"{len(rejected)} ERP exports rejected: " + " | ".join(rejected), allow_retries=False,
+                          metadata={"rejected": MetadataValue.json(rejected)})
         for o in objs.values():
             if drift[o.name]:
                 context.log.warning(f"{o.source_name}.csv has new column(s) carried along: {sorted(drift[o.name])}")

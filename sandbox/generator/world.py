@@ -273,3 +273,11 @@ def _merge_defects(old: list[dict], new: list[dict]) -> list[dict]:
             seen.add(key)
             merged.append(x)
     return merged
+
+
+def reexport_day(paths: WorldPaths, day: dt.date) -> Path:
+    """The ERP team re-runs one day's export, correctly this time (fixes drift or corruption)."""
+    engine = make_erp_engine(paths.erp_url)
+    inv, pay = export_rows_from_db(engine, day)
+    engine.dispose()
+    return write_export(paths.landing_dir, day, inv, pay)
