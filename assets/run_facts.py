@@ -54,24 +54,34 @@ class RunFacts:
 @contextlib.contextmanager
 def record_sync_run(wh: Warehouse, facts: RunFacts) -> Iterator[RunFacts]:
     """Yield `facts` for the caller to fill; write them to ops.sync_runs on success or failure."""
-    status, error_class, message = "success", None, None
+    error: BaseException | None = None
     try:
         yield facts
     except BaseException as exc:
-        status, error_class, message = "failure", classify(exc), str(exc)[:1000]
+        error = exc
         raise
     finally:
-        ensure_ops_tables(wh)
-        with wh.begin() as conn:
-            conn.execute(sa.text(
-                "INSERT INTO ops.sync_runs (run_id, asset, partition, attempt, started_at, finished_at, status, "
-                "rows_read, rows_written, rows_quarantined, error_class, error_message, window_start, window_end, "
-                "pages, retries, correlation_id, business_date) VALUES (:run_id, :asset, :partition, :attempt, "
-                ":started_at, :finished_at, :status, :rows_read, :rows_written, :rows_quarantined, :error_class, "
-                ":error_message, :window_start, :window_end, :pages, :retries, :correlation_id, :partition)"),
-                {"run_id": facts.run_id, "asset": facts.asset, "partition": facts.partition,
-                 "attempt": facts.attempt, "started_at": facts.started_at, "finished_at": _now(),
-                 "status": status, "rows_read": facts.rows_read, "rows_written": facts.rows_written,
-                 "rows_quarantined": facts.rows_quarantined, "error_class": error_class,
-                 "error_message": message, "window_start": facts.window_start, "window_end": facts.window_end,
-                 "pages": facts.pages, "retries": facts.retries, "correlation_id": facts.correlation_id})
+        write_sync_runs(wh, [facts], error)
+
+
+def write_sync_runs(wh: Warehouse, facts_list: list[RunFacts], error: BaseException | None = None) -> None:
+    """One ops.sync_runs row per (asset, partition); `error` marks them all failed, classified."""
+    if not facts_list:
+        return
+    status = "failure" if error is not None else "success"
+    error_class = classify(error) if error is not None else None
+    message = str(error)[:1000] if error is not None else None
+    finished = _now()
+    ensure_ops_tables(wh)
+    with wh.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO ops.sync_runs (run_id, asset, partition, attempt, started_at, finished_at, status, "
+            "rows_read, rows_written, rows_quarantined, error_class, error_message, window_start, window_end, "
+            "pages, retries, correlation_id, business_date) VALUES (:run_id, :asset, :partition, :attempt, "
+            ":started_at, :finished_at, :status, :rows_read, :rows_written, :rows_quarantined, :error_class, "
+            ":error_message, :window_start, :window_end, :pages, :retries, :correlation_id, :partition)"),
+            [{"run_id": f.run_id, "asset": f.asset, "partition": f.partition, "attempt": f.attempt,
+              "started_at": f.started_at, "finished_at": finished, "status": status, "rows_read": f.rows_read,
+              "rows_written": f.rows_written, "rows_quarantined": f.rows_quarantined, "error_class": error_class,
+              "error_message": message, "window_start": f.window_start, "window_end": f.window_end,
+              "pages": f.pages, "retries": f.retries, "correlation_id": f.correlation_id} for f in facts_list])

@@ -72,6 +72,9 @@ def to_epoch_ms(value: Any) -> int | None:
 # --------------------------------------------------------------------------- results
 
 
+ASSOCIATION_BATCH_SIZE = 1000
+
+
 @dataclass
 class BatchOutcome:
     """Result of a batch write: applied records and per-input errors.
@@ -555,7 +558,9 @@ class HubSpotClient:
             return {}
         out: dict[str, str] = {}
         if not getattr(self, "_assoc_batch_missing", False):
-            chunks = [ids[i : i + BATCH_SIZE] for i in range(0, len(ids), BATCH_SIZE)]
+            # the v4 association batch read takes up to 1,000 ids (HubSpot, since 2025)
+            n = ASSOCIATION_BATCH_SIZE
+            chunks = [ids[i : i + n] for i in range(0, len(ids), n)]
 
             def read(chunk: list[str]) -> list[dict]:
                 _, data = self._request(

@@ -11,10 +11,12 @@ transient errors.
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import random
 import re
 import time
+import uuid
 from typing import Iterator
 
 import pandas as pd
@@ -130,9 +132,11 @@ class Warehouse:
             finally:
                 raw.unregister(view)
         else:
-            buf = io.StringIO()
-            df.to_csv(buf, index=False, header=False, na_rep="\\N")
-            buf.seek(0)
+            # every value is quoted and NULL is the one bare \N: in PostgreSQL's CSV format a quoted
+            # field is never NULL, so a text value that happens to read "\N" stays text
+            null = f"__trueup_null_{uuid.uuid4().hex}__"
+            text = df.to_csv(index=False, header=False, na_rep=null, quoting=csv.QUOTE_ALL)
+            buf = io.StringIO(text.replace(f'"{null}"', "\\N"))
             cur = conn.connection.dbapi_connection.cursor()
             cur.copy_expert(f"COPY {target} FROM STDIN WITH (FORMAT csv, NULL '\\N')", buf)
         return len(df)

@@ -126,6 +126,47 @@ def cmd_backfill(args, settings: Settings) -> None:
     _print_run(settings, run_job(settings, "nightly_sync", start, end))
 
 
+def cmd_replay(args, settings: Settings) -> None:
+    """Through the Dagster instance, like the nightly runs: the replay shows in the UI."""
+    from orchestration.runner import run_unpartitioned_job
+
+    outcome = run_unpartitioned_job(settings, "replay_quarantine",
+                                    run_config={"ops": {"replay_quarantine_op": {"config": {"actor": _actor(args)}}}})
+    if not outcome.success:
+        raise CliError(outcome.error or "replay failed")
+    print(f"replay run {outcome.run_id}: {outcome.summary}")
+
+
+def cmd_quarantine_list(args, settings: Settings) -> None:
+    from connectors.warehouse import Warehouse
+    from quality.store import open_quarantine
+
+    df = open_quarantine(Warehouse(settings.warehouse_url), args.contract)
+    if df.empty:
+        print("no open quarantine entries")
+        return
+    for r in df.itertuples():
+        print(f"{r.quarantine_id}  {r.contract:<26} {r.business_key:<16} attempts {r.attempts}  "
+              f"{r.failed_expectations}")
+    print(f"{len(df)} open")
+
+
+def cmd_quarantine_discard(args, settings: Settings) -> None:
+    from connectors.warehouse import Warehouse
+    from quality.store import resolve
+
+    n = resolve(Warehouse(settings.warehouse_url), [args.id], "discarded", _actor(args), args.reason)
+    if not n:
+        raise CliError(f"no open quarantine entry {args.id}")
+    print(f"discarded {args.id} (by {_actor(args)}: {args.reason})")
+
+
+def _actor(args) -> str:
+    import getpass
+
+    return getattr(args, "actor", None) or os.environ.get("TRUEUP_ACTOR") or getpass.getuser()
+
+
 def cmd_ui(args, settings: Settings) -> None:
     import subprocess
 
@@ -251,6 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--start", type=_date, default=None, help="first day (default: start of seeded history)")
     backfill.add_argument("--end", type=_date, default=None, help="last day (default: end of seeded history)")
     backfill.set_defaults(func=cmd_backfill)
+    rp = sub.add_parser("replay", help="re-validate open quarantined rows against their current source values")
+    rp.add_argument("--actor", default=None, help="who runs it (default: $TRUEUP_ACTOR or the login name)")
+    rp.set_defaults(func=cmd_replay)
+    qu = sub.add_parser("quarantine", help="inspect or discard quarantined rows").add_subparsers(
+        dest="action", required=True)
+    ql = qu.add_parser("list", help="open entries")
+    ql.add_argument("--contract", default=None)
+    ql.set_defaults(func=cmd_quarantine_list)
+    qd = qu.add_parser("discard", help="discard one entry: an explicit, recorded decision")
+    qd.add_argument("id", help="quarantine_id (see `trueup quarantine list`)")
+    qd.add_argument("--reason", required=True)
+    qd.add_argument("--actor", default=None)
+    qd.set_defaults(func=cmd_quarantine_discard)
     ui = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)

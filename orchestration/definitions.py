@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dagster import Definitions
 
+from assets.gate.definitions import build_gate_assets
+from assets.gate.replay_job import replay_quarantine
 from assets.ingest.definitions import build_ingest_assets
 from orchestration.jobs import build_jobs
 from orchestration.partitions import daily_partitions
@@ -16,8 +18,8 @@ def build_definitions() -> Definitions:
     partitions = daily_partitions()
     nightly, export_ingest = build_jobs(partitions)
     return Definitions(
-        assets=build_ingest_assets(partitions),
-        jobs=[nightly, export_ingest],
+        assets=[*build_ingest_assets(partitions), *build_gate_assets(partitions)],
+        jobs=[nightly, export_ingest, replay_quarantine],
         schedules=[build_nightly_schedule(nightly)],
         sensors=[build_export_sensor(export_ingest, partitions)],
         resources=default_resources(),

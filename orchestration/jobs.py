@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
-NIGHTLY_GROUPS = ("ingest_crm", "ingest_erp")
+NIGHTLY_GROUPS = ("ingest_crm", "ingest_erp", "gate")
 
 
 def nightly_selection() -> AssetSelection:
@@ -15,10 +15,12 @@ def build_jobs(partitions_def):
     nightly = define_asset_job(
         "nightly_sync", selection=nightly_selection(), partitions_def=partitions_def,
         executor_def=in_process_executor,
-        description="One business day: ingest CRM and ERP into raw (later: gate, publish, reconcile, dbt).",
+        description="One business day: ingest CRM and ERP into raw, then gate every object into validated, then build the dbt models.",
     )
     export_ingest = define_asset_job(
-        "erp_export_ingest", selection=AssetSelection.keys(["raw", "erp_invoices"], ["raw", "erp_payments"]),
+        "erp_export_ingest",
+        selection=AssetSelection.keys(["raw", "erp_invoices"], ["raw", "erp_payments"],
+                                      ["validated", "erp_invoices"], ["validated", "erp_payments"]),
         partitions_def=partitions_def, executor_def=in_process_executor,
         description="Load one verified ERP export (started by the export sensor).",
     )

@@ -30,6 +30,7 @@ class RunOutcome:
     success: bool
     partitions: str
     error: str | None
+    summary: str | None = None
 
 
 def run_job(settings: Settings, job_name: str, start: dt.date, end: dt.date | None = None,
@@ -71,7 +72,32 @@ def _first_failure(result) -> str:
             data = event.step_failure_data
             err = data.error
             # a dagster.Failure carries the one-line reason as its description
-            msg = (data.user_failure_data.description if data.user_failure_data else None) or \
-                  (err.message.strip().splitlines()[-1] if err else "step failed")
+            msg = data.user_failure_data.description if data.user_failure_data else None
+            if not msg and err:
+                while err.cause is not None:  # the user's exception, not Dagster's wrapper
+                    err = err.cause
+                msg = f"{err.cls_name}: {err.message.strip().splitlines()[-1]}" if err.message.strip() else err.cls_name
             return f"{event.step_key}: {msg}"
     return "run failed"
+
+
+def run_unpartitioned_job(settings: Settings, job_name: str, run_config: dict | None = None) -> RunOutcome:
+    """Run an op job (replay, approvals) through the instance; its first op output is the summary."""
+    ensure_dagster_home(settings)
+    from dagster import DagsterInstance
+
+    from orchestration.definitions import build_definitions
+
+    job = build_definitions().resolve_job_def(job_name)
+    tags = {"trueup/correlation_id": str(uuid.uuid4()), "trueup/trigger": "cli"}
+    run_config = dict(run_config or {})
+    if not os.environ.get("TRUEUP_DEBUG"):
+        run_config.setdefault("loggers", {"console": {"config": {"log_level": "ERROR"}}})
+    with DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config, raise_on_error=False)
+    summary = None
+    if result.success:
+        node = job.graph.node_names()[0]
+        summary = str(result.output_for_node(node))
+    return RunOutcome(result.run_id, result.success, "-", None if result.success else _first_failure(result),
+                      summary)

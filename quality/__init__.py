@@ -1,0 +1,1 @@
+"""Data contracts (Great Expectations suites), the gates that enforce them, and the quarantine."""

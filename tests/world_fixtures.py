@@ -58,3 +58,32 @@ def world(tmp_path, monkeypatch):
         monkeypatch.setenv(k, v)
     yield w
     w.server.stop()
+
+
+#: a few days only and no drifted exports: every night must succeed (for the focused tests)
+TINY_WORLD = dataclasses.replace(SMALL_WORLD, scale=1.0, days=3, schema_drift_days=())
+
+
+@pytest.fixture
+def tiny_world(tmp_path, monkeypatch):
+    w = make_world(tmp_path / "home", cfg=TINY_WORLD)
+    for k, v in w.env.items():
+        monkeypatch.setenv(k, v)
+    yield w
+    w.server.stop()
+
+
+def assert_ingest_succeeded(outcome) -> None:
+    """Every ingest (raw/*) step of the run succeeded, whatever later stages (gates) decided:
+    the ingestion tests judge ingestion; a gate holding rows back is not an ingest failure."""
+    from connectors.warehouse import Warehouse
+    from orchestration.config import load_settings
+
+    wh = Warehouse(load_settings().warehouse_url)
+    facts = wh.query_df("SELECT asset, partition, status, error_message FROM ops.sync_runs "
+                        "WHERE run_id = :r AND asset LIKE 'raw/%'", {"r": outcome.run_id})
+    wh.dispose()
+    assert len(facts), f"run {outcome.run_id} ingested nothing ({outcome.error})"
+    failed = facts[facts.status != "success"]
+    assert failed.empty, failed.to_dict("records")
+    assert outcome.success or (outcome.error or "").startswith("validated__"), outcome.error

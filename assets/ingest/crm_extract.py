@@ -50,9 +50,12 @@ def _business_day(iso: pd.Series, tz: str) -> pd.Series:
     return pd.to_datetime(iso, utc=True, format="ISO8601").dt.tz_convert(tz).dt.strftime("%Y-%m-%d")
 
 
-def extract_crm_day(client: HubSpotClient, obj: SourceObject, start: dt.datetime, end: dt.datetime,
-                    tz: str, lookback: dt.timedelta = DEFAULT_LOOKBACK) -> CrmExtract:
-    """All versions of `obj` modified in [start, end) plus the look-back before start."""
+def extract_crm_range(client: HubSpotClient, obj: SourceObject, start: dt.datetime, end: dt.datetime,
+                      tz: str, lookback: dt.timedelta = DEFAULT_LOOKBACK) -> CrmExtract:
+    """All versions of `obj` modified in [start, end) plus the look-back before `start`.
+
+    A backfill of many days is one extraction (one search walk, one archived listing, one
+    association read) split by day afterwards — far fewer requests than a walk per day."""
     props = CRM_PROPERTIES[obj.source_name]
     lo, hi = _ms(start - lookback), _ms(end)
     before = client.stats.snapshot()
@@ -69,14 +72,20 @@ def extract_crm_day(client: HubSpotClient, obj: SourceObject, start: dt.datetime
     if obj.source_name == "deals":
         df["company_id"] = _deal_companies(client, df["id"].tolist())
     df = df.drop_duplicates(subset=["id", "updated_at"], keep="last")
-    day = start.astimezone(dt.timezone.utc)
-    in_day = pd.to_datetime(df["updated_at"], utc=True, format="ISO8601") >= pd.Timestamp(day)
-    earlier = df[~in_day].copy()
-    earlier["_partition"] = _business_day(earlier["updated_at"], tz)
+    df["_partition"] = _business_day(df["updated_at"], tz)
+    in_range = pd.to_datetime(df["updated_at"], utc=True, format="ISO8601") >= pd.Timestamp(
+        start.astimezone(dt.timezone.utc))
     after = client.stats.snapshot()
     stats = {k: after.get(k, 0) - before.get(k, 0) for k in ("requests", "pages", "retries", "records")}
     stats["search"] = run.stats.as_dict() if hasattr(run, "stats") else {}
-    return CrmExtract(df[in_day].reset_index(drop=True), earlier.reset_index(drop=True), stats)
+    return CrmExtract(df[in_range].reset_index(drop=True), df[~in_range].reset_index(drop=True), stats)
+
+
+def extract_crm_day(client: HubSpotClient, obj: SourceObject, start: dt.datetime, end: dt.datetime,
+                    tz: str, lookback: dt.timedelta = DEFAULT_LOOKBACK) -> CrmExtract:
+    """One day: the range extraction of a single day, without the partition column."""
+    ex = extract_crm_range(client, obj, start, end, tz, lookback)
+    return CrmExtract(ex.rows.drop(columns="_partition"), ex.earlier, ex.stats)
 
 
 def _deal_companies(client: HubSpotClient, deal_ids: list[str]) -> list[str | None]:

@@ -23,7 +23,7 @@ from dagster import (
     multi_asset,
 )
 
-from assets.run_facts import RunFacts, record_sync_run
+from assets.run_facts import RunFacts, record_sync_run, write_sync_runs
 from connectors.errors import classify
 
 from .objects import CRM_OBJECTS, ERP_DB_OBJECTS, ERP_EXPORT_OBJECTS, SourceObject
@@ -70,29 +70,39 @@ def build_crm_asset(obj: SourceObject, partitions_def):
         required_resource_keys={"warehouse", "crm", "settings"},
     )
     def _crm_asset(context: AssetExecutionContext) -> MaterializeResult:
-        from .crm_extract import extract_crm_day
-        from .raw_store import land_partition
+        from .crm_extract import extract_crm_range
+        from .raw_store import land_partitions
 
         wh, client = context.resources.warehouse.get(), context.resources.crm.client()
         tz = context.resources.settings.get().timezone
-        totals, per_day = {"rows_read": 0, "rows_written": 0, "requests": 0, "retries": 0, "pages": 0}, []
-        for key, start, end in _windows(context):
-            try:
-                with record_sync_run(wh, _facts(context, f"raw/{obj.name}", key)) as facts:
-                    facts.window_start, facts.window_end = start.replace(tzinfo=None), end.replace(tzinfo=None)
-                    ex = extract_crm_day(client, obj, start, end, tz)
-                    landed = land_partition(wh, obj, key, ex.rows, context.run.run_id, f"crm:{obj.source_name}",
-                                            earlier=ex.earlier)
-                    facts.rows_read = len(ex.rows) + len(ex.earlier)
-                    facts.rows_written = landed.rows_written + landed.rows_merged_earlier
-                    facts.pages, facts.retries = ex.stats.get("pages", 0), ex.stats.get("retries", 0)
-            except Exception as exc:
-                _fail_fast(exc)
-                raise
-            for k in ("rows_read", "rows_written", "pages", "retries"):
-                totals[k] += getattr(facts, k)
-            totals["requests"] += ex.stats.get("requests", 0)
-            per_day.append((key, len(ex.rows), len(ex.earlier)))
+        windows = list(_windows(context))
+        facts = {key: _facts(context, f"raw/{obj.name}", key) for key, _, _ in windows}
+        for key, start, end in windows:
+            facts[key].window_start, facts[key].window_end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+        try:
+            # one extraction for the whole range, landed day by day
+            ex = extract_crm_range(client, obj, windows[0][1], windows[-1][2], tz)
+            by_day = dict(tuple(ex.rows.groupby("_partition"))) if len(ex.rows) else {}
+            frames = {key: by_day.get(key, ex.rows.iloc[:0]).drop(columns="_partition") for key, _, _ in windows}
+            landed = land_partitions(wh, obj, frames, context.run.run_id, lambda _p: f"crm:{obj.source_name}",
+                                     earlier=ex.earlier)
+            per_day = []
+            for i, (key, _, _) in enumerate(windows):
+                f = facts[key]
+                f.rows_read = len(frames[key]) + (len(ex.earlier) if i == 0 else 0)
+                f.rows_written = landed[key].rows_written + landed[key].rows_merged_earlier
+                if i == 0:  # the requests served the whole range; count them once
+                    f.pages, f.retries = ex.stats.get("pages", 0), ex.stats.get("retries", 0)
+                per_day.append((key, len(frames[key]), len(ex.earlier) if i == 0 else 0))
+        except Exception as exc:
+            write_sync_runs(wh, list(facts.values()), exc)
+            _fail_fast(exc)
+            raise
+        write_sync_runs(wh, list(facts.values()))
+        totals = {"rows_read": sum(f.rows_read for f in facts.values()),
+                  "rows_written": sum(f.rows_written for f in facts.values()),
+                  "requests": ex.stats.get("requests", 0), "retries": ex.stats.get("retries", 0),
+                  "pages": ex.stats.get("pages", 0)}
         return MaterializeResult(metadata=_metadata(context, totals, per_day))
 
     return _crm_asset
@@ -107,30 +117,35 @@ def build_erp_table_asset(obj: SourceObject, partitions_def):
         required_resource_keys={"warehouse", "erp", "settings"},
     )
     def _erp_asset(context: AssetExecutionContext) -> MaterializeResult:
-        from .erp_extract import extract_erp_table_day
-        from .raw_store import land_partition
+        from .erp_extract import extract_erp_table_range
+        from .raw_store import land_partitions
 
         wh, engine = context.resources.warehouse.get(), context.resources.erp.engine()
         tz = context.resources.settings.get().timezone
-        totals, per_day, drift = {"rows_read": 0, "rows_written": 0}, [], set()
-        for key, start, end in _windows(context):
-            try:
-                with record_sync_run(wh, _facts(context, f"raw/{obj.name}", key)) as facts:
-                    facts.window_start, facts.window_end = start.replace(tzinfo=None), end.replace(tzinfo=None)
-                    rows, earlier, new_cols = extract_erp_table_day(engine, obj, start, end, tz)
-                    landed = land_partition(wh, obj, key, rows, context.run.run_id, f"erp_db:{obj.source_name}",
-                                            earlier=earlier)
-                    facts.rows_read = len(rows) + len(earlier)
-                    facts.rows_written = landed.rows_written + landed.rows_merged_earlier
-            except Exception as exc:
-                _fail_fast(exc)
-                raise
-            drift.update(new_cols)
-            totals["rows_read"] += facts.rows_read
-            totals["rows_written"] += facts.rows_written
-            per_day.append((key, len(rows), len(earlier)))
+        windows = list(_windows(context))
+        facts = {key: _facts(context, f"raw/{obj.name}", key) for key, _, _ in windows}
+        try:
+            rows, earlier, drift = extract_erp_table_range(engine, obj, windows[0][1], windows[-1][2], tz)
+            by_day = dict(tuple(rows.groupby("_partition"))) if len(rows) else {}
+            frames = {key: by_day.get(key, rows.iloc[:0]).drop(columns="_partition") for key, _, _ in windows}
+            landed = land_partitions(wh, obj, frames, context.run.run_id, lambda _p: f"erp_db:{obj.source_name}",
+                                     earlier=earlier)
+        except Exception as exc:
+            write_sync_runs(wh, list(facts.values()), exc)
+            _fail_fast(exc)
+            raise
+        per_day = []
+        for i, (key, start, end) in enumerate(windows):
+            f = facts[key]
+            f.window_start, f.window_end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+            f.rows_read = len(frames[key]) + (len(earlier) if i == 0 else 0)
+            f.rows_written = landed[key].rows_written + landed[key].rows_merged_earlier
+            per_day.append((key, len(frames[key]), len(earlier) if i == 0 else 0))
+        write_sync_runs(wh, list(facts.values()))
         if drift:
             context.log.warning(f"ERP table {obj.source_name} has new column(s) carried along: {sorted(drift)}")
+        totals = {"rows_read": sum(f.rows_read for f in facts.values()),
+                  "rows_written": sum(f.rows_written for f in facts.values())}
         return MaterializeResult(metadata={**_metadata(context, totals, per_day),
                                            "new_source_columns": MetadataValue.json(sorted(drift))})
 
@@ -151,35 +166,41 @@ def build_erp_export_assets(partitions_def):
     )
     def _exports(context: AssetExecutionContext):
         from .erp_extract import manifest_digest, read_verified_export
-        from .export_log import record_export_load
-        from .raw_store import land_partition
+        from .export_log import record_export_loads
+        from .raw_store import land_partitions
 
         wh, landing = context.resources.warehouse.get(), context.resources.landing.dir()
-        totals = {o.name: {"rows_read": 0, "rows_written": 0} for o in objs.values()}
-        drift: dict[str, set] = {o.name: set() for o in objs.values()}
-        rejected: list[str] = []
+        by_name = {o.name: o for o in objs.values()}
+        frames: dict[str, dict[str, object]] = {name: {} for name in by_name}
+        drift: dict[str, set] = {name: set() for name in by_name}
+        facts, loads, rejected = [], [], []
         for key in context.partition_keys:
+            f = _facts(context, "raw/erp_exports", key)
             check = None
             try:
-                with record_sync_run(wh, _facts(context, "raw/erp_exports", key)) as facts:
-                    check, frames, new_cols = read_verified_export(landing, key, {o.name: o for o in objs.values()})
-                    for name, df in frames.items():
-                        landed = land_partition(wh, next(o for o in objs.values() if o.name == name), key, df,
-                                                context.run.run_id, f"erp_export:{key}/{name.removeprefix('erp_')}.csv")
-                        totals[name]["rows_read"] += len(df)
-                        totals[name]["rows_written"] += landed.rows_written
-                        facts.rows_read += len(df)
-                        facts.rows_written += landed.rows_written
-                        drift[name].update(new_cols[name])
-                record_export_load(wh, key, manifest_digest(check), "loaded", None, check.rows, context.run.run_id)
+                check, day_frames, new_cols = read_verified_export(landing, key, by_name)
             except Exception as exc:
                 if classify(exc) == "transient":
                     raise  # the retry policy re-runs the step
                 # a bad export is rejected whole; the other days of the range still load
-                record_export_load(wh, key, manifest_digest(check) if check else None, "rejected", str(exc),
-                                   {}, context.run.run_id)
+                loads.append((key, manifest_digest(check) if check else None, "rejected", str(exc), {}))
                 context.log.error(str(exc))
                 rejected.append(str(exc))
+                write_sync_runs(wh, [f], exc)
+                continue
+            for name, df in day_frames.items():
+                frames[name][key] = df
+                drift[name].update(new_cols[name])
+                f.rows_read += len(df)
+                f.rows_written += len(df)
+            loads.append((key, manifest_digest(check), "loaded", None, check.rows))
+            facts.append(f)
+        for name, obj in by_name.items():
+            if frames[name]:
+                land_partitions(wh, obj, frames[name], context.run.run_id,
+                                lambda p, n=obj.source_name: f"erp_export:{p}/{n}.csv")
+        write_sync_runs(wh, facts)
+        record_export_loads(wh, loads, context.run.run_id)
         if rejected:
             raise Failure(description=rejected[0] if len(rejected) == 1 else
                           f"{len(rejected)} ERP exports rejected: " + " | ".join(rejected), allow_retries=False,
@@ -187,8 +208,9 @@ def build_erp_export_assets(partitions_def):
         for o in objs.values():
             if drift[o.name]:
                 context.log.warning(f"{o.source_name}.csv has new column(s) carried along: {sorted(drift[o.name])}")
+            n = sum(len(df) for df in frames[o.name].values())
             yield MaterializeResult(asset_key=raw_key(o), metadata={
-                "rows_read": totals[o.name]["rows_read"], "rows_written": totals[o.name]["rows_written"],
+                "rows_read": n, "rows_written": n,
                 "partitions": MetadataValue.json(list(context.partition_keys)),
                 "new_source_columns": MetadataValue.json(sorted(drift[o.name])),
             })

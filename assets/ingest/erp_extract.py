@@ -34,9 +34,10 @@ def _text(v) -> str | None:
     return str(v)
 
 
-def extract_erp_table_day(engine: Engine, obj: SourceObject, start: dt.datetime, end: dt.datetime,
-                          tz: str, lookback: dt.timedelta = DEFAULT_LOOKBACK):
-    """Rows of the ERP table changed in [start − look-back, end); split into the day and earlier."""
+def extract_erp_table_range(engine: Engine, obj: SourceObject, start: dt.datetime, end: dt.datetime,
+                            tz: str, lookback: dt.timedelta = DEFAULT_LOOKBACK):
+    """Rows of the ERP table changed in [start − look-back, end), each with the `_partition` (business
+    day) it belongs to; returned as (rows in range, look-back rows, new source columns)."""
     table = sa.Table(obj.source_name, sa.MetaData(), autoload_with=engine)
     lo = (start - lookback).astimezone(dt.timezone.utc).replace(tzinfo=None)
     hi = end.astimezone(dt.timezone.utc).replace(tzinfo=None)
@@ -48,10 +49,9 @@ def extract_erp_table_day(engine: Engine, obj: SourceObject, start: dt.datetime,
     df = pd.DataFrame(rows, columns=cols, dtype=object)
     new_columns = check_columns(obj, df, f"ERP table {obj.source_name}")
     stamp = pd.to_datetime(df["updated_at"], utc=True, format="ISO8601")
-    in_day = stamp >= pd.Timestamp(start.astimezone(dt.timezone.utc))
-    earlier = df[~in_day].copy()
-    earlier["_partition"] = stamp[~in_day].dt.tz_convert(tz).dt.strftime("%Y-%m-%d")
-    return df[in_day].reset_index(drop=True), earlier.reset_index(drop=True), new_columns
+    df["_partition"] = stamp.dt.tz_convert(tz).dt.strftime("%Y-%m-%d")
+    in_range = stamp >= pd.Timestamp(start.astimezone(dt.timezone.utc))
+    return df[in_range].reset_index(drop=True), df[~in_range].reset_index(drop=True), new_columns
 
 
 class ExportRejected(SyncError):

@@ -21,6 +21,20 @@ def record_export_load(wh: Warehouse, export_date: str, manifest_sha256: str | N
              "at": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)})
 
 
+def record_export_loads(wh: Warehouse, loads: list[tuple], run_id: str | None) -> None:
+    """Many verifications in one transaction: (export_date, digest, status, reason, rows)."""
+    if not loads:
+        return
+    ensure_ops_tables(wh)
+    at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    with wh.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO ops.export_loads (export_date, manifest_sha256, status, reason, rows_invoices, "
+            "rows_payments, run_id, checked_at) VALUES (:d, :sha, :status, :reason, :ri, :rp, :run, :at)"),
+            [{"d": d, "sha": sha, "status": status, "reason": reason, "ri": rows.get("invoices.csv"),
+              "rp": rows.get("payments.csv"), "run": run_id, "at": at} for d, sha, status, reason, rows in loads])
+
+
 def loaded_digests(wh: Warehouse) -> dict[str, str]:
     """export date → manifest digest of its latest successful load."""
     ensure_ops_tables(wh)

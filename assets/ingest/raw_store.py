@@ -41,16 +41,30 @@ def land_partition(wh: Warehouse, obj: SourceObject, partition: str, rows: pd.Da
 
     `earlier`: look-back rows with a `_partition` column naming the earlier day they belong to.
     """
+    return land_partitions(wh, obj, {partition: rows}, run_id, lambda _p: source, earlier)[partition]
+
+
+def land_partitions(wh: Warehouse, obj: SourceObject, frames: dict[str, pd.DataFrame], run_id: str,
+                    source_of, earlier: pd.DataFrame | None = None) -> dict[str, LandResult]:
+    """Replace every partition in `frames` in ONE transaction (a backfill lands its whole range
+    at once); look-back rows in `earlier` are merged into their own days by (key, updated_at)."""
     loaded_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    data_cols = list(obj.columns) + [c for c in rows.columns if c not in obj.columns and not c.startswith("_")]
-    result = LandResult()
+    extra = [c for df in frames.values() for c in df.columns if c not in obj.columns and not c.startswith("_")]
+    data_cols = list(obj.columns) + list(dict.fromkeys(extra))
+    results = {p: LandResult() for p in frames}
+    table = f"{RAW}.{ident(obj.raw_table)}"
     with wh.begin() as conn:
-        result.new_columns = wh.ensure_text_table(conn, RAW, obj.raw_table, data_cols + LOAD_COLUMNS,
-                                                  typed={"_loaded_at": "TIMESTAMP"})
-        table = f"{RAW}.{ident(obj.raw_table)}"
-        conn.execute(sa.text(f"DELETE FROM {table} WHERE _partition = :p"), {"p": partition})
-        batch = _with_load_columns(rows.reindex(columns=data_cols), partition, run_id, source, loaded_at)
-        result.rows_written = wh.insert_df(conn, RAW, obj.raw_table, batch)
+        new_columns = wh.ensure_text_table(conn, RAW, obj.raw_table, data_cols + LOAD_COLUMNS,
+                                           typed={"_loaded_at": "TIMESTAMP"})
+        if frames:
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE _partition = :p"), [{"p": p} for p in frames])
+        batches = [_with_load_columns(rows.reindex(columns=data_cols), p, run_id, source_of(p), loaded_at)
+                   for p, rows in frames.items()]
+        if batches:
+            wh.insert_df(conn, RAW, obj.raw_table, pd.concat(batches, ignore_index=True))
+        for p, rows in frames.items():
+            results[p].rows_written = len(rows)
+            results[p].new_columns = new_columns
         if earlier is not None and len(earlier):
             key = ident(obj.key)
             conn.execute(
@@ -58,13 +72,15 @@ def land_partition(wh: Warehouse, obj: SourceObject, partition: str, rows: pd.Da
                 [{"p": p, "k": k, "u": u} for p, k, u in
                  zip(earlier["_partition"], earlier[obj.key], earlier["updated_at"])],
             )
-            for p, part in earlier.groupby("_partition"):
-                merged = _with_load_columns(part.drop(columns="_partition").reindex(columns=data_cols), str(p),
-                                            run_id, source, loaded_at)
-                result.rows_merged_earlier += wh.insert_df(conn, RAW, obj.raw_table, merged)
-        if result.new_columns or not _view_exists(wh, conn, obj):
+            merged = [_with_load_columns(part.drop(columns="_partition").reindex(columns=data_cols), str(p),
+                                         run_id, source_of(str(p)), loaded_at)
+                      for p, part in earlier.groupby("_partition")]
+            n = wh.insert_df(conn, RAW, obj.raw_table, pd.concat(merged, ignore_index=True))
+            if results:  # reported once, on the first day of the range
+                results[next(iter(results))].rows_merged_earlier = n
+        if new_columns or not _view_exists(wh, conn, obj):
             create_current_view(wh, conn, obj)
-    return result
+    return results
 
 
 def _view_exists(wh: Warehouse, conn, obj: SourceObject) -> bool:

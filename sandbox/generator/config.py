@@ -12,13 +12,13 @@ BASE_DEALS_PER_DAY = 10.0
 
 DEFAULT_DEFECT_RATES: dict[str, float] = {
     # invalid CRM rows (inbound contract failures)
-    "missing_amount": 0.02,        # closed-won deal without amount
-    "negative_amount": 0.01,       # deal with a negative amount
-    "unknown_currency": 0.01,      # deal with a currency that is not ISO-4217
-    "missing_company": 0.02,       # closed-won deal without an associated company
-    "malformed_email": 0.02,       # contact email that is not an address
-    "duplicate_contact": 0.01,     # contact re-keyed with another contact's email
-    "orphan_contact": 0.01,        # contact pointing at a company that does not exist
+    "missing_amount": 0.015,        # closed-won deal without amount
+    "negative_amount": 0.005,       # deal with a negative amount
+    "unknown_currency": 0.005,      # deal with a currency that is not ISO-4217
+    "missing_company": 0.015,       # closed-won deal without an associated company
+    "malformed_email": 0.012,       # contact email that is not an address
+    "duplicate_contact": 0.005,     # contact re-keyed with another contact's email
+    "orphan_contact": 0.005,        # contact pointing at a company that does not exist
     # deletes
     "deleted_contact": 0.02,
     "deleted_deal": 0.02,          # open or lost deals archived in the CRM

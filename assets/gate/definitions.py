@@ -1,0 +1,99 @@
+"""Dagster gate assets: validated/<object> per day, each with a blocking contract check.
+
+A blocked batch fails the check (severity ERROR, blocking) so nothing downstream runs from it
+in the same run; below the threshold, failing rows are quarantined and the rest go on."""
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    BackfillPolicy,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from assets.ingest.definitions import RETRY, _fail_fast, _facts
+from assets.run_facts import write_sync_runs
+from quality.contracts import INBOUND
+from quality.contracts.rules import Contract
+
+# which raw objects a contract's reference sets read (so lineage and run order follow them)
+REFERENCE_DEPS = {
+    "crm_company_ids": "crm_companies", "erp_customer_numbers": "erp_customers",
+    "erp_order_numbers": "erp_sales_orders", "erp_invoice_numbers": "erp_invoices",
+}
+CHECK_NAME = "contract"
+
+
+def validated_key(obj: str) -> AssetKey:
+    return AssetKey(["validated", obj])
+
+
+def build_gate_asset(contract: Contract, partitions_def):
+    key = validated_key(contract.object)
+    deps = [AssetKey(["raw", contract.object])] + [AssetKey(["raw", REFERENCE_DEPS[r]])
+                                                   for r in sorted(contract.references)]
+
+    @asset(
+        key=key, deps=list(dict.fromkeys(deps)), partitions_def=partitions_def, group_name="gate",
+        backfill_policy=BackfillPolicy.single_run(), retry_policy=RETRY, kinds={"python", "greatexpectations"},
+        check_specs=[AssetCheckSpec(CHECK_NAME, asset=key, blocking=True,
+                                    description=f"{contract.name} v{contract.version}: blocks the batch when more "
+                                                f"than {contract.block_threshold:.0%} of its rows fail")],
+        description=f"Rows of raw.{contract.object} that pass the {contract.name} contract "
+                    f"(v{contract.version}); failing rows go to quality.quarantine.",
+        required_resource_keys={"warehouse", "settings"},
+        metadata={"contract": contract.name, "contract_version": contract.version},
+    )
+    def _gate(context: AssetExecutionContext):
+        from assets.gate.run_gate import gate_partitions
+        from quality.gx_suites import GxValidator
+
+        wh = context.resources.warehouse.get()
+        reports = context.resources.settings.get().reports_dir
+        validator = GxValidator()
+        totals = {"rows_in": 0, "rows_passed": 0, "rows_quarantined": 0}
+        failures: dict[str, int] = {}
+        blocked, report = [], None
+        partitions = list(context.partition_keys)
+        facts = {p: _facts(context, f"validated/{contract.object}", p) for p in partitions}
+        try:
+            results = gate_partitions(wh, contract, partitions, context.run.run_id, reports, validator)
+        except Exception as exc:
+            write_sync_runs(wh, list(facts.values()), exc)
+            _fail_fast(exc)
+            raise
+        for partition, (outcome, report) in results.items():
+            f = facts[partition]
+            f.rows_read, f.rows_written, f.rows_quarantined = (outcome.rows_in, outcome.rows_passed,
+                                                               outcome.rows_quarantined)
+            totals["rows_in"] += outcome.rows_in
+            totals["rows_passed"] += outcome.rows_passed
+            totals["rows_quarantined"] += outcome.rows_quarantined
+            for k, v in outcome.unexpected_counts.items():
+                failures[k] = failures.get(k, 0) + v
+            if outcome.blocked:
+                blocked.append(f"{partition}: {outcome.block_reason}")
+                context.log.error(outcome.block_reason)
+        write_sync_runs(wh, list(facts.values()))
+        top = sorted(((k, v) for k, v in failures.items() if v), key=lambda kv: -kv[1])[:8]
+        table = "| expectation | failing rows |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in top)
+        meta = {**{k: MetadataValue.int(v) for k, v in totals.items()},
+                "top_failing_expectations": MetadataValue.md(table if top else "none"),
+                "contract_version": contract.version}
+        if report is not None:
+            meta["report"] = MetadataValue.path(str(report))
+        check = AssetCheckResult(
+            check_name=CHECK_NAME, passed=not blocked, severity=AssetCheckSeverity.ERROR,
+            description=blocked[0] if blocked else f"{totals['rows_quarantined']} of {totals['rows_in']} rows "
+                                                   f"quarantined; batch within threshold",
+            metadata={**meta, "blocked_batches": MetadataValue.json(blocked)})
+        return MaterializeResult(metadata=meta, check_results=[check])
+
+    return _gate
+
+
+def build_gate_assets(partitions_def) -> list:
+    return [build_gate_asset(c, partitions_def) for c in INBOUND.values()]

@@ -1,0 +1,23 @@
+"""``python -m bench [ingest|gate …]`` — dispatch to a benchmark (default: ingest)."""
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cmd = argv.pop(0) if argv and not argv[0].startswith("-") else "ingest"
+    if cmd == "ingest":
+        from bench.ingest import main as ingest_main
+
+        return ingest_main(argv)
+    if cmd == "gate":
+        from bench.gate import main as gate_main
+
+        return gate_main(argv)
+    print(f"unknown benchmark {cmd!r}; available: ingest, gate", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

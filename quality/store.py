@@ -1,0 +1,224 @@
+"""Persisting a gate's outcome in the warehouse, in one transaction:
+validated rows (partition replaced), quarantine entries (upserted, never duplicated),
+releases of keys that now pass, and the gate result."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import pandas as pd
+import sqlalchemy as sa
+
+from connectors.warehouse import Warehouse, ident
+
+from .gate import GateOutcome
+from .pii import mask_record
+
+QUALITY_DDL = [
+    "CREATE SCHEMA IF NOT EXISTS quality",
+    "CREATE SCHEMA IF NOT EXISTS validated",
+    """CREATE TABLE IF NOT EXISTS quality.quarantine (
+        quarantine_id TEXT PRIMARY KEY, contract TEXT, contract_version TEXT, object TEXT, business_key TEXT,
+        partition TEXT, run_id TEXT, failed_expectations TEXT, payload TEXT, record_version TEXT,
+        first_seen_at TIMESTAMP, last_seen_at TIMESTAMP, attempts INTEGER, status TEXT, resolved_at TIMESTAMP,
+        resolution TEXT)""",
+    """CREATE TABLE IF NOT EXISTS quality.gate_results (
+        run_id TEXT, contract TEXT, contract_version TEXT, object TEXT, partition TEXT, direction TEXT,
+        rows_in BIGINT, rows_passed BIGINT, rows_quarantined BIGINT, blocked BOOLEAN, evaluated_at TIMESTAMP,
+        money_in DOUBLE PRECISION, money_passed DOUBLE PRECISION, money_quarantined DOUBLE PRECISION,
+        unexpected_counts TEXT, block_reason TEXT, gx_success BOOLEAN)""",
+    """CREATE TABLE IF NOT EXISTS quality.quarantine_actions (
+        quarantine_id TEXT, action TEXT, actor TEXT, reason TEXT, acted_at TIMESTAMP, run_id TEXT)""",
+]
+
+
+def ensure_quality_tables(wh: Warehouse) -> None:
+    with wh.begin() as conn:
+        for ddl in QUALITY_DDL:
+            conn.execute(sa.text(ddl))
+
+
+def quarantine_id(contract: str, business_key: str) -> str:
+    return hashlib.sha256(f"{contract}|{business_key}".encode()).hexdigest()[:20]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def _data_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if not c.startswith("_") and c != "failed_expectations"]
+
+
+def persist_gates(wh: Warehouse, outcomes: dict[str, GateOutcome], run_id: str,
+                  replace_partition: bool = True) -> None:
+    """Write the outcomes of several partitions of one contract in a single transaction."""
+    with wh.begin() as conn:
+        for ddl in QUALITY_DDL:
+            conn.execute(sa.text(ddl))
+        for partition, outcome in outcomes.items():
+            _persist_one(wh, conn, outcome, partition, run_id, replace_partition)
+        if outcomes:
+            c = next(iter(outcomes.values())).contract
+            _ensure_current_view(wh, conn, c.object, c.key)
+
+
+def persist_gate(wh: Warehouse, outcome: GateOutcome, partition: str, run_id: str,
+                 replace_partition: bool = True) -> None:
+    persist_gates(wh, {partition: outcome}, run_id, replace_partition)
+
+
+def _persist_one(wh: Warehouse, conn, outcome: GateOutcome, partition: str, run_id: str,
+                 replace_partition: bool) -> None:
+    c = outcome.contract
+    table = f"validated.{ident(c.object)}"
+    now = _now()
+    cols = list(dict.fromkeys(_data_columns(outcome.passed) + _data_columns(outcome.quarantined)))
+    wh.ensure_text_table(conn, "validated", c.object, cols + ["_partition", "_run_id", "_validated_at"],
+                         typed={"_validated_at": "TIMESTAMP"})
+    if replace_partition:
+        conn.execute(sa.text(f"DELETE FROM {table} WHERE _partition = :p"), {"p": partition})
+    released_keys: list[str] = []
+    if not outcome.blocked and outcome.rows_passed:
+        batch = outcome.passed.reindex(columns=wh.table_columns(conn, "validated", c.object)).copy()
+        batch["_partition"], batch["_run_id"], batch["_validated_at"] = partition, run_id, now
+        if not replace_partition:  # replay: the same version may already be there
+            _delete_versions(conn, table, c.key, outcome.passed)
+        wh.insert_df(conn, "validated", c.object, batch)
+        released_keys = outcome.passed[c.key].astype(str).tolist()
+    _upsert_quarantine(wh, conn, outcome, partition, run_id, now)
+    if released_keys:
+        _release(conn, c.name, released_keys, now, run_id)
+    conn.execute(sa.text(
+        "INSERT INTO quality.gate_results (run_id, contract, contract_version, object, partition, direction, "
+        "rows_in, rows_passed, rows_quarantined, blocked, evaluated_at, money_in, money_passed, "
+        "money_quarantined, unexpected_counts, block_reason, gx_success) VALUES (:run_id, :contract, :version, "
+        ":object, :partition, :direction, :rows_in, :rows_passed, :rows_quarantined, :blocked, :at, :mi, :mp, "
+        ":mq, :counts, :reason, :gx)"),
+        {"run_id": run_id, "contract": c.name, "version": c.version, "object": c.object, "partition": partition,
+         "direction": c.direction, "rows_in": outcome.rows_in, "rows_passed": outcome.rows_passed,
+         "rows_quarantined": outcome.rows_quarantined, "blocked": outcome.blocked, "at": outcome.evaluated_at,
+         "mi": outcome.money_in, "mp": outcome.money_passed, "mq": outcome.money_quarantined,
+         "counts": json.dumps(outcome.unexpected_counts), "reason": outcome.block_reason,
+         "gx": outcome.gx_success})
+
+
+def _delete_versions(conn, table: str, key: str, rows: pd.DataFrame) -> None:
+    params = [{"k": str(k), "u": u} for k, u in zip(rows[key], rows.get("updated_at", [None] * len(rows)))]
+    if params:
+        conn.execute(sa.text(f"DELETE FROM {table} WHERE {ident(key)} = :k AND updated_at = :u"), params)
+
+
+def _upsert_quarantine(wh: Warehouse, conn, outcome: GateOutcome, partition: str, run_id: str, now) -> None:
+    q = outcome.quarantined
+    if q.empty:
+        return
+    c = outcome.contract
+    data_cols = _data_columns(q)
+    records = q[data_cols].astype(object).where(q[data_cols].notna(), None).to_dict("records")
+    staged = pd.DataFrame({
+        "quarantine_id": [quarantine_id(c.name, str(k)) for k in q[c.key]],
+        "contract": c.name, "contract_version": c.version, "object": c.object,
+        "business_key": q[c.key].astype(str).to_numpy(), "partition": partition, "run_id": run_id,
+        "failed_expectations": [json.dumps(list(f)) for f in q["failed_expectations"]],
+        "payload": [json.dumps(mask_record(r, c.pii_columns), default=str) for r in records],
+        "record_version": q["updated_at"].astype(str).to_numpy() if "updated_at" in q else None,
+        "first_seen_at": now, "last_seen_at": now, "attempts": 1, "status": "open",
+        "resolved_at": pd.NaT, "resolution": None,
+    }).drop_duplicates("quarantine_id", keep="last")
+    conn.execute(sa.text("CREATE TEMP TABLE IF NOT EXISTS quarantine_stage AS SELECT * FROM quality.quarantine "
+                         "WHERE false"))
+    conn.execute(sa.text("DELETE FROM quarantine_stage"))
+    wh.insert_df(conn, _temp_schema(wh), "quarantine_stage", staged)
+    # seen again: refresh what failed and when; a discarded row stays discarded for the same version
+    conn.execute(sa.text(
+        "UPDATE quality.quarantine SET contract_version = s.contract_version, partition = s.partition, "
+        "run_id = s.run_id, failed_expectations = s.failed_expectations, payload = s.payload, "
+        "last_seen_at = s.last_seen_at, "
+        "status = CASE WHEN quality.quarantine.status = 'discarded' AND "
+        "  quality.quarantine.record_version = s.record_version THEN 'discarded' ELSE 'open' END, "
+        "resolved_at = CASE WHEN quality.quarantine.status = 'discarded' AND "
+        "  quality.quarantine.record_version = s.record_version THEN quality.quarantine.resolved_at ELSE NULL END, "
+        "record_version = s.record_version "
+        "FROM quarantine_stage s WHERE quality.quarantine.quarantine_id = s.quarantine_id"))
+    conn.execute(sa.text(
+        "INSERT INTO quality.quarantine SELECT * FROM quarantine_stage s WHERE NOT EXISTS "
+        "(SELECT 1 FROM quality.quarantine q WHERE q.quarantine_id = s.quarantine_id)"))
+
+
+def _temp_schema(wh: Warehouse) -> str:
+    return "temp" if wh.dialect == "duckdb" else "pg_temp"
+
+
+def _release(conn, contract: str, keys: list[str], now, run_id: str) -> None:
+    """A key whose current row passes is no longer quarantined."""
+    ids = [{"id": quarantine_id(contract, k), "at": now, "run": run_id} for k in keys]
+    conn.execute(sa.text("UPDATE quality.quarantine SET status = 'released', resolved_at = :at, "
+                         "resolution = 'passed on ' || :run WHERE quarantine_id = :id AND status = 'open'"), ids)
+
+
+def _ensure_current_view(wh: Warehouse, conn, obj: str, key: str) -> None:
+    """validated.<obj>_current: a record's current version, if that version passed its gate
+    (a record whose latest version is quarantined is absent, not stale)."""
+    cols = wh.table_columns(conn, "validated", obj)
+    select_cols = ", ".join(ident(c) for c in cols)
+    k = ident(key)
+    conn.execute(sa.text(f"DROP VIEW IF EXISTS validated.{ident(obj)}_current"))
+    conn.execute(sa.text(
+        f"CREATE VIEW validated.{ident(obj)}_current AS SELECT {select_cols} FROM ("
+        f" SELECT v.*, row_number() OVER (PARTITION BY v.{k} ORDER BY v._validated_at DESC) AS _rn"
+        f" FROM validated.{ident(obj)} v JOIN raw.{ident(obj)}_current r"
+        f"  ON v.{k} = r.{k} AND v.updated_at = r.updated_at) latest WHERE _rn = 1"))
+
+
+# -- operator actions ---------------------------------------------------------------------
+def open_quarantine(wh: Warehouse, contract: str | None = None) -> pd.DataFrame:
+    ensure_quality_tables(wh)
+    sql = ("SELECT quarantine_id, contract, contract_version, object, business_key, partition, failed_expectations, "
+           "payload, first_seen_at, last_seen_at, attempts FROM quality.quarantine WHERE status = 'open'")
+    params = {}
+    if contract:
+        sql += " AND contract = :c"
+        params["c"] = contract
+    return wh.query_df(sql + " ORDER BY contract, business_key", params)
+
+
+def record_actions(conn, rows: list[dict]) -> None:
+    if rows:
+        conn.execute(sa.text("INSERT INTO quality.quarantine_actions (quarantine_id, action, actor, reason, acted_at, "
+                             "run_id) VALUES (:id, :action, :actor, :reason, :at, :run)"), rows)
+
+
+def count_attempts(wh: Warehouse, contract: str, still_failing: list[str], run_id: str, actor: str) -> None:
+    """A replay that still fails: attempts + 1, and the attempt is recorded."""
+    if not still_failing:
+        return
+    now = _now()
+    ids = [quarantine_id(contract, k) for k in still_failing]
+    with wh.begin() as conn:
+        conn.execute(sa.text("UPDATE quality.quarantine SET attempts = attempts + 1, last_seen_at = :at "
+                             "WHERE quarantine_id = :id"), [{"id": i, "at": now} for i in ids])
+        record_actions(conn, [{"id": i, "action": "replay_still_failing", "actor": actor, "reason": None,
+                               "at": now, "run": run_id} for i in ids])
+
+
+def resolve(wh: Warehouse, quarantine_ids: list[str], status: str, actor: str, reason: str,
+            run_id: str | None = None, only_open: bool = True) -> int:
+    """Mark entries released or discarded — an explicit, recorded action (who, when, why)."""
+    if status not in ("released", "discarded"):
+        raise ValueError("status must be released or discarded")
+    now = _now()
+    ensure_quality_tables(wh)
+    with wh.begin() as conn:
+        found = wh.read_df(conn, "SELECT quarantine_id FROM quality.quarantine WHERE quarantine_id = :id" +
+                           (" AND status = 'open'" if only_open else ""), {"id": quarantine_ids[0]}) \
+            if len(quarantine_ids) == 1 else None
+        if found is not None and found.empty:
+            return 0
+        conn.execute(sa.text("UPDATE quality.quarantine SET status = :s, resolved_at = :at, resolution = :why "
+                             "WHERE quarantine_id = :id" + (" AND status = 'open'" if only_open else "")),
+                     [{"s": status, "at": now, "why": reason, "id": i} for i in quarantine_ids])
+        record_actions(conn, [{"id": i, "action": status, "actor": actor, "reason": reason, "at": now,
+                               "run": run_id} for i in quarantine_ids])
+    return len(quarantine_ids)

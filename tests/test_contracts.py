@@ -1,0 +1,185 @@
+"""Contracts are versioned GX suites, and every kind of bad input ends in quarantine with its
+reason or in a clear batch-level error — never a crash, a silent drop, or a passed row."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from assets.ingest.drift import SchemaDriftError, check_columns
+from assets.ingest.objects import ALL_OBJECTS
+from quality.contracts import CONTRACTS, contract_for
+from quality.gate import evaluate_batch
+from quality.gx_suites import GxValidator, build_suite
+
+VERSIONS = json.loads((Path(__file__).parents[1] / "quality/contracts/versions.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def validator():
+    return GxValidator()
+
+
+def test_every_contract_change_has_a_new_version():
+    for name, contract in CONTRACTS.items():
+        recorded = VERSIONS.get(name, {}).get(contract.version)
+        assert recorded == contract.fingerprint(), (
+            f"{name} v{contract.version} changed without a new version: bump `version` and add "
+            f"{{\"<new version>\": \"{contract.fingerprint()}\"}} to quality/contracts/versions.json")
+
+
+def test_suites_are_gx_suites_carrying_their_version(validator):
+    c = contract_for("crm_deals")
+    suite = build_suite(c, {"crm_company_ids": ["1"]})
+    assert suite.name == "crm_deals.inbound"
+    assert suite.meta["version"] == c.version
+    assert len(suite.expectations) == len(c.rules)
+
+
+GOOD = {
+    "crm_deals": {"id": "101", "dealname": "Deal 101", "dealstage": "closedwon", "amount": "1200.50",
+                  "deal_currency_code": "EUR", "closedate": "2026-10-01T10:00:00.000Z", "company_id": "7",
+                  "pipeline": "default", "updated_at": "2026-10-01T10:00:00.000Z", "archived": "false"},
+    "crm_contacts": {"id": "201", "email": "ana.smith@acme.example", "firstname": "Ana", "lastname": "Smith",
+                     "phone": "+1-555-1234567", "associatedcompanyid": "7", "updated_at": "2026-10-01T10:00:00Z",
+                     "archived": "false"},
+    "erp_invoices": {"invoice_number": "INV-1001", "order_number": "SO-1001", "customer_number": "C1001",
+                     "issue_date": "2026-10-01", "due_date": "2026-10-31", "currency": "USD", "amount": "99.90",
+                     "status": "open", "created_at": "2026-10-01T09:00:00.000000Z",
+                     "updated_at": "2026-10-01T09:00:00.000000Z"},
+    "erp_payments": {"payment_id": "PAY-1001", "invoice_number": "INV-1001", "amount": "99.90", "currency": "USD",
+                     "received_at": "2026-10-02T09:00:00.000000Z", "method": "wire",
+                     "created_at": "2026-10-02T09:00:00.000000Z", "updated_at": "2026-10-02T09:00:00.000000Z"},
+    "erp_sales_orders": {"order_number": "SO-1001", "customer_number": "C1001", "crm_deal_id": "101",
+                         "order_date": "2026-10-01", "currency": "USD", "total_amount": "1200.50", "status": "open",
+                         "source": "manual", "created_at": "2026-10-01T09:00:00.000000Z",
+                         "updated_at": "2026-10-01T09:00:00.000000Z"},
+}
+REFS = {"crm_company_ids": ["7", "8"], "erp_customer_numbers": ["C1001"], "erp_order_numbers": ["SO-1001"],
+        "erp_invoice_numbers": ["INV-1001"]}
+
+# (object, changes to the bad row, the rule(s) that must catch it)
+CORPUS = [
+    ("crm_deals", {"amount": None}, {"won_has_amount"}),
+    ("crm_deals", {"amount": "-50.00"}, {"amount_plausible"}),
+    ("crm_deals", {"amount": "99999999999.00"}, {"amount_plausible"}),
+    ("crm_deals", {"amount": "12,50"}, {"amount_is_decimal"}),
+    ("crm_deals", {"amount": "N/A"}, {"amount_is_decimal"}),
+    ("crm_deals", {"amount": "1.234"}, {"amount_is_decimal"}),
+    ("crm_deals", {"amount": ""}, {"won_has_amount"}),
+    ("crm_deals", {"deal_currency_code": "EURO"}, {"currency_iso"}),
+    ("crm_deals", {"deal_currency_code": "usd"}, {"currency_iso"}),
+    ("crm_deals", {"deal_currency_code": None}, {"won_has_currency"}),
+    ("crm_deals", {"company_id": None}, {"won_has_company"}),
+    ("crm_deals", {"company_id": "999999"}, {"company_exists"}),
+    ("crm_deals", {"dealname": None}, {"dealname_present"}),
+    ("crm_deals", {"dealname": "x" * 10_000, "amount": "N/A"}, {"amount_is_decimal"}),
+    ("crm_deals", {"dealname": "'; DROP TABLE raw.crm_deals; --", "deal_currency_code": "XXX"}, {"currency_iso"}),
+    ("crm_deals", {"closedate": "1850-01-01T00:00:00Z"}, {"closedate_valid"}),
+    ("crm_deals", {"closedate": "31/12/2026"}, {"closedate_valid"}),
+    ("crm_deals", {"dealstage": "won"}, {"dealstage_known"}),
+    ("crm_deals", {"id": "12a"}, {"id_format"}),
+    ("crm_contacts", {"email": "ana.smith at acme.example"}, {"email_format"}),
+    ("crm_contacts", {"email": "ünïcødé@例え.テスト"}, {"email_format"}),
+    ("crm_contacts", {"email": "a@@b.example"}, {"email_format"}),
+    ("crm_contacts", {"email": "x" * 10_000 + "@acme.example"}, set()),  # long but well-formed: passes
+    ("crm_contacts", {"email": None}, {"email_present"}),
+    ("crm_contacts", {"associatedcompanyid": "424242"}, {"company_exists"}),
+    ("crm_contacts", {"firstname": "Robert'); DROP TABLE students;--"}, set()),  # a name is just text
+    ("erp_invoices", {"due_date": "2026-09-01"}, {"due_after_issue"}),
+    ("erp_invoices", {"issue_date": "2027-12-01", "due_date": "2027-12-31"}, {"issued_not_in_future"}),
+    ("erp_invoices", {"order_number": "SO-404"}, {"order_exists"}),
+    ("erp_invoices", {"amount": "-1.00"}, {"amount_plausible"}),
+    ("erp_invoices", {"amount": None}, {"amount_present"}),
+    ("erp_invoices", {"currency": "ABC"}, {"currency_iso"}),
+    ("erp_invoices", {"status": "PAID!"}, {"status_known"}),
+    ("erp_payments", {"invoice_number": "INV-404"}, {"invoice_exists"}),
+    ("erp_payments", {"amount": "0.00"}, {"amount_plausible"}),
+    ("erp_payments", {"method": "bitcoin"}, {"method_known"}),
+    ("erp_payments", {"received_at": "0999-01-01T00:00:00Z"}, {"received_valid"}),
+    ("erp_sales_orders", {"customer_number": "C404"}, {"customer_exists"}),
+    ("erp_sales_orders", {"source": "robot"}, {"source_known"}),
+    ("erp_sales_orders", {"total_amount": "1e6"}, {"total_amount_is_decimal"}),
+]
+
+
+@pytest.mark.parametrize("obj,changes,rules", CORPUS, ids=[f"{o}-{i}" for i, (o, _, _) in enumerate(CORPUS)])
+def test_bad_input_is_quarantined_with_its_reason(obj, changes, rules, validator):
+    contract = contract_for(obj)
+    key = contract.key
+    good = [dict(GOOD[obj], **{key: f"{GOOD[obj][key]}{i}" if obj.startswith("erp") else str(900 + i)})
+            for i in range(3)]
+    for i, row in enumerate(good):  # unique columns other than the key differ between good rows too
+        if obj == "crm_contacts":
+            row["email"] = f"person{i}@acme.example"
+        if obj == "erp_sales_orders":
+            row["crm_deal_id"] = str(500 + i)
+    bad = dict(GOOD[obj], **changes)
+    out = evaluate_batch(contract, pd.DataFrame([*good, bad]), REFS, validator)
+    # nothing is lost, and the good rows are not held back by their bad neighbour
+    assert out.rows_in == 4 == out.rows_passed + out.rows_quarantined
+    assert set(out.passed[key]) >= {r[key] for r in good}
+    if rules:
+        assert out.rows_quarantined == 1
+        assert set(out.quarantined["failed_expectations"].iloc[0]) == rules
+        assert bad[key] not in set(out.passed[key])
+    else:
+        assert out.rows_quarantined == 0
+
+
+def test_duplicated_business_keys_quarantine_every_copy(validator):
+    contract = contract_for("erp_invoices")
+    rows = [dict(GOOD["erp_invoices"]) for _ in range(3)] + [dict(GOOD["erp_invoices"], invoice_number="INV-2")]
+    out = evaluate_batch(contract, pd.DataFrame(rows), REFS, validator)
+    assert out.rows_quarantined == 3 and out.rows_passed == 1
+    assert all("invoice_number_unique" in f for f in out.quarantined["failed_expectations"])
+
+
+def test_empty_batch_passes_nothing_and_loses_nothing(validator):
+    out = evaluate_batch(contract_for("crm_deals"), pd.DataFrame(columns=list(GOOD["crm_deals"])), REFS, validator)
+    assert (out.rows_in, out.rows_passed, out.rows_quarantined, out.blocked) == (0, 0, 0, False)
+
+
+def test_a_batch_where_every_row_is_bad_is_blocked(validator):
+    contract = contract_for("erp_payments")
+    rows = [dict(GOOD["erp_payments"], payment_id=f"PAY-{i}", method="cash") for i in range(250)]
+    out = evaluate_batch(contract, pd.DataFrame(rows), REFS, validator)
+    assert out.blocked and out.rows_quarantined == 250
+    assert "batch blocked" in out.block_reason and "method_known (250)" in out.block_reason
+
+
+def test_a_dropped_column_fails_its_rules_instead_of_crashing(validator):
+    rows = pd.DataFrame([GOOD["erp_invoices"]]).drop(columns=["currency"])
+    out = evaluate_batch(contract_for("erp_invoices"), rows, REFS, validator)
+    assert out.rows_quarantined == 0  # a missing optional column is null: in_set ignores nulls
+    rows = pd.DataFrame([GOOD["erp_invoices"]]).drop(columns=["amount"])
+    out = evaluate_batch(contract_for("erp_invoices"), rows, REFS, validator)
+    assert list(out.quarantined["failed_expectations"].iloc[0]) == ["amount_present"]
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"rename": ("amount", "invoice_amount")}, "required column(s) amount missing (found new column(s) "
+                                                "invoice_amount)"),
+    ({"retype": ("amount", "12,50")}, "column amount no longer holds decimals"),
+])
+def test_renamed_or_retyped_columns_fail_the_batch_at_the_door(change, message):
+    df = pd.DataFrame([GOOD["erp_invoices"]] * 3)
+    if "rename" in change:
+        df = df.rename(columns=dict([change["rename"]]))
+    else:
+        df[change["retype"][0]] = change["retype"][1]
+    with pytest.raises(SchemaDriftError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_columns(ALL_OBJECTS["erp_invoices"], df, "export")
+
+
+def test_counts_agree_with_gx_far_beyond_its_failing_row_cap(validator):
+    """GX lists at most 20/200 failing rows on SQL backends; our split must find every one and
+    match GX's unexpected_count exactly (the gate raises GateDisagreement otherwise)."""
+    contract = contract_for("crm_contacts")
+    rows = [dict(GOOD["crm_contacts"], id=str(i), email=f"p{i}@acme.example" if i % 3 else f"p{i} at acme")
+            for i in range(3000)]
+    out = evaluate_batch(contract, pd.DataFrame(rows), REFS, validator)
+    assert out.unexpected_counts["email_format"] == 1000 == out.rows_quarantined
+    assert out.blocked  # a third of the batch failing is an upstream problem, not a few bad rows
