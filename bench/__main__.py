@@ -1,4 +1,4 @@
-"""``python -m bench [ingest|gate …]`` — dispatch to a benchmark (default: ingest)."""
+"""``python -m bench [ingest|gate|reconcile …]`` — dispatch to a benchmark (default: ingest)."""
 from __future__ import annotations
 
 import sys
@@ -15,7 +15,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.gate import main as gate_main
 
         return gate_main(argv)
-    print(f"unknown benchmark {cmd!r}; available: ingest, gate", file=sys.stderr)
+    if cmd == "reconcile":
+        from bench.reconcile import main as reconcile_main
+
+        return reconcile_main(argv)
+    print(f"unknown benchmark {cmd!r}; available: ingest, gate, reconcile", file=sys.stderr)
     return 2
 
 

@@ -137,6 +137,16 @@ def cmd_replay(args, settings: Settings) -> None:
     print(f"replay run {outcome.run_id}: {outcome.summary}")
 
 
+def cmd_approve(args, settings: Settings) -> None:
+    from orchestration.runner import run_unpartitioned_job
+
+    outcome = run_unpartitioned_job(settings, "approve_write", run_config={"ops": {"approve_write_op": {"config": {
+        "idempotency_key": args.key, "actor": _actor(args)}}}})
+    if not outcome.success:
+        raise CliError(outcome.error or "approval failed")
+    print(outcome.summary)
+
+
 def cmd_quarantine_list(args, settings: Settings) -> None:
     from connectors.warehouse import Warehouse
     from quality.store import open_quarantine
@@ -295,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("replay", help="re-validate open quarantined rows against their current source values")
     rp.add_argument("--actor", default=None, help="who runs it (default: $TRUEUP_ACTOR or the login name)")
     rp.set_defaults(func=cmd_replay)
+    ap = sub.add_parser("approve", help="release a write held for approval (e.g. a deal above the threshold)")
+    ap.add_argument("key", help="idempotency key, e.g. erp-order:crm-deal:20000123")
+    ap.add_argument("--actor", default=None)
+    ap.set_defaults(func=cmd_approve)
     qu = sub.add_parser("quarantine", help="inspect or discard quarantined rows").add_subparsers(
         dest="action", required=True)
     ql = qu.add_parser("list", help="open entries")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
-NIGHTLY_GROUPS = ("ingest_crm", "ingest_erp", "gate")
+# ingest, gates, then the dbt models (transform: one group per dbt folder, see
+# assets/transform/definitions.py TRANSFORM_GROUPS), which depend on the gates and so run after them
+NIGHTLY_GROUPS = ("ingest_crm", "ingest_erp", "gate", "publish", "reconcile", "staging", "intermediate",
+                  "marts")
 
 
 def nightly_selection() -> AssetSelection:

@@ -28,8 +28,9 @@ def prepare_batch(contract: Contract, df: pd.DataFrame) -> pd.DataFrame:
         if isinstance(s.dtype, pd.StringDtype):
             # keep pandas' (Arrow-backed) string dtype: converting to Python objects costs
             # ~5× the memory and slows GX down; "" becomes the dtype's missing value
-            if (s == "").any():
-                out[col] = s.mask(s == "")
+            empty = s.eq("").fillna(False).astype(bool).to_numpy()
+            if empty.any():
+                out[col] = s.mask(empty)
         elif s.dtype == object or pd.api.types.is_string_dtype(s):
             s = s.astype(object)
             out[col] = s.where(s.notna() & (s != ""), None)

@@ -57,6 +57,12 @@ def persist_gates(wh: Warehouse, outcomes: dict[str, GateOutcome], run_id: str,
     with wh.begin() as conn:
         for ddl in QUALITY_DDL:
             conn.execute(sa.text(ddl))
+        if outcomes and next(iter(outcomes.values())).contract.direction == "outbound":
+            # outbound rows are not stored as validated data: the ledger carries what passed
+            for partition, outcome in outcomes.items():
+                _upsert_quarantine(wh, conn, outcome, partition, run_id, _now())
+                _gate_result(conn, outcome, partition, run_id)
+            return
         for partition, outcome in outcomes.items():
             _persist_one(wh, conn, outcome, partition, run_id, replace_partition)
         if outcomes:
@@ -89,7 +95,12 @@ def _persist_one(wh: Warehouse, conn, outcome: GateOutcome, partition: str, run_
         released_keys = outcome.passed[c.key].astype(str).tolist()
     _upsert_quarantine(wh, conn, outcome, partition, run_id, now)
     if released_keys:
-        _release(conn, c.name, released_keys, now, run_id)
+        _release(wh, conn, c.name, released_keys, now, run_id)
+    _gate_result(conn, outcome, partition, run_id)
+
+
+def _gate_result(conn, outcome: GateOutcome, partition: str, run_id: str) -> None:
+    c = outcome.contract
     conn.execute(sa.text(
         "INSERT INTO quality.gate_results (run_id, contract, contract_version, object, partition, direction, "
         "rows_in, rows_passed, rows_quarantined, blocked, evaluated_at, money_in, money_passed, "
@@ -117,10 +128,13 @@ def _upsert_quarantine(wh: Warehouse, conn, outcome: GateOutcome, partition: str
     c = outcome.contract
     data_cols = _data_columns(q)
     records = q[data_cols].astype(object).where(q[data_cols].notna(), None).to_dict("records")
+    # a row without its business key is still one quarantine entry: keyed by its content
+    keys = [str(k) if k is not None and k == k else "missing-key:" + hashlib.sha256(
+        json.dumps(r, sort_keys=True, default=str).encode()).hexdigest()[:12] for k, r in zip(q[c.key], records)]
     staged = pd.DataFrame({
-        "quarantine_id": [quarantine_id(c.name, str(k)) for k in q[c.key]],
+        "quarantine_id": [quarantine_id(c.name, k) for k in keys],
         "contract": c.name, "contract_version": c.version, "object": c.object,
-        "business_key": q[c.key].astype(str).to_numpy(), "partition": partition, "run_id": run_id,
+        "business_key": keys, "partition": partition, "run_id": run_id,
         "failed_expectations": [json.dumps(list(f)) for f in q["failed_expectations"]],
         "payload": [json.dumps(mask_record(r, c.pii_columns), default=str) for r in records],
         "record_version": q["updated_at"].astype(str).to_numpy() if "updated_at" in q else None,
@@ -151,11 +165,15 @@ def _temp_schema(wh: Warehouse) -> str:
     return "temp" if wh.dialect == "duckdb" else "pg_temp"
 
 
-def _release(conn, contract: str, keys: list[str], now, run_id: str) -> None:
-    """A key whose current row passes is no longer quarantined."""
-    ids = [{"id": quarantine_id(contract, k), "at": now, "run": run_id} for k in keys]
+def _release(wh: Warehouse, conn, contract: str, keys: list[str], now, run_id: str) -> None:
+    """A key whose current row passes is no longer quarantined (one set-based UPDATE)."""
+    conn.execute(sa.text("CREATE TEMP TABLE IF NOT EXISTS release_stage (quarantine_id TEXT)"))
+    conn.execute(sa.text("DELETE FROM release_stage"))
+    wh.insert_df(conn, _temp_schema(wh), "release_stage",
+                 pd.DataFrame({"quarantine_id": [quarantine_id(contract, k) for k in keys]}))
     conn.execute(sa.text("UPDATE quality.quarantine SET status = 'released', resolved_at = :at, "
-                         "resolution = 'passed on ' || :run WHERE quarantine_id = :id AND status = 'open'"), ids)
+                         "resolution = 'passed on ' || :run WHERE status = 'open' AND quarantine_id IN "
+                         "(SELECT quarantine_id FROM release_stage)"), {"at": now, "run": run_id})
 
 
 def _ensure_current_view(wh: Warehouse, conn, obj: str, key: str) -> None:

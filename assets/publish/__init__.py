@@ -1,0 +1,1 @@
+"""Reverse syncs into the systems of record: ERP customers and orders, CRM write-backs."""

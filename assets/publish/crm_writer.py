@@ -1,0 +1,88 @@
+"""CRM write-backs: the ERP order number onto the deal, the ERP customer number onto the
+company — batch updates by record id (an upsert by the unique property would create a new
+company, since the company does not carry the number yet).
+
+207 partial failures are handled per input; a batch whose outcome is unknown (timeout,
+dropped connection) is resolved on the next run by reading the records back."""
+from __future__ import annotations
+
+import json
+
+from connectors.errors import SyncError
+from connectors.warehouse import Warehouse
+
+from .ledger import Write, pending, set_state
+
+
+def writeback_writes(wh: Warehouse, source_object: str) -> list[Write]:
+    """One CRM update per confirmed ERP create (order → deal, customer → company)."""
+    df = wh.query_df("SELECT business_key, payload FROM ops.sor_writes WHERE target_system = 'erp' AND "
+                     "target_object = :t AND state = 'confirmed'", {"t": source_object})
+    out = []
+    for crm_id, payload in zip(df["business_key"], df["payload"]):
+        p = json.loads(payload)
+        if source_object == "sales_orders":
+            out.append(Write(f"crm-deal:{crm_id}:erp_order_number", "crm", "deals", "update", p["order_number"],
+                             {"id": crm_id, "properties": {"erp_order_number": p["order_number"]}}))
+        else:
+            out.append(Write(f"crm-company:{crm_id}:erp_customer_number", "crm", "companies", "update",
+                             p["customer_number"],
+                             {"id": crm_id, "properties": {"erp_customer_number": p["customer_number"]}}))
+    return out
+
+
+def resolve_pending_crm(wh: Warehouse, client, target_object: str, run_id: str) -> int:
+    rows = pending(wh, target_object)
+    rows = rows[rows["target_system"] == "crm"]
+    if rows.empty:
+        return 0
+    payloads = [json.loads(p) for p in rows["payload"]]
+    props = sorted({k for p in payloads for k in p["properties"]})
+    current = {r["id"]: r.get("properties") or {} for r in client.batch_read(target_object, [p["id"] for p in payloads],
+                                                                               props)}
+    done, redo = [], []
+    for wid, p, state in zip(rows["write_id"], payloads, rows["state"]):
+        have = current.get(str(p["id"]), {})
+        if all(have.get(k) == v for k, v in p["properties"].items()):
+            done.append(wid)
+        elif state != "planned":
+            redo.append(wid)
+    set_state(wh, done, "confirmed", run_id)
+    set_state(wh, redo, "planned", run_id, error="not applied in the CRM on read-back; will send")
+    return len(done)
+
+
+def send_crm(wh: Warehouse, client, writes: list[Write], run_id: str) -> dict[str, int]:
+    counts = {"confirmed": 0, "rejected": 0, "unknown": 0}
+    by_obj: dict[str, list[Write]] = {}
+    for w in writes:
+        by_obj.setdefault(w.target_object, []).append(w)
+    for obj, ws in by_obj.items():
+        for i in range(0, len(ws), 100):
+            chunk = ws[i:i + 100]
+            ids = {str(w.payload["id"]): w for w in chunk}
+            set_state(wh, [w.write_id for w in chunk], "sent", run_id, count_attempt=True)
+            try:
+                outcome = client.batch_update(obj, [w.payload for w in chunk])
+            except SyncError as exc:
+                if getattr(exc, "outcome_unknown", False):
+                    set_state(wh, [w.write_id for w in chunk], "unknown", run_id, error=str(exc)[:300])
+                    counts["unknown"] += len(chunk)
+                    continue
+                set_state(wh, [w.write_id for w in chunk], "rejected", run_id, error=str(exc)[:300])
+                counts["rejected"] += len(chunk)
+                continue
+            failed = {}
+            for err in outcome.errors:
+                for rid in err.get("ids") or []:
+                    failed[str(rid)] = err.get("message")
+            for rid, w in ids.items():
+                if rid in failed:
+                    set_state(wh, [w.write_id], "rejected", run_id, error=(failed[rid] or "")[:300])
+                    counts["rejected"] += 1
+            versions = {str(r.get("id")): r.get("updatedAt") for r in outcome.results}
+            ok = [w for rid, w in ids.items() if rid not in failed]
+            for w in ok:
+                set_state(wh, [w.write_id], "confirmed", run_id, target_version=versions.get(str(w.payload["id"])))
+            counts["confirmed"] += len(ok)
+    return counts

@@ -1,0 +1,83 @@
+"""Dagster publish asset: closed-won deals become ERP customers and orders, and the CRM
+learns the numbers — through the ledger, idempotently. Also the approval job."""
+import dagster as dg
+from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, Config, MaterializeResult, MetadataValue
+
+from assets.ingest.definitions import _facts, _fail_fast
+from assets.run_facts import write_sync_runs
+
+
+class PublishConfig(Config):
+    dry_run: bool = False                 # report what would be written, write nothing
+    approval_threshold: float = 250_000.0  # in reporting currency; larger deals wait for a person
+
+
+def build_publish_assets(partitions_def) -> list:
+    @dg.asset(
+        key=AssetKey(["publish", "erp_orders"]), partitions_def=partitions_def, group_name="publish",
+        deps=[AssetKey(["validated", "crm_deals"]), AssetKey(["validated", "crm_companies"]),
+              AssetKey(["validated", "erp_customers"]), AssetKey(["validated", "erp_sales_orders"])],
+        backfill_policy=BackfillPolicy.single_run(), kinds={"python", "sql"},
+        description="ERP customers and sales orders for closed-won deals (closed on or after go-live) that have "
+                    "none, then the ERP numbers written back to the CRM. Every write goes through ops.sor_writes.",
+        required_resource_keys={"warehouse", "crm", "erp", "settings"},
+    )
+    def erp_orders(context: AssetExecutionContext, config: PublishConfig) -> MaterializeResult:
+        import datetime as dt
+
+        from assets.publish.run import publish
+
+        settings = context.resources.settings.get()
+        wh = context.resources.warehouse.get()
+        through = dt.date.fromisoformat(max(context.partition_keys))
+        facts = [_facts(context, "publish/erp_orders", p) for p in context.partition_keys]
+        try:
+            s = publish(wh, context.resources.erp.engine(), context.resources.crm.client(), home=settings.home,
+                        through=through, publish_from=settings.publish_from,
+                        reporting_currency=settings.reporting_currency, run_id=context.run.run_id,
+                        dry_run=config.dry_run, approval_threshold=config.approval_threshold,
+                        correlation_id=context.run.tags.get("trueup/correlation_id"))
+        except Exception as exc:
+            write_sync_runs(wh, facts, exc)
+            _fail_fast(exc)
+            raise
+        if not config.dry_run:
+            last = facts[-1]  # the pass publishes everything due up to the last day
+            last.rows_written = s.customers_created + s.orders_created + s.crm_updates
+            last.rows_quarantined = s.quarantined
+            write_sync_runs(wh, facts)
+        if s.held:
+            context.log.warning(f"{len(s.held)} deal(s) held for a person: "
+                                + "; ".join(f"{k}: {why}" for k, why in s.held[:10]))
+        held = "| deal | why held |\n|---|---|\n" + "\n".join(f"| {k} | {w} |" for k, w in s.held[:20])
+        return MaterializeResult(metadata={
+            "dry_run": config.dry_run, "customers_created": s.customers_created,
+            "orders_created": s.orders_created, "crm_updates": s.crm_updates, "rejected": s.rejected,
+            "unknown": s.unknown, "resolved_from_earlier_runs": s.resolved_from_earlier_runs,
+            "quarantined": s.quarantined, "awaiting_approval": MetadataValue.json(s.awaiting_approval),
+            "held": MetadataValue.md(held if s.held else "none"), "before_golive_not_posted": s.before_golive,
+            "sample": MetadataValue.json(s.sample),
+        })
+
+    return [erp_orders]
+
+
+class ApproveConfig(Config):
+    idempotency_key: str   # e.g. erp-order:crm-deal:20000123
+    actor: str
+
+
+@dg.op(required_resource_keys={"warehouse"})
+def approve_write_op(context: dg.OpExecutionContext, config: ApproveConfig) -> str:
+    from assets.publish.ledger import approve
+
+    n = approve(context.resources.warehouse.get(), config.idempotency_key, config.actor)
+    if not n:
+        raise dg.Failure(f"no write awaiting approval with key {config.idempotency_key}", allow_retries=False)
+    context.log.info(f"{config.actor} approved {config.idempotency_key}; the next publish run sends it")
+    return f"approved {config.idempotency_key} (by {config.actor}); the next publish run sends it"
+
+
+@dg.job(description="Release a write held for approval (audited: who and when).")
+def approve_write():
+    approve_write_op()

@@ -1,0 +1,113 @@
+"""One publishing pass for a business day (no Dagster here): resolve what an interrupted
+run left behind, plan, check the outbound contracts, record the ledger, send."""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from connectors.warehouse import Warehouse
+from quality.contracts import OUTBOUND
+from quality.gate import evaluate_batch
+from quality.store import persist_gates
+
+from . import crm_writer, erp_writer
+from .ledger import Write, approved_keys, plan
+from .plan import build_plan
+
+DEFAULT_APPROVAL_THRESHOLD = 250_000.0
+
+
+@dataclass
+class PublishSummary:
+    dry_run: bool
+    customers_created: int = 0
+    orders_created: int = 0
+    crm_updates: int = 0
+    rejected: int = 0
+    unknown: int = 0
+    resolved_from_earlier_runs: int = 0
+    held: list[tuple[str, str]] = field(default_factory=list)
+    awaiting_approval: list[tuple[str, str]] = field(default_factory=list)
+    quarantined: int = 0
+    before_golive: int = 0
+    sample: list[dict] = field(default_factory=list)
+
+    def as_metadata(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "sample"} | {"sample": self.sample[:5]}
+
+
+@contextlib.contextmanager
+def publish_lock(home: Path):
+    """One publisher at a time on this machine; the target's unique keys are the last line."""
+    path = home / "locks" / "publish.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _outbound_check(wh: Warehouse, writes: list[Write], obj: str, partition: str, run_id: str,
+                    dry_run: bool) -> tuple[list[Write], int]:
+    """Writes that fail their outbound contract are quarantined, never sent."""
+    if not writes:
+        return [], 0
+    contract = OUTBOUND[obj]
+    rows = pd.DataFrame([{k: (None if v is None else str(v)) for k, v in w.payload.items()} for w in writes])
+    outcome = evaluate_batch(contract, rows, {}, tombstone_column=None)
+    if not dry_run and outcome.rows_quarantined:
+        persist_gates(wh, {partition: outcome}, run_id)
+    bad = set(outcome.quarantined[contract.key].astype(str)) if outcome.rows_quarantined else set()
+    return [w for w in writes if str(w.payload[contract.key]) not in bad], outcome.rows_quarantined
+
+
+def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publish_from: dt.date,
+            reporting_currency: str, run_id: str, dry_run: bool = False,
+            approval_threshold: float = DEFAULT_APPROVAL_THRESHOLD, correlation_id: str | None = None,
+            crm_writebacks: bool = True) -> PublishSummary:
+    s = PublishSummary(dry_run=dry_run)
+    day = through.isoformat()
+    with publish_lock(home):
+        if not dry_run:
+            for obj in ("customers", "sales_orders"):
+                s.resolved_from_earlier_runs += erp_writer.resolve_pending(wh, engine, obj, run_id)
+        p = build_plan(wh, engine, publish_from=publish_from, through=through, reporting_currency=reporting_currency,
+                       approval_threshold=approval_threshold, approved=approved_keys(wh))
+        s.before_golive = p.not_eligible_before_golive
+        customers, qc = _outbound_check(wh, p.customers, "erp_customers", day, run_id, dry_run)
+        orders, qo = _outbound_check(wh, p.orders, "erp_sales_orders", day, run_id, dry_run)
+        s.quarantined = qc + qo
+        s.held = [(w.business_key, why) for w, why in p.held]
+        s.awaiting_approval = [(w.idempotency_key, why) for w, why in p.awaiting_approval]
+        if dry_run:
+            s.customers_created, s.orders_created = len(customers), len(orders)
+            s.sample = [w.payload for w in orders[:5]]
+            return s
+        for why in {r for _, r in p.held}:
+            plan(wh, [w for w, r in p.held if r == why], run_id, state="held", hold_reason=why,
+                 correlation_id=correlation_id, business_date=day)
+        for w, why in p.awaiting_approval:
+            plan(wh, [w], run_id, state="awaiting_approval", hold_reason=why, correlation_id=correlation_id,
+                 business_date=day)
+        to_send = plan(wh, customers, run_id, correlation_id=correlation_id, business_date=day)
+        sent = erp_writer.send(wh, engine, to_send, run_id)
+        s.customers_created, s.rejected = sent["confirmed"], sent["rejected"]
+        to_send = plan(wh, orders, run_id, correlation_id=correlation_id, business_date=day)
+        # approved writes wait in the ledger as `planned` from an earlier run
+        sent = erp_writer.send(wh, engine, to_send, run_id)
+        s.orders_created, s.rejected = sent["confirmed"], s.rejected + sent["rejected"]
+        if crm_writebacks and client is not None:
+            for obj in ("deals", "companies"):
+                s.resolved_from_earlier_runs += crm_writer.resolve_pending_crm(wh, client, obj, run_id)
+            backs = crm_writer.writeback_writes(wh, "sales_orders") + crm_writer.writeback_writes(wh, "customers")
+            to_send = plan(wh, backs, run_id, correlation_id=correlation_id, business_date=day)
+            out = crm_writer.send_crm(wh, client, to_send, run_id)
+            s.crm_updates, s.rejected, s.unknown = out["confirmed"], s.rejected + out["rejected"], out["unknown"]
+    return s

@@ -1,0 +1,183 @@
+"""Dagster assets for reconciliation: one per reconciliation (recon/<name>), partitioned by day
+like the rest, each with a health check; a `reconcile` job and its schedule.
+
+The four business reconciliations compare current state, so a run over a range of days
+reconciles once, as of the range's last day (the open breaks after it equal those after the
+nightly runs of each day). source_vs_warehouse is per partition: every day of the range is
+compared with the live source on its own.
+"""
+
+import datetime as dt
+from typing import Optional
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSelection,
+    BackfillPolicy,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    define_asset_job,
+    in_process_executor,
+)
+
+from assets.gate.definitions import validated_key
+from assets.ingest.definitions import RETRY, _facts, _fail_fast
+from assets.ingest.objects import ALL_OBJECTS
+from assets.run_facts import write_sync_runs
+
+from .config import ReconSettings
+from .engine import RECON_NAMES
+
+GROUP = "reconcile"
+CHECK_NAME = "health"
+
+READS = {
+    "deals_vs_orders": [validated_key("crm_deals"), validated_key("erp_sales_orders"),
+                        validated_key("erp_customers"), validated_key("crm_companies")],
+    "orders_vs_invoices": [validated_key("erp_sales_orders"), validated_key("erp_invoices"),
+                           AssetKey(["raw", "erp_invoices"]), AssetKey(["raw", "erp_sales_orders"])],
+    "invoices_vs_payments": [validated_key("erp_invoices"), validated_key("erp_payments"),
+                             AssetKey(["raw", "erp_payments"]), AssetKey(["raw", "erp_invoices"])],
+    "companies_vs_customers": [validated_key("crm_companies"), validated_key("erp_customers")],
+    "source_vs_warehouse": [AssetKey(["raw", o]) for o in ALL_OBJECTS],
+}
+DESCRIPTIONS = {
+    "deals_vs_orders": "CRM closed-won deals ↔ ERP sales orders (deal id ↔ crm_deal_id).",
+    "orders_vs_invoices": "ERP orders ↔ invoices: invoiced in full, within the invoicing SLA.",
+    "invoices_vs_payments": "Invoices ↔ payments: paid in full by the due date; orphan payments.",
+    "companies_vs_customers": "CRM customer companies ↔ ERP customers: linked, same name and country.",
+    "source_vs_warehouse": "Each source object of the day ↔ its copy in raw: counts, sums, hashes, keys.",
+}
+
+
+class ReconConfig(Config):
+    """Per-run overrides; unset values keep the defaults of assets.reconcile.config.ReconSettings."""
+    tolerance: Optional[float] = None
+    order_sla_days: Optional[int] = None
+    match_window_days: Optional[int] = None
+    invoice_sla_days: Optional[int] = None
+    invoice_complete_days: Optional[int] = None
+    customer_sla_days: Optional[int] = None
+    money_at_risk_limit: Optional[float] = None
+    objects: Optional[list[str]] = None    # source_vs_warehouse: which objects (default: all)
+
+
+def recon_key(name: str) -> AssetKey:
+    return AssetKey(["recon", name])
+
+
+def _settings(config: ReconConfig, reporting_currency: str) -> ReconSettings:
+    d = config.model_dump() if hasattr(config, "model_dump") else dict(config)
+    d.pop("objects", None)
+    return ReconSettings.from_dict({**d, "reporting_currency": reporting_currency})
+
+
+def _largest_md(results) -> str:
+    rows = []
+    for r in results:
+        if r.largest is not None:
+            rows += r.largest.to_dict("records")
+    rows = sorted(rows, key=lambda x: -float(x["amount_at_risk"] or 0))[:10]
+    if not rows:
+        return "no breaks"
+    return "| type | key | currency | left | right | at risk |\n|---|---|---|---|---|---|\n" + "\n".join(
+        f"| {x['break_type']} | {x['business_key']} | {x['currency'] or ''} | {x['left_amount']} | "
+        f"{x['right_amount']} | {x['amount_at_risk']} |" for x in rows)
+
+
+def build_recon_asset(name: str, partitions_def):
+    key = recon_key(name)
+    resources = {"warehouse", "settings"} | ({"erp", "landing", "crm"} if name == "source_vs_warehouse" else set())
+
+    @asset(
+        key=key, deps=READS[name], partitions_def=partitions_def, group_name=GROUP,
+        backfill_policy=BackfillPolicy.single_run(), retry_policy=RETRY, kinds={"python", "sql"},
+        check_specs=[AssetCheckSpec(CHECK_NAME, asset=key, blocking=False,
+                                    description="WARN when new breaks open; FAIL (ERROR) when the money at risk "
+                                                "passes the configured limit")],
+        description=DESCRIPTIONS[name] + " Breaks in recon.breaks (stateful), runs in recon.runs.",
+        required_resource_keys=resources,
+    )
+    def _recon(context: AssetExecutionContext, config: ReconConfig):
+        from .engine import run_reconciliation, run_source_vs_warehouse
+
+        wh = context.resources.warehouse.get()
+        app = context.resources.settings.get()
+        s = _settings(config, app.reporting_currency)
+        partitions = list(context.partition_keys)
+        facts = {p: _facts(context, f"recon/{name}", p) for p in partitions}
+        results = []
+        try:
+            if name == "source_vs_warehouse":
+                from .sources import DEFAULT_OBJECTS, read_sources
+                clients = {"erp_engine": context.resources.erp.engine(),
+                           "landing_dir": context.resources.landing.dir(),
+                           "crm_client": context.resources.crm.client()}
+                for p in partitions:
+                    sources, skipped = read_sources(p, app.timezone, config.objects or DEFAULT_OBJECTS, **clients)
+                    for obj, why in skipped.items():
+                        context.log.warning(f"source_vs_warehouse {p}: {obj} not compared: {why}")
+                    r = run_source_vs_warehouse(wh, p, context.run.run_id, sources, s)
+                    facts[p].rows_read, facts[p].rows_written = r.left_rows + r.right_rows, r.breaks_found
+                    results.append(r)
+            else:
+                as_of = dt.date.fromisoformat(partitions[-1])
+                r = run_reconciliation(wh, name, as_of, context.run.run_id, s, partition=partitions[-1])
+                facts[partitions[-1]].rows_read, facts[partitions[-1]].rows_written = (r.left_rows + r.right_rows,
+                                                                                       r.breaks_found)
+                results.append(r)
+        except Exception as exc:
+            write_sync_runs(wh, list(facts.values()), exc)
+            _fail_fast(exc)
+            raise
+        write_sync_runs(wh, list(facts.values()))
+        by_type: dict[str, int] = {}
+        for r in results:
+            for k, v in r.by_type.items():
+                by_type[k] = by_type.get(k, 0) + v
+        opened = sum(r.breaks_opened for r in results)
+        resolved = sum(r.breaks_resolved for r in results)
+        risk = round(sum(r.amount_at_risk for r in results), 2)
+        meta = {
+            "left_rows": MetadataValue.int(sum(r.left_rows for r in results)),
+            "right_rows": MetadataValue.int(sum(r.right_rows for r in results)),
+            "matched": MetadataValue.int(sum(r.matched for r in results)),
+            "breaks_found": MetadataValue.int(sum(r.breaks_found for r in results)),
+            "breaks_opened": MetadataValue.int(opened), "breaks_resolved": MetadataValue.int(resolved),
+            "breaks_by_type": MetadataValue.json(by_type),
+            f"money_at_risk_{s.reporting_currency.lower()}": MetadataValue.float(float(risk)),
+            "largest_breaks": MetadataValue.md(_largest_md(results)),
+            "as_of": MetadataValue.text(results[-1].partition if results else partitions[-1]),
+        }
+        if risk > s.money_at_risk_limit:
+            check = AssetCheckResult(check_name=CHECK_NAME, passed=False, severity=AssetCheckSeverity.ERROR,
+                                     description=f"{risk:,.2f} {s.reporting_currency} at risk exceeds the limit "
+                                                 f"{s.money_at_risk_limit:,.2f}", metadata=meta)
+        elif opened:
+            check = AssetCheckResult(check_name=CHECK_NAME, passed=False, severity=AssetCheckSeverity.WARN,
+                                     description=f"{opened} new break(s) opened", metadata=meta)
+        else:
+            check = AssetCheckResult(check_name=CHECK_NAME, passed=True, description="no new breaks",
+                                     metadata=meta)
+        return MaterializeResult(metadata=meta, check_results=[check])
+
+    return _recon
+
+
+def build_reconcile_assets(partitions_def) -> list:
+    return [build_recon_asset(n, partitions_def) for n in RECON_NAMES]
+
+
+def build_reconcile_job_and_schedule(partitions_def):
+    job = define_asset_job("reconcile", selection=AssetSelection.groups(GROUP), partitions_def=partitions_def,
+                           executor_def=in_process_executor,
+                           description="All reconciliations for one business day (or a range).")
+    from dagster import build_schedule_from_partitioned_job
+    schedule = build_schedule_from_partitioned_job(job, name="reconcile_daily", hour_of_day=6, minute_of_hour=0)
+    return job, schedule

@@ -1,0 +1,97 @@
+"""recon.breaks / recon.runs / recon.fx_rates: DDL and the stateful merge of one run's breaks.
+
+A break's id is a hash of (recon_name, break_type, business_key), so the same problem keeps its
+id night after night: seen again → last_seen_at moves (first_seen_at stays; a resolved break
+that comes back is reopened, keeping its first_seen_at); not seen by a later run of the same scope → resolved, with
+resolved_at. The merge stages the run's breaks in a temp table and applies UPDATE … FROM +
+INSERT … WHERE NOT EXISTS, which both DuckDB and PostgreSQL accept.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .config import FX_TO_USD
+
+RECON_DDL = [
+    "CREATE SCHEMA IF NOT EXISTS recon",
+    """CREATE TABLE IF NOT EXISTS recon.breaks (
+        break_id TEXT PRIMARY KEY, recon_name TEXT, break_type TEXT, business_key TEXT, left_system TEXT,
+        right_system TEXT, left_amount DECIMAL(18,2), right_amount DECIMAL(18,2), amount_at_risk DECIMAL(18,2),
+        currency TEXT, first_seen_at TIMESTAMP, last_seen_at TIMESTAMP, status TEXT, resolved_at TIMESTAMP,
+        details TEXT, scope TEXT, amount_at_risk_doc DECIMAL(18,2), reporting_currency TEXT, run_id TEXT,
+        times_seen INTEGER)""",
+    """CREATE TABLE IF NOT EXISTS recon.runs (
+        run_id TEXT, recon_name TEXT, partition TEXT, left_rows BIGINT, right_rows BIGINT, matched BIGINT,
+        breaks_opened BIGINT, breaks_resolved BIGINT, breaks_open BIGINT, amount_at_risk DECIMAL(18,2),
+        started_at TIMESTAMP, finished_at TIMESTAMP, scope TEXT, as_of DATE, breaks_found BIGINT,
+        breaks_by_type TEXT, settings TEXT)""",
+    "CREATE TABLE IF NOT EXISTS recon.fx_rates (currency TEXT PRIMARY KEY, usd_per_unit DOUBLE PRECISION)",
+]
+
+BREAK_COLUMNS = ("break_id", "recon_name", "break_type", "business_key", "left_system", "right_system",
+                 "left_amount", "right_amount", "amount_at_risk", "currency", "first_seen_at", "last_seen_at",
+                 "status", "resolved_at", "details", "scope", "amount_at_risk_doc", "reporting_currency",
+                 "run_id", "times_seen")
+
+
+def break_id(recon_name: str, break_type: str, business_key: str) -> str:
+    """The same as the SQL in `merge_breaks` (md5 of 'recon|type|key', first 24 hex digits)."""
+    return hashlib.md5(f"{recon_name}|{break_type}|{business_key}".encode()).hexdigest()[:24]
+
+
+def ensure_recon_tables(conn: Connection) -> None:
+    for ddl in RECON_DDL:
+        conn.execute(sa.text(ddl))
+    if not conn.execute(sa.text("SELECT count(*) FROM recon.fx_rates")).scalar():
+        conn.execute(sa.text("INSERT INTO recon.fx_rates (currency, usd_per_unit) VALUES (:c, :r)"),
+                     [{"c": c, "r": r} for c, r in FX_TO_USD.items()])
+
+
+def create_found_table(conn: Connection) -> None:
+    conn.execute(sa.text("DROP TABLE IF EXISTS recon_found"))
+    conn.execute(sa.text(
+        "CREATE TEMP TABLE recon_found (break_type TEXT, business_key TEXT, left_system TEXT, right_system TEXT, "
+        "left_amount DECIMAL(18,2), right_amount DECIMAL(18,2), risk DECIMAL(18,2), currency TEXT, details TEXT)"))
+
+
+def merge_breaks(conn: Connection, recon_name: str, scope: str, run_id: str, now, reporting_currency: str) -> dict:
+    """Merge recon_found into recon.breaks for (recon_name, scope); returns the counts."""
+    p = {"name": recon_name, "scope": scope, "run": run_id, "now": now, "rep": reporting_currency}
+    conn.execute(sa.text("DROP TABLE IF EXISTS recon_stage"))
+    conn.execute(sa.text(
+        "CREATE TEMP TABLE recon_stage AS SELECT substr(md5(:name || '|' || f.break_type || '|' || f.business_key), "
+        "1, 24) AS break_id, f.*, CAST(round(CAST(abs(f.risk) * coalesce(r.usd_per_unit, 1) / "
+        "coalesce(rr.usd_per_unit, 1) AS NUMERIC), 2) AS DECIMAL(18,2)) AS amount_at_risk "
+        "FROM recon_found f LEFT JOIN recon.fx_rates r ON r.currency = f.currency "
+        "LEFT JOIN recon.fx_rates rr ON rr.currency = :rep"), p)
+    q = lambda sql: int(conn.execute(sa.text(sql), p).scalar() or 0)  # noqa: E731
+    opened = q("SELECT count(*) FROM recon_stage s WHERE NOT EXISTS (SELECT 1 FROM recon.breaks b "
+               "WHERE b.break_id = s.break_id AND b.status = 'open')")
+    resolved = q("SELECT count(*) FROM recon.breaks b WHERE b.recon_name = :name AND b.scope = :scope "
+                 "AND b.status = 'open' AND NOT EXISTS (SELECT 1 FROM recon_stage s WHERE s.break_id = b.break_id)")
+    conn.execute(sa.text(
+        "UPDATE recon.breaks SET left_amount = s.left_amount, right_amount = s.right_amount, "
+        "amount_at_risk = s.amount_at_risk, amount_at_risk_doc = s.risk, currency = s.currency, "
+        "details = s.details, last_seen_at = :now, run_id = :run, reporting_currency = :rep, "
+        "times_seen = recon.breaks.times_seen + 1, "
+        "status = 'open', resolved_at = NULL FROM recon_stage s WHERE recon.breaks.break_id = s.break_id"), p)
+    conn.execute(sa.text(
+        "INSERT INTO recon.breaks (break_id, recon_name, break_type, business_key, left_system, right_system, "
+        "left_amount, right_amount, amount_at_risk, currency, first_seen_at, last_seen_at, status, resolved_at, "
+        "details, scope, amount_at_risk_doc, reporting_currency, run_id, times_seen) "
+        "SELECT s.break_id, :name, s.break_type, s.business_key, s.left_system, s.right_system, s.left_amount, "
+        "s.right_amount, s.amount_at_risk, s.currency, :now, :now, 'open', NULL, s.details, :scope, s.risk, :rep, "
+        ":run, 1 FROM recon_stage s WHERE NOT EXISTS (SELECT 1 FROM recon.breaks b WHERE b.break_id = s.break_id)"),
+        p)
+    conn.execute(sa.text(
+        "UPDATE recon.breaks SET status = 'resolved', resolved_at = :now, run_id = :run WHERE recon_name = :name "
+        "AND scope = :scope AND status = 'open' AND NOT EXISTS "
+        "(SELECT 1 FROM recon_stage s WHERE s.break_id = recon.breaks.break_id)"), p)
+    found = q("SELECT count(*) FROM recon_stage")
+    open_ = q("SELECT count(*) FROM recon.breaks WHERE recon_name = :name AND scope = :scope AND status = 'open'")
+    risk = conn.execute(sa.text("SELECT coalesce(sum(amount_at_risk), 0) FROM recon_stage")).scalar()
+    return {"breaks_found": found, "breaks_opened": opened, "breaks_resolved": resolved, "breaks_open": open_,
+            "amount_at_risk": float(risk or 0)}

@@ -1,0 +1,1 @@
+"""The dbt layer: staging, intermediate and marts models over the validated objects."""

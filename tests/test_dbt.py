@@ -1,0 +1,206 @@
+"""The dbt layer run by the nightly job: marts.dim_customer on a generated world, checked
+against the generator's truth, with dbt tests surfaced (and passing) as asset checks."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+
+import pandas as pd
+import pytest
+
+from connectors.warehouse import Warehouse
+from orchestration.config import load_settings
+from orchestration.runner import run_job
+from sandbox.crm.store import CrmStore
+from sandbox.generator.config import DEFAULT_DEFECT_RATES
+from sandbox.generator.world import read_defects, reexport_day
+from tests.world_fixtures import SMALL_WORLD, make_world
+
+pytestmark = pytest.mark.slow
+
+# the small world, with more clerk-renamed customers so the name-mismatch rule is exercised
+MISMATCH_WORLD = dataclasses.replace(
+    SMALL_WORLD, defect_rates={**DEFAULT_DEFECT_RATES, "customer_name_mismatch": 0.35})
+
+# a constructed ambiguity: one CRM customer company, two unlinked ERP customers whose names
+# normalise to the same key in the same country
+AMBIGUOUS_COMPANY = "990000001"
+AMBIGUOUS_CUSTOMERS = ("C9900000011", "C9900000012")
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    w = make_world(tmp_path / "home", cfg=MISMATCH_WORLD)
+    for k, v in w.env.items():
+        monkeypatch.setenv(k, v)
+    yield w
+    w.server.stop()
+
+
+@pytest.fixture
+def pg_world(tmp_path, monkeypatch, pg_url):
+    # the small world: shorter ones may land no ERP customers, and an object never landed has
+    # only its key columns in the warehouse yet, which no model can select from
+    w = make_world(tmp_path / "home", cfg=SMALL_WORLD, warehouse_url=pg_url)
+    for k, v in w.env.items():
+        monkeypatch.setenv(k, v)
+    yield w
+    w.server.stop()
+
+
+def _add_ambiguity(world) -> None:
+    at = dt.datetime.combine(world.days()[3], dt.time(12), tzinfo=dt.timezone.utc)
+    ms = int(at.timestamp() * 1000)
+    store = CrmStore(world.paths.crm_db)
+    store.load_records("companies", pd.DataFrame([{
+        "id": int(AMBIGUOUS_COMPANY), "created_ms": ms, "updated_ms": ms, "archived": False,
+        "name": "Zeta Quartz Q9Z9Z GmbH", "domain": "zetaquartzq9z9z.example", "country": "DE",
+        "industry": "Finance", "lifecyclestage": "customer"}]))
+    store.close()
+    from connectors.erp_schema import customers, make_erp_engine
+    engine = make_erp_engine(world.paths.erp_url)
+    with engine.begin() as conn:
+        conn.execute(customers.insert(), [
+            {"customer_number": AMBIGUOUS_CUSTOMERS[0], "name": "ZETA QUARTZ Q9Z9Z GMBH.", "country": "DE",
+             "currency": "EUR", "credit_limit": "50000.00", "created_at": at, "updated_at": at},
+            {"customer_number": AMBIGUOUS_CUSTOMERS[1], "name": "Zeta-Quartz Q9Z9Z", "country": "DE",
+             "currency": "EUR", "credit_limit": "50000.00", "created_at": at, "updated_at": at},
+        ])
+    engine.dispose()
+
+
+def _run_nightly(world):
+    for day in world.drift_dates():
+        reexport_day(world.paths, day)
+    settings = load_settings()
+    outcome = run_job(settings, "nightly_sync", world.days()[0], world.days()[-1])
+    assert outcome.success, outcome.error
+    return Warehouse(settings.warehouse_url), outcome
+
+
+def _events(run_id: str, event_type: str) -> list:
+    from dagster import DagsterInstance
+    with DagsterInstance.get() as instance:
+        return [r for r in instance.all_logs(run_id)
+                if r.dagster_event and r.dagster_event.event_type_value == event_type]
+
+
+def _assert_dbt_checks_passed(run_id: str) -> None:
+    from assets.transform.definitions import dbt_project
+    manifest = json.loads(dbt_project().manifest_path.read_text())
+    n_tests = sum(1 for n in manifest["nodes"].values() if n["resource_type"] == "test")
+    evals = [e.dagster_event.event_specific_data for e in _events(run_id, "ASSET_CHECK_EVALUATION")]
+    dbt_evals = [e for e in evals if e.asset_key.path[0] in ("staging", "intermediate", "marts")]
+    assert len(dbt_evals) == n_tests, (len(dbt_evals), n_tests)
+    failed = [(e.asset_key.to_user_string(), e.check_name) for e in dbt_evals if not e.passed]
+    assert not failed, failed
+    names = {e.check_name for e in dbt_evals}
+    assert "assert_dim_customer_one_row_per_source_record" in names
+    assert "unique_dim_customer_customer_key" in names
+
+
+def _assert_dbt_ran_after_the_gates(run_id: str) -> None:
+    mats = [(e.timestamp, e.dagster_event.event_specific_data.materialization.asset_key.path[0])
+            for e in _events(run_id, "ASSET_MATERIALIZATION")]
+    last_gate = max(t for t, layer in mats if layer == "validated")
+    first_dbt = min(t for t, layer in mats if layer in ("staging", "intermediate", "marts"))
+    assert first_dbt > last_gate
+
+
+def test_nightly_builds_the_golden_customer(world):
+    _add_ambiguity(world)
+    wh, outcome = _run_nightly(world)
+    _assert_dbt_ran_after_the_gates(outcome.run_id)
+    _assert_dbt_checks_passed(outcome.run_id)
+
+    dim = wh.query_df("SELECT * FROM marts.dim_customer")
+    assert list(dim.columns[:6]) == ["customer_key", "crm_company_id", "erp_customer_number", "name", "country",
+                                     "match_method"]
+    erp = wh.query_df("SELECT customer_number, crm_company_id, tax_id FROM validated.erp_customers_current")
+    crm = wh.query_df("SELECT id, lifecyclestage, archived, erp_customer_number, tax_id "
+                      "FROM validated.crm_companies_current")
+    # every ERP customer and every (live) CRM customer company: exactly once
+    assert sorted(dim.erp_customer_number.dropna()) == sorted(erp.customer_number)
+    customers = set(crm.loc[(crm.lifecyclestage == "customer") & (crm.archived != "true"), "id"])
+    crm_counts = dim.crm_company_id.dropna().value_counts()
+    assert customers <= set(crm_counts.index) and (crm_counts == 1).all()
+    assert dim.customer_key.is_unique
+
+    # matches against the generator's truth: clerk customer C1<id> belongs to company <id>
+    matched = dim[dim.crm_company_id.notna() & dim.erp_customer_number.notna()]
+    clerk = matched[matched.erp_customer_number.str.startswith("C1")]
+    assert (clerk.erp_customer_number == "C1" + clerk.crm_company_id).all(), clerk
+    by_number = dim.set_index("erp_customer_number")
+    crm_link = dict(zip(crm.erp_customer_number.dropna(), crm.id))
+    erp_links = erp.set_index("customer_number")
+    method = {}
+    for row in erp.itertuples():
+        m = by_number.loc[row.customer_number, "match_method"]
+        method[row.customer_number] = m
+        if pd.notna(row.crm_company_id) or row.customer_number in crm_link:
+            assert m == "link", (row.customer_number, m)
+    assert {"link", "tax_id", "name_country"} <= set(matched.match_method), matched.match_method.value_counts()
+
+    # a clerk's renamed customer ('Old Name …') is matched only by link or tax id, never by name
+    renamed = {d["details"]["customer_number"] for d in read_defects(world.paths)
+               if d["kind"] == "customer_name_mismatch"}
+    renamed &= set(erp.customer_number)
+    assert renamed, "the world has no renamed customers to check"
+    for number in renamed:
+        assert method[number] in ("link", "tax_id", "erp_only"), (number, method[number])
+        linked = pd.notna(erp_links.loc[number, "crm_company_id"]) or number in crm_link
+        has_tax = pd.notna(erp_links.loc[number, "tax_id"])
+        if not linked and not has_tax:
+            assert method[number] == "erp_only"
+            company = number.removeprefix("C1")
+            if company in customers:
+                assert dim.set_index("crm_company_id").loc[company, "match_method"] == "crm_only"
+
+    # the constructed ambiguity is not auto-linked: three one-sided 'ambiguous' rows
+    amb = dim[(dim.crm_company_id == AMBIGUOUS_COMPANY) | dim.erp_customer_number.isin(AMBIGUOUS_CUSTOMERS)]
+    assert len(amb) == 3 and set(amb.match_method) == {"ambiguous"}
+    assert amb[["crm_company_id", "erp_customer_number"]].notna().sum(axis=1).tolist() == [1, 1, 1]
+
+    # typed staging
+    types = wh.query_df("SELECT column_name, data_type FROM information_schema.columns "
+                        "WHERE table_schema = 'staging' AND table_name = 'stg_crm_deals'")
+    t = dict(zip(types.column_name, types.data_type.str.upper()))
+    assert t["amount"].startswith(("DECIMAL", "NUMERIC")) and t["closed_at"].startswith("TIMESTAMP")
+    wh.dispose()
+
+
+def test_dbt_builds_on_postgresql(pg_world):
+    wh, outcome = _run_nightly(pg_world)
+    assert wh.dialect == "postgresql"
+    _assert_dbt_checks_passed(outcome.run_id)
+    dim = wh.query_df("SELECT match_method, crm_company_id, erp_customer_number FROM marts.dim_customer")
+    erp = wh.query_df("SELECT customer_number FROM validated.erp_customers_current")
+    assert sorted(dim.erp_customer_number.dropna()) == sorted(erp.customer_number)
+    inv = wh.query_df("SELECT amount, issue_date, created_at FROM staging.stg_erp_invoices LIMIT 1")
+    assert len(inv) == 1 and isinstance(inv.issue_date[0], dt.date)
+    wh.dispose()
+
+
+def test_definitions_fail_clearly_without_a_manifest(monkeypatch, tmp_path):
+    import assets.transform.definitions as transform
+    project = tmp_path / "dbt_project"
+    project.mkdir()
+    for name in ("dbt_project.yml", "profiles.yml"):
+        (project / name).write_text((transform.PROJECT_DIR / name).read_text())
+    monkeypatch.setattr(transform, "PROJECT_DIR", project)
+    with pytest.raises(transform.ManifestMissing, match=r"^dbt manifest not found at .*make setup"):
+        transform.build_transform_assets()
+
+
+def test_profile_env_follows_the_warehouse_url():
+    from assets.transform.profile import dbt_env, dbt_environment
+    assert dbt_env("duckdb:////data/wh.duckdb")["TRUEUP_DBT_DUCKDB_PATH"] == "/data/wh.duckdb"
+    pg = dbt_env("postgresql://ana:p%40ss@db.local:6543/trueup")
+    assert (pg["TRUEUP_DBT_TARGET"], pg["TRUEUP_DBT_PG_HOST"], pg["TRUEUP_DBT_PG_PORT"], pg["TRUEUP_DBT_PG_USER"],
+            pg["TRUEUP_DBT_PG_PASSWORD"], pg["TRUEUP_DBT_PG_DBNAME"]) == ("postgres", "db.local", "6543", "ana",
+                                                                         "p@ss", "trueup")
+    env = {"TRUEUP_DBT_PG_HOST": "stale"}
+    with dbt_environment("duckdb:////x.duckdb", env):
+        assert env["TRUEUP_DBT_TARGET"] == "duckdb" and "TRUEUP_DBT_PG_HOST" not in env
+    assert env == {"TRUEUP_DBT_PG_HOST": "stale"}
