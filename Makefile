@@ -28,6 +28,10 @@ demo: setup            ## sandbox up, seed, nightly runs, summary
 	$(BIN)/trueup demo
 
 test: setup            ## the whole test suite (starts its own PostgreSQL)
+	@# the UI end-to-end test screenshots the asset graph with headless Chromium (Debian package)
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		{ apt-get install -y chromium >/dev/null 2>&1 || \
+		  { apt-get update >/dev/null 2>&1 && apt-get install -y chromium >/dev/null 2>&1; }; } || true
 	$(BIN)/python -m pytest -q
 
 ui: setup              ## the Dagster UI on http://127.0.0.1:3000

@@ -16,7 +16,7 @@ OPS_DDL = {
         run_id TEXT, asset TEXT, partition TEXT, attempt INTEGER, started_at TIMESTAMP, finished_at TIMESTAMP,
         status TEXT, rows_read BIGINT, rows_written BIGINT, rows_quarantined BIGINT, error_class TEXT,
         error_message TEXT, window_start TIMESTAMP, window_end TIMESTAMP, pages INTEGER, retries INTEGER,
-        correlation_id TEXT, business_date TEXT)""",
+        correlation_id TEXT, business_date TEXT, rows_echo BIGINT)""",
     "export_loads": """CREATE TABLE IF NOT EXISTS ops.export_loads (
         export_date TEXT, manifest_sha256 TEXT, status TEXT, reason TEXT, rows_invoices BIGINT,
         rows_payments BIGINT, run_id TEXT, checked_at TIMESTAMP)""",
@@ -46,6 +46,7 @@ class RunFacts:
     rows_quarantined: int = 0
     pages: int = 0
     retries: int = 0
+    rows_echo: int = 0      # the platform's own CRM writes seen again: not business changes
     window_start: dt.datetime | None = None
     window_end: dt.datetime | None = None
     started_at: dt.datetime = field(default_factory=_now)
@@ -77,11 +78,12 @@ def write_sync_runs(wh: Warehouse, facts_list: list[RunFacts], error: BaseExcept
         conn.execute(sa.text(
             "INSERT INTO ops.sync_runs (run_id, asset, partition, attempt, started_at, finished_at, status, "
             "rows_read, rows_written, rows_quarantined, error_class, error_message, window_start, window_end, "
-            "pages, retries, correlation_id, business_date) VALUES (:run_id, :asset, :partition, :attempt, "
+            "pages, retries, correlation_id, business_date, rows_echo) VALUES (:run_id, :asset, :partition, :attempt, "
             ":started_at, :finished_at, :status, :rows_read, :rows_written, :rows_quarantined, :error_class, "
-            ":error_message, :window_start, :window_end, :pages, :retries, :correlation_id, :partition)"),
+            ":error_message, :window_start, :window_end, :pages, :retries, :correlation_id, :partition, :echo)"),
             [{"run_id": f.run_id, "asset": f.asset, "partition": f.partition, "attempt": f.attempt,
               "started_at": f.started_at, "finished_at": finished, "status": status, "rows_read": f.rows_read,
               "rows_written": f.rows_written, "rows_quarantined": f.rows_quarantined, "error_class": error_class,
               "error_message": message, "window_start": f.window_start, "window_end": f.window_end,
-              "pages": f.pages, "retries": f.retries, "correlation_id": f.correlation_id} for f in facts_list])
+              "pages": f.pages, "retries": f.retries, "correlation_id": f.correlation_id, "echo": f.rows_echo}
+             for f in facts_list])

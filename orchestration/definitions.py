@@ -10,6 +10,8 @@ from assets.ingest.definitions import build_ingest_assets
 from assets.publish.definitions import approve_write, build_publish_assets
 from assets.reconcile.definitions import build_reconcile_assets, build_reconcile_job_and_schedule
 from assets.transform.definitions import build_transform_assets, build_transform_resources
+from orchestration.alerts import build_alert_sensor
+from orchestration.freshness import with_freshness
 from orchestration.jobs import build_jobs
 from orchestration.partitions import daily_partitions
 from orchestration.resources import default_resources
@@ -22,12 +24,12 @@ def build_definitions() -> Definitions:
     nightly, export_ingest = build_jobs(partitions)
     reconcile_job, reconcile_schedule = build_reconcile_job_and_schedule(partitions)
     return Definitions(
-        assets=[*build_ingest_assets(partitions), *build_gate_assets(partitions), *build_publish_assets(partitions),
+        assets=[*with_freshness(build_ingest_assets(partitions)), *build_gate_assets(partitions), *build_publish_assets(partitions),
                 *build_transform_assets(),
                 *build_reconcile_assets(partitions)],
         jobs=[nightly, export_ingest, replay_quarantine, approve_write, reconcile_job],
         schedules=[build_nightly_schedule(nightly), reconcile_schedule],
-        sensors=[build_export_sensor(export_ingest, partitions)],
+        sensors=[build_export_sensor(export_ingest, partitions), build_alert_sensor()],
         resources={**default_resources(), **build_transform_resources()},
     )
 

@@ -71,6 +71,7 @@ def build_crm_asset(obj: SourceObject, partitions_def):
     )
     def _crm_asset(context: AssetExecutionContext) -> MaterializeResult:
         from .crm_extract import extract_crm_range
+        from .echo import platform_echoes
         from .raw_store import land_partitions
 
         wh, client = context.resources.warehouse.get(), context.resources.crm.client()
@@ -86,11 +87,13 @@ def build_crm_asset(obj: SourceObject, partitions_def):
             frames = {key: by_day.get(key, ex.rows.iloc[:0]).drop(columns="_partition") for key, _, _ in windows}
             landed = land_partitions(wh, obj, frames, context.run.run_id, lambda _p: f"crm:{obj.source_name}",
                                      earlier=ex.earlier)
+            echoes = platform_echoes(wh, obj.source_name, ex.rows)
             per_day = []
             for i, (key, _, _) in enumerate(windows):
                 f = facts[key]
                 f.rows_read = len(frames[key]) + (len(ex.earlier) if i == 0 else 0)
                 f.rows_written = landed[key].rows_written + landed[key].rows_merged_earlier
+                f.rows_echo = echoes.get(key, 0)
                 if i == 0:  # the requests served the whole range; count them once
                     f.pages, f.retries = ex.stats.get("pages", 0), ex.stats.get("retries", 0)
                 per_day.append((key, len(frames[key]), len(ex.earlier) if i == 0 else 0))
@@ -101,6 +104,7 @@ def build_crm_asset(obj: SourceObject, partitions_def):
         write_sync_runs(wh, list(facts.values()))
         totals = {"rows_read": sum(f.rows_read for f in facts.values()),
                   "rows_written": sum(f.rows_written for f in facts.values()),
+                  "echo_rows_not_business_changes": sum(f.rows_echo for f in facts.values()),
                   "requests": ex.stats.get("requests", 0), "retries": ex.stats.get("retries", 0),
                   "pages": ex.stats.get("pages", 0)}
         return MaterializeResult(metadata=_metadata(context, totals, per_day))

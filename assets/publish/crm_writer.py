@@ -38,8 +38,15 @@ def resolve_pending_crm(wh: Warehouse, client, target_object: str, run_id: str) 
         return 0
     payloads = [json.loads(p) for p in rows["payload"]]
     props = sorted({k for p in payloads for k in p["properties"]})
-    current = {r["id"]: r.get("properties") or {} for r in client.batch_read(target_object, [p["id"] for p in payloads],
-                                                                               props)}
+    current: dict[str, dict] = {}
+    by_id = [p["id"] for p in payloads if "id_property" not in p]
+    by_unique = [p["id"] for p in payloads if "id_property" in p]
+    for r in client.batch_read(target_object, by_id, props) if by_id else []:
+        current[str(r["id"])] = r.get("properties") or {}
+    if by_unique:
+        prop = next(p["id_property"] for p in payloads if "id_property" in p)
+        for r in client.batch_read(target_object, by_unique, props, id_property=prop):
+            current[str((r.get("properties") or {}).get(prop))] = r.get("properties") or {}
     done, redo = [], []
     for wid, p, state in zip(rows["write_id"], payloads, rows["state"]):
         have = current.get(str(p["id"]), {})
@@ -54,16 +61,21 @@ def resolve_pending_crm(wh: Warehouse, client, target_object: str, run_id: str) 
 
 def send_crm(wh: Warehouse, client, writes: list[Write], run_id: str) -> dict[str, int]:
     counts = {"confirmed": 0, "rejected": 0, "unknown": 0}
-    by_obj: dict[str, list[Write]] = {}
+    by_obj: dict[tuple[str, str], list[Write]] = {}
     for w in writes:
-        by_obj.setdefault(w.target_object, []).append(w)
-    for obj, ws in by_obj.items():
+        by_obj.setdefault((w.target_object, w.operation), []).append(w)
+    for (obj, _op), ws in by_obj.items():
         for i in range(0, len(ws), 100):
             chunk = ws[i:i + 100]
             ids = {str(w.payload["id"]): w for w in chunk}
             set_state(wh, [w.write_id for w in chunk], "sent", run_id, count_attempt=True)
             try:
-                outcome = client.batch_update(obj, [w.payload for w in chunk])
+                if chunk[0].operation == "upsert":  # by a unique property, e.g. erp_customer_number
+                    outcome = client.batch_upsert(obj, chunk[0].payload["id_property"],
+                                                  [{"id": w.payload["id"], "properties": w.payload["properties"]}
+                                                   for w in chunk])
+                else:
+                    outcome = client.batch_update(obj, [w.payload for w in chunk])
             except SyncError as exc:
                 if getattr(exc, "outcome_unknown", False):
                     set_state(wh, [w.write_id for w in chunk], "unknown", run_id, error=str(exc)[:300])

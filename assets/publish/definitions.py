@@ -16,7 +16,8 @@ def build_publish_assets(partitions_def) -> list:
     @dg.asset(
         key=AssetKey(["publish", "erp_orders"]), partitions_def=partitions_def, group_name="publish",
         deps=[AssetKey(["validated", "crm_deals"]), AssetKey(["validated", "crm_companies"]),
-              AssetKey(["validated", "erp_customers"]), AssetKey(["validated", "erp_sales_orders"])],
+              AssetKey(["validated", "erp_customers"]), AssetKey(["validated", "erp_sales_orders"]),
+              AssetKey(["marts", "dim_customer"])],
         backfill_policy=BackfillPolicy.single_run(), kinds={"python", "sql"},
         description="ERP customers and sales orders for closed-won deals (closed on or after go-live) that have "
                     "none, then the ERP numbers written back to the CRM. Every write goes through ops.sor_writes.",
@@ -35,6 +36,7 @@ def build_publish_assets(partitions_def) -> list:
             s = publish(wh, context.resources.erp.engine(), context.resources.crm.client(), home=settings.home,
                         through=through, publish_from=settings.publish_from,
                         reporting_currency=settings.reporting_currency, run_id=context.run.run_id,
+                        tz=settings.timezone,
                         dry_run=config.dry_run, approval_threshold=config.approval_threshold,
                         correlation_id=context.run.tags.get("trueup/correlation_id"))
         except Exception as exc:
@@ -43,7 +45,7 @@ def build_publish_assets(partitions_def) -> list:
             raise
         if not config.dry_run:
             last = facts[-1]  # the pass publishes everything due up to the last day
-            last.rows_written = s.customers_created + s.orders_created + s.crm_updates
+            last.rows_written = s.customers_created + s.orders_created + s.crm_updates + s.crm_financials
             last.rows_quarantined = s.quarantined
             write_sync_runs(wh, facts)
         if s.held:
@@ -52,7 +54,8 @@ def build_publish_assets(partitions_def) -> list:
         held = "| deal | why held |\n|---|---|\n" + "\n".join(f"| {k} | {w} |" for k, w in s.held[:20])
         return MaterializeResult(metadata={
             "dry_run": config.dry_run, "customers_created": s.customers_created,
-            "orders_created": s.orders_created, "crm_updates": s.crm_updates, "rejected": s.rejected,
+            "orders_created": s.orders_created, "crm_updates": s.crm_updates,
+            "crm_company_financials": s.crm_financials, "rejected": s.rejected,
             "unknown": s.unknown, "resolved_from_earlier_runs": s.resolved_from_earlier_runs,
             "quarantined": s.quarantined, "awaiting_approval": MetadataValue.json(s.awaiting_approval),
             "held": MetadataValue.md(held if s.held else "none"), "before_golive_not_posted": s.before_golive,

@@ -16,6 +16,7 @@ from quality.gate import evaluate_batch
 from quality.store import persist_gates
 
 from . import crm_writer, erp_writer
+from .financials import financial_writes
 from .ledger import Write, approved_keys, plan
 from .plan import build_plan
 
@@ -28,6 +29,7 @@ class PublishSummary:
     customers_created: int = 0
     orders_created: int = 0
     crm_updates: int = 0
+    crm_financials: int = 0
     rejected: int = 0
     unknown: int = 0
     resolved_from_earlier_runs: int = 0
@@ -68,8 +70,49 @@ def _outbound_check(wh: Warehouse, writes: list[Write], obj: str, partition: str
     return [w for w in writes if str(w.payload[contract.key]) not in bad], outcome.rows_quarantined
 
 
+def land_confirmed_writes(wh: Warehouse, engine, tz: str, run_id: str) -> int:
+    """What the platform created in the ERP lands in the warehouse now, read back from the ERP
+    and gated like any ERP row — downstream (staging, reconciliation) sees tonight's orders
+    tonight, not when the next day's ingest picks up the rows' modification day."""
+    from assets.ingest.objects import ERP_DB_OBJECTS
+    from assets.ingest.raw_store import land_partitions
+    from assets.ingest.reread import reread
+    from quality.contracts import INBOUND
+    from quality.gate import evaluate_partitions
+    from quality.references import load_references
+
+    total = 0
+    for obj_name, key in (("erp_customers", "customer_number"), ("erp_sales_orders", "order_number")):
+        target = obj_name.removeprefix("erp_")
+        keys = [json_key(p, key) for p in wh.query_df(
+            "SELECT payload FROM ops.sor_writes WHERE target_system = 'erp' AND target_object = :t AND "
+            "state = 'confirmed'", {"t": target})["payload"]]
+        if not keys:
+            continue
+        with wh.begin() as conn:
+            have = set() if not wh.table_columns(conn, "validated", f"{obj_name}_current") else set(wh.read_df(
+                conn, f"SELECT {key} AS k FROM validated.{obj_name}_current")["k"])
+        missing = [k for k in keys if k not in have]
+        if not missing:
+            continue
+        rows = reread(obj_name, missing, tz=tz, wh=wh, erp_engine=engine)
+        obj = ERP_DB_OBJECTS[target]
+        land_partitions(wh, obj, {}, run_id, lambda p: f"erp_db:{target} (read back after publish)", earlier=rows)
+        contract = INBOUND[obj_name]
+        outcomes = evaluate_partitions(contract, rows, load_references(wh, contract.references))
+        persist_gates(wh, outcomes, run_id, replace_partition=False)
+        total += len(rows)
+    return total
+
+
+def json_key(payload: str, key: str) -> str:
+    import json
+
+    return json.loads(payload)[key]
+
+
 def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publish_from: dt.date,
-            reporting_currency: str, run_id: str, dry_run: bool = False,
+            reporting_currency: str, run_id: str, dry_run: bool = False, tz: str = "UTC",
             approval_threshold: float = DEFAULT_APPROVAL_THRESHOLD, correlation_id: str | None = None,
             crm_writebacks: bool = True) -> PublishSummary:
     s = PublishSummary(dry_run=dry_run)
@@ -103,6 +146,7 @@ def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publ
         # approved writes wait in the ledger as `planned` from an earlier run
         sent = erp_writer.send(wh, engine, to_send, run_id)
         s.orders_created, s.rejected = sent["confirmed"], s.rejected + sent["rejected"]
+        land_confirmed_writes(wh, engine, tz, run_id)
         if crm_writebacks and client is not None:
             for obj in ("deals", "companies"):
                 s.resolved_from_earlier_runs += crm_writer.resolve_pending_crm(wh, client, obj, run_id)
@@ -110,4 +154,10 @@ def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publ
             to_send = plan(wh, backs, run_id, correlation_id=correlation_id, business_date=day)
             out = crm_writer.send_crm(wh, client, to_send, run_id)
             s.crm_updates, s.rejected, s.unknown = out["confirmed"], s.rejected + out["rejected"], out["unknown"]
+            # receivables reach the CRM; an unchanged payload is skipped by the ledger
+            to_send = plan(wh, financial_writes(wh, through), run_id, correlation_id=correlation_id,
+                           business_date=day)
+            out = crm_writer.send_crm(wh, client, to_send, run_id)
+            s.crm_financials = out["confirmed"]
+            s.rejected, s.unknown = s.rejected + out["rejected"], s.unknown + out["unknown"]
     return s

@@ -39,6 +39,16 @@ def dbt_project():
     return DbtProject(project_dir=PROJECT_DIR, profiles_dir=PROJECT_DIR)
 
 
+def _operational_writers() -> dict[str, set]:
+    from assets.reconcile.definitions import RECON_NAMES
+
+    recon = {AssetKey(["recon", n]) for n in RECON_NAMES}
+    return {"ops": {AssetKey(["publish", "erp_orders"])}, "recon": recon, "quality": set()}
+
+
+OPERATIONAL_WRITERS = _operational_writers()
+
+
 def _translator():
     from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings
 
@@ -52,7 +62,15 @@ def _translator():
                 # source table `validated.crm_companies` (identifier crm_companies_current)
                 return spec.replace_attributes(key=AssetKey([props["source_name"], props["name"]]))
             folder = props["fqn"][1] if len(props["fqn"]) > 2 else "transform"
-            return spec.replace_attributes(key=AssetKey([folder, props["name"]]), group_name=folder)
+            spec = spec.replace_attributes(key=AssetKey([folder, props["name"]]), group_name=folder)
+            # models reading the platform's own tables (ledger, breaks) run after the assets that
+            # write them, so one nightly run ends with marts that include that night's work
+            writers = set()
+            for node in props.get("depends_on", {}).get("nodes", []):
+                parts = node.split(".")
+                if parts[0] == "source" and parts[2] in OPERATIONAL_WRITERS:
+                    writers |= OPERATIONAL_WRITERS[parts[2]]
+            return spec.merge_attributes(deps=sorted(writers, key=str)) if writers else spec
 
     return TrueupTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
@@ -66,17 +84,22 @@ def build_transform_assets() -> list:
         raise ManifestMissing(f"dbt manifest not found at {project.manifest_path}: run `make setup` "
                               f"(it runs `dbt parse`) before loading the Dagster definitions")
 
-    @dbt_assets(manifest=project.manifest_path, project=project, dagster_dbt_translator=_translator(),
-                backfill_policy=BackfillPolicy.single_run(), name="dbt_models",
-                required_resource_keys={"dbt", "settings"})
-    def dbt_models(context: AssetExecutionContext):
-        from .profile import dbt_environment
+    def make(name: str, select: str, exclude: str | None):
+        @dbt_assets(manifest=project.manifest_path, project=project, dagster_dbt_translator=_translator(),
+                    backfill_policy=BackfillPolicy.single_run(), name=name, select=select, exclude=exclude,
+                    required_resource_keys={"dbt", "settings"})
+        def _models(context: AssetExecutionContext):
+            from .profile import dbt_environment, dbt_vars_args
 
-        settings = context.resources.settings.get()
-        with dbt_environment(settings.warehouse_url):
-            yield from context.resources.dbt.cli(["build"], context=context).stream()
+            settings = context.resources.settings.get()
+            with dbt_environment(settings.warehouse_url):
+                yield from context.resources.dbt.cli(["build", *dbt_vars_args(settings)], context=context).stream()
 
-    return [dbt_models]
+        return _models
+
+    # two steps: staging + golden customer before publishing (which uses the crosswalk), and the
+    # ROI marts (tag:roi) after publish and reconcile (which write the ledger and breaks they read)
+    return [make("dbt_models", "fqn:*", "tag:roi"), make("dbt_roi_marts", "tag:roi", None)]
 
 
 def build_transform_resources() -> dict:

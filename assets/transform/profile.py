@@ -8,6 +8,7 @@ Python assets always point at the same warehouse. No Dagster here: usable from a
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from typing import Iterator, Mapping
 from urllib.parse import unquote, urlsplit
@@ -32,6 +33,12 @@ def dbt_env(warehouse_url: str) -> dict[str, str]:
                 "TRUEUP_DBT_PG_PORT": str(u.port or 5432), "TRUEUP_DBT_PG_USER": unquote(u.username or ""),
                 "TRUEUP_DBT_PG_PASSWORD": unquote(u.password or ""), "TRUEUP_DBT_PG_DBNAME": unquote(dbname)}
     raise ValueError("TRUEUP_WAREHOUSE_URL must start with duckdb:/// or postgresql://")
+
+
+def dbt_vars_args(settings) -> list[str]:
+    """`--vars` for dbt from the settings: go-live (period split of the ROI marts), reporting currency."""
+    return ["--vars", json.dumps({"publish_from": settings.publish_from.isoformat(),
+                                  "reporting_currency": settings.reporting_currency})]
 
 
 @contextlib.contextmanager
@@ -66,7 +73,8 @@ if __name__ == "__main__":  # run dbt by hand against the configured warehouse
 
     project = Path(__file__).resolve().parents[2] / "dbt_project"
     args = [a for a in sys.argv[1:] if a != "--"] or ["build"]
-    env = {**os.environ, **dbt_env(load_settings().warehouse_url)}
+    env = {**os.environ, **dbt_env(load_settings().warehouse_url),
+           "TRUEUP_PUBLISH_FROM": load_settings().publish_from.isoformat()}
     dbt = Path(sys.executable).with_name("dbt")
     sys.exit(subprocess.call([str(dbt), *args, "--project-dir", str(project), "--profiles-dir", str(project)],
                              env=env))

@@ -1,0 +1,173 @@
+"""Run-failure alerting for OSS Dagster (DESIGN.md: "run failure → alert sink").
+
+Every failed run becomes one row in ``ops.alerts`` (the alert log, queryable next to
+``ops.sync_runs``) and, when ``TRUEUP_ALERT_WEBHOOK_URL`` is set, one JSON POST to that
+URL. The logic is the plain function :func:`record_alert`, testable without Dagster; the
+``trueup_run_failure_alert`` sensor only extracts the facts from the failed run and calls it.
+
+Secrets never leave: the message is cut to one line and any value of a secret-looking
+environment variable (token, password, secret, key) or credentials in a URL are masked
+before the row is written or the webhook called. A webhook that fails or times out is
+logged, never raised: alerting must not fail the sensor (the row is already written).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import uuid
+from dataclasses import asdict, dataclass
+
+import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
+
+ALERTS_DDL = """CREATE TABLE IF NOT EXISTS ops.alerts (
+    alert_id TEXT, run_id TEXT, job TEXT, partition TEXT, error_class TEXT, message TEXT,
+    created_at TIMESTAMP)"""
+
+WEBHOOK_TIMEOUT_S = 5.0
+_SECRET_ENV = re.compile(r"(TOKEN|PASSWORD|SECRET|API_KEY|PRIVATE_KEY)", re.I)
+_URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.\-]*://)([^/\s:@]+):([^/\s@]+)@", re.I)
+
+
+@dataclass
+class Alert:
+    alert_id: str
+    run_id: str
+    job: str
+    partition: str | None
+    error_class: str
+    message: str
+    created_at: dt.datetime
+
+
+def redact(text: str) -> str:
+    """Mask credentials in URLs and the values of secret-looking environment variables."""
+    out = _URL_CREDENTIALS.sub(r"\1\2:***@", text)
+    for name, value in os.environ.items():
+        if value and len(value) >= 6 and _SECRET_ENV.search(name) and value in out:
+            out = out.replace(value, "***")
+    return out
+
+
+def classify_failure(message: str | None, error_type: str | None = None) -> str:
+    """Classify a failure known only by its message (and exception class name) with
+    connectors.errors.classify: the connectors' own classes keep their class, the rest is
+    judged by the message text (timeouts, 429/5xx, locks → transient; else permanent)."""
+    from connectors import errors
+
+    cls = getattr(errors, error_type, None) if error_type else None
+    if isinstance(cls, type) and issubclass(cls, errors.SyncError):
+        return cls("x").error_class
+    status = None
+    m = re.search(r"\b(?:HTTP|status)\s*(\d{3})\b", message or "", re.I)
+    if m:
+        status = int(m.group(1))
+    exc = Exception(message or "")
+    exc.status = status  # classify() reads .status when present
+    return errors.classify(exc)
+
+
+def ensure_alerts_table(wh) -> None:
+    with wh.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))
+        conn.execute(sa.text(ALERTS_DDL))
+
+
+def post_webhook(url: str, alert: Alert, timeout: float = WEBHOOK_TIMEOUT_S) -> bool:
+    """POST the alert as JSON; True on a 2xx answer. Failures are logged, not raised."""
+    import requests
+
+    body = {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in asdict(alert).items()}
+    body["source"] = "trueup"
+    body["text"] = (f"Trueup run failed: job {alert.job}"
+                    + (f", partition {alert.partition}" if alert.partition else "")
+                    + f" [{alert.error_class}] {alert.message}")
+    try:
+        resp = requests.post(url, json=body, timeout=timeout)
+        if resp.status_code >= 300:
+            log.warning("alert webhook answered HTTP %s for alert %s", resp.status_code, alert.alert_id)
+            return False
+        return True
+    except Exception as exc:  # noqa: BLE001 — alerting must never fail the caller
+        log.warning("alert webhook failed for alert %s: %s", alert.alert_id, type(exc).__name__)
+        return False
+
+
+def record_alert(wh, *, run_id: str, job: str, partition: str | None, message: str | None,
+                 error_type: str | None = None, error_class: str | None = None,
+                 webhook_url: str | None = None) -> Alert:
+    """Write one ops.alerts row for a failed run and, if `webhook_url`, POST it as JSON."""
+    from connectors.errors import one_line
+
+    text = redact(one_line(message or "run failed", limit=1000))
+    alert = Alert(
+        alert_id=str(uuid.uuid4()), run_id=run_id, job=job, partition=partition,
+        error_class=error_class or classify_failure(message, error_type), message=text,
+        created_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+    )
+    ensure_alerts_table(wh)
+    with wh.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO ops.alerts (alert_id, run_id, job, partition, error_class, message, created_at) "
+            "VALUES (:alert_id, :run_id, :job, :partition, :error_class, :message, :created_at)"), asdict(alert))
+    if webhook_url:
+        post_webhook(webhook_url, alert)
+    return alert
+
+
+def failure_facts(context) -> dict:
+    """job, partition, message and exception class of a failed run, from a
+    RunFailureSensorContext: the first step failure's user error if any, else the run's."""
+    run = context.dagster_run
+    partition = run.tags.get("dagster/partition") or run.tags.get("trueup/business_date")
+    if not partition and run.tags.get("dagster/asset_partition_range_start"):
+        partition = (f"{run.tags['dagster/asset_partition_range_start']}.."
+                     f"{run.tags.get('dagster/asset_partition_range_end', '')}")
+    message, error_type = None, None
+    try:
+        step_failures = context.get_step_failure_events()
+    except Exception:  # noqa: BLE001 — fall back to the run failure message
+        step_failures = []
+    for event in step_failures:
+        data = event.step_failure_data
+        err = data.error
+        if data.user_failure_data and data.user_failure_data.description:
+            message = data.user_failure_data.description
+        if err is not None:
+            while err.cause is not None:
+                err = err.cause
+            error_type = err.cls_name
+            if not message:
+                message = f"{err.cls_name}: {err.message.strip()}"
+        message = f"{event.step_key}: {message}"
+        break
+    if not message:
+        message = context.failure_event.message or "run failed"
+    return {"run_id": run.run_id, "job": run.job_name, "partition": partition, "message": message,
+            "error_type": error_type}
+
+
+def build_alert_sensor():
+    from dagster import DefaultSensorStatus, run_failure_sensor
+
+    @run_failure_sensor(name="trueup_run_failure_alert", default_status=DefaultSensorStatus.RUNNING,
+                        minimum_interval_seconds=30,
+                        description="Every failed run → a row in ops.alerts and, if TRUEUP_ALERT_WEBHOOK_URL "
+                                    "is set, a JSON POST to it.")
+    def trueup_run_failure_alert(context):
+        from connectors.warehouse import Warehouse
+        from orchestration.config import load_settings
+
+        settings = load_settings()
+        facts = failure_facts(context)
+        wh = Warehouse(settings.warehouse_url)
+        try:
+            alert = record_alert(wh, webhook_url=settings.alert_webhook_url, **facts)
+        finally:
+            wh.dispose()
+        context.log.info(f"alert {alert.alert_id} recorded for run {alert.run_id} ({alert.error_class})")
+
+    return trueup_run_failure_alert
