@@ -242,6 +242,9 @@ def cmd_demo(args, settings: Settings) -> None:
                 raise CliError(f"re-run of {day} failed: {rerun.error}")
     elif not outcome.success:
         raise CliError(outcome.error or "run failed")
+    from orchestration.run_report import demo_summary
+
+    print(demo_summary(settings))
     print("\nOpen the Dagster UI with `make ui` to see the assets, runs and checks.")
 
 

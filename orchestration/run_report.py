@@ -41,3 +41,52 @@ def rejected_exports(settings: Settings) -> list[tuple[str, str]]:
     latest = df.groupby("export_date").tail(1)
     bad = latest[latest["status"] == "rejected"].sort_values("export_date")
     return list(zip(bad["export_date"], bad["reason"]))
+
+
+def demo_summary(settings: Settings) -> str:
+    """The closing account of the demo: what was synced, held back, posted, and what it was worth."""
+    from connectors.warehouse import Warehouse
+
+    wh = Warehouse(settings.warehouse_url)
+
+    def one(sql: str, default=0):
+        try:
+            v = wh.scalar(sql)
+            return default if v is None else v
+        except Exception:  # noqa: BLE001 - a table that does not exist yet counts as empty
+            return default
+
+    facts = [
+        ("rows synced into raw", "SELECT sum(rows_written) FROM ops.sync_runs WHERE asset LIKE 'raw/%' "
+                                 "AND status = 'success'"),
+        ("rows quarantined (open)", "SELECT count(*) FROM quality.quarantine WHERE status = 'open'"),
+        ("ERP orders created by Trueup", "SELECT count(*) FROM ops.sor_writes WHERE target_object = "
+                                         "'sales_orders' AND state = 'confirmed'"),
+        ("ERP customers created by Trueup", "SELECT count(*) FROM ops.sor_writes WHERE target_object = "
+                                            "'customers' AND state = 'confirmed'"),
+        ("CRM updates (numbers, receivables)", "SELECT count(*) FROM ops.sor_writes WHERE target_system = 'crm' "
+                                               "AND state = 'confirmed'"),
+        ("writes held for a person", "SELECT count(*) FROM ops.sor_writes WHERE state IN ('held', "
+                                     "'awaiting_approval')"),
+        ("reconciliation breaks open", "SELECT count(*) FROM recon.breaks WHERE status = 'open'"),
+        ("reconciliation breaks resolved", "SELECT count(*) FROM recon.breaks WHERE status = 'resolved'"),
+    ]
+    lines = ["", "== Summary"] + [f"  {label:<38} {int(one(sql)):>12,}" for label, sql in facts]
+    risk = float(one("SELECT sum(amount_at_risk) FROM recon.breaks WHERE status = 'open'"))
+    lines.append(f"  {'money at risk (' + settings.reporting_currency + ')':<38} {risk:>12,.2f}")
+    try:
+        roi = wh.query_df("SELECT * FROM marts.roi_summary ORDER BY period")
+    except Exception:  # noqa: BLE001
+        roi = None
+    if roi is not None and len(roi):
+        lines += ["", "== ROI: before (manual order entry) vs after (Trueup)"]
+        cols = [c for c in ("deal_to_order_hours_p50", "deal_to_order_hours_p90", "quote_to_cash_days_p50",
+                            "touchless_rate", "error_rate_per_1000", "revenue_leakage", "manual_touches_per_100",
+                            "hours_saved_estimate") if c in roi.columns]
+        lines.append(f"  {'measure':<28}" + "".join(f"{str(p):>16}" for p in roi["period"]))
+        for c in cols:
+            vals = "".join(f"{'' if v is None or v != v else f'{float(v):,.2f}':>16}" for v in roi[c])
+            label = c + (" (estimate)" if c == "hours_saved_estimate" else "")
+            lines.append(f"  {label:<28}{vals}")
+    wh.dispose()
+    return "\n".join(lines)
