@@ -89,10 +89,12 @@ def _events(run_id: str, event_type: str) -> list:
 def _assert_dbt_checks_passed(run_id: str) -> None:
     from assets.transform.definitions import dbt_project
     manifest = json.loads(dbt_project().manifest_path.read_text())
-    n_tests = sum(1 for n in manifest["nodes"].values() if n["resource_type"] == "test")
+    # every generic test (attached to one model) becomes an asset check; singular tests do when
+    # dagster-dbt can attach them to a model
+    n_generic = sum(1 for n in manifest["nodes"].values() if n["resource_type"] == "test" and n.get("attached_node"))
     evals = [e.dagster_event.event_specific_data for e in _events(run_id, "ASSET_CHECK_EVALUATION")]
     dbt_evals = [e for e in evals if e.asset_key.path[0] in ("staging", "intermediate", "marts")]
-    assert len(dbt_evals) == n_tests, (len(dbt_evals), n_tests)
+    assert len(dbt_evals) >= n_generic, (len(dbt_evals), n_generic)
     failed = [(e.asset_key.to_user_string(), e.check_name) for e in dbt_evals if not e.passed]
     assert not failed, failed
     names = {e.check_name for e in dbt_evals}
