@@ -32,7 +32,11 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
     rows = read_partitions(wh, contract.object, contract.key, min(partitions), max(partitions))
     references = load_references(wh, contract.references)
     if rows.empty:
-        rows = pd.DataFrame(columns=[contract.key, "updated_at", "_partition"])
+        # no rows yet: keep the object's full column set, so validated tables and views have it
+        from assets.ingest.objects import ALL_OBJECTS
+
+        columns = list(rows.columns) or list(ALL_OBJECTS[contract.object].columns)
+        rows = pd.DataFrame(columns=list(dict.fromkeys([*columns, "_partition"])))
     outcomes = evaluate_partitions(contract, rows, references, validator=validator)
     for p in partitions:  # a day with no rows still gets its (empty) gate result
         if p not in outcomes:
