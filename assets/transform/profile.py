@@ -42,6 +42,13 @@ def dbt_vars_args(settings) -> list[str]:
 
 
 @contextlib.contextmanager
+# dbt looks up its latest version on PyPI whenever `dbt --version` runs (dagster-dbt runs it
+# before each build); a slow DNS answer can stall a run for minutes. A dead local proxy makes
+# that lookup fail at once; dbt needs no network otherwise (no packages), databases are not HTTP.
+OFFLINE = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": "",
+           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"}
+
+
 def dbt_environment(warehouse_url: str, environ: Mapping[str, str] | None = None) -> Iterator[dict[str, str]]:
     """Set the dbt variables in os.environ for the duration of one dbt invocation.
 
@@ -49,7 +56,7 @@ def dbt_environment(warehouse_url: str, environ: Mapping[str, str] | None = None
     for its adapter handle), so this is where the variables must be. Runs are in-process and
     single-threaded (orchestration/jobs.py); the previous values are restored afterwards."""
     target = os.environ if environ is None else environ
-    values = dbt_env(warehouse_url)
+    values = {**dbt_env(warehouse_url), **OFFLINE}
     saved = {k: target.get(k) for k in (*DBT_ENV_KEYS, *values)}
     for k in DBT_ENV_KEYS:
         target.pop(k, None)  # no stale PostgreSQL values next to a DuckDB target
