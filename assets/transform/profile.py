@@ -41,7 +41,6 @@ def dbt_vars_args(settings) -> list[str]:
                                   "reporting_currency": settings.reporting_currency})]
 
 
-@contextlib.contextmanager
 # dbt looks up its latest version on PyPI whenever `dbt --version` runs (dagster-dbt runs it
 # before each build); a slow DNS answer can stall a run for minutes. A dead local proxy makes
 # that lookup fail at once; dbt needs no network otherwise (no packages), databases are not HTTP.
@@ -49,6 +48,7 @@ OFFLINE = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"}
 
 
+@contextlib.contextmanager
 def dbt_environment(warehouse_url: str, environ: Mapping[str, str] | None = None) -> Iterator[dict[str, str]]:
     """Set the dbt variables in os.environ for the duration of one dbt invocation.
 
