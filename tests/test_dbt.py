@@ -120,6 +120,10 @@ def test_nightly_builds_the_golden_customer(world):
     assert list(dim.columns[:6]) == ["customer_key", "crm_company_id", "erp_customer_number", "name", "country",
                                      "match_method"]
     erp = wh.query_df("SELECT customer_number, crm_company_id, tax_id FROM validated.erp_customers_current")
+    # customers the publish step created later in this same run reach the golden customer next night
+    created = set(wh.query_df("SELECT business_key FROM ops.sor_writes WHERE target_object = 'customers' AND "
+                              "state = 'confirmed' AND run_id = :r", {"r": outcome.run_id})["business_key"])
+    erp = erp[~erp["crm_company_id"].isin(created) | ~erp["customer_number"].str.startswith("C8")]
     crm = wh.query_df("SELECT id, lifecyclestage, archived, erp_customer_number, tax_id "
                       "FROM validated.crm_companies_current")
     # every ERP customer and every (live) CRM customer company: exactly once
@@ -178,7 +182,11 @@ def test_dbt_builds_on_postgresql(pg_world):
     _assert_dbt_checks_passed(outcome.run_id)
     dim = wh.query_df("SELECT match_method, crm_company_id, erp_customer_number FROM marts.dim_customer")
     erp = wh.query_df("SELECT customer_number FROM validated.erp_customers_current")
-    assert sorted(dim.erp_customer_number.dropna()) == sorted(erp.customer_number)
+    created = set(wh.query_df("SELECT payload FROM ops.sor_writes WHERE target_object = 'customers' AND "
+                              "state = 'confirmed' AND run_id = :r", {"r": outcome.run_id})["payload"]
+                  .map(lambda p: json.loads(p)["customer_number"]))
+    # customers the publish step created later in this same run reach the golden customer next night
+    assert sorted(dim.erp_customer_number.dropna()) == sorted(set(erp.customer_number) - created)
     inv = wh.query_df("SELECT amount, issue_date, created_at FROM staging.stg_erp_invoices LIMIT 1")
     assert len(inv) == 1 and isinstance(inv.issue_date[0], dt.date)
     wh.dispose()
