@@ -21,13 +21,13 @@ from orchestration.sensors import build_export_sensor
 
 def build_definitions() -> Definitions:
     partitions = daily_partitions()
-    nightly, export_ingest = build_jobs(partitions)
+    nightly, export_ingest, sync_and_gate = build_jobs(partitions)
     reconcile_job, reconcile_schedule = build_reconcile_job_and_schedule(partitions)
     return Definitions(
         assets=[*with_freshness(build_ingest_assets(partitions)), *build_gate_assets(partitions), *build_publish_assets(partitions),
                 *build_transform_assets(),
                 *build_reconcile_assets(partitions)],
-        jobs=[nightly, export_ingest, replay_quarantine, approve_write, reconcile_job],
+        jobs=[nightly, export_ingest, sync_and_gate, replay_quarantine, approve_write, reconcile_job],
         schedules=[build_nightly_schedule(nightly), reconcile_schedule],
         sensors=[build_export_sensor(export_ingest, partitions), build_alert_sensor()],
         resources={**default_resources(), **build_transform_resources()},

@@ -27,4 +27,10 @@ def build_jobs(partitions_def):
         partitions_def=partitions_def, executor_def=in_process_executor,
         description="Load one verified ERP export (started by the export sensor).",
     )
-    return nightly, export_ingest
+    sync_and_gate = define_asset_job(
+        "sync_and_gate", selection=AssetSelection.groups("ingest_crm", "ingest_erp", "gate"),
+        partitions_def=partitions_def, executor_def=in_process_executor,
+        description="Only the first half of the night: ingest and gate (no publishing, no dbt) — for "
+                    "catching up the warehouse without writing to any system of record.",
+    )
+    return nightly, export_ingest, sync_and_gate

@@ -33,7 +33,7 @@ def _backfill(world) -> tuple[Warehouse, object]:
     for day in world.drift_dates():
         reexport_day(world.paths, day)
     settings = load_settings()
-    outcome = run_job(settings, "nightly_sync", world.days()[0], world.days()[-1])
+    outcome = run_job(settings, "sync_and_gate", world.days()[0], world.days()[-1])
     assert outcome.success, outcome.error
     return Warehouse(settings.warehouse_url), outcome
 
@@ -137,7 +137,7 @@ def test_a_batch_above_the_threshold_is_blocked(world):
     }))
     store.close()
     settings = load_settings()
-    outcome = run_job(settings, "nightly_sync", day)
+    outcome = run_job(settings, "sync_and_gate", day)
     assert not outcome.success and "contract" in outcome.error
     wh = Warehouse(settings.warehouse_url)
     g = wh.query_df("SELECT blocked, block_reason, rows_in FROM quality.gate_results WHERE run_id = :r AND "

@@ -45,7 +45,7 @@ def _assert_equal_to_sources(world, wh: Warehouse) -> None:
 
 def test_nightly_runs_make_warehouse_equal_to_sources(world):
     settings = load_settings()
-    outcomes = {day: run_job(settings, "nightly_sync", day) for day in world.days()}
+    outcomes = {day: run_job(settings, "sync_and_gate", day) for day in world.days()}
     drift = set(world.drift_dates())
     # drifted exports are rejected whole with the reason; every other night succeeds
     for day, outcome in outcomes.items():
@@ -63,7 +63,7 @@ def test_nightly_runs_make_warehouse_equal_to_sources(world):
     # once the ERP re-exports those days correctly, the same partitions load
     for day in sorted(drift):
         _fix_export(world, day)
-        assert run_job(settings, "nightly_sync", day).success
+        assert run_job(settings, "sync_and_gate", day).success
     _assert_equal_to_sources(world, wh)
 
     # every asset run left its facts
@@ -80,14 +80,14 @@ def test_rerun_and_backfill_change_nothing(world):
         _fix_export(world, day)
     # nightly runs, one per day
     for day in days:
-        assert run_job(settings, "nightly_sync", day).success
+        assert run_job(settings, "sync_and_gate", day).success
     wh = _wh()
     snapshot = _raw_snapshot(wh)
     # re-running a partition changes nothing
-    assert run_job(settings, "nightly_sync", days[3]).success
+    assert run_job(settings, "sync_and_gate", days[3]).success
     assert _raw_snapshot(wh).equals(snapshot)
     # a backfill of the whole range, in one run, gives exactly what the nightly runs gave
-    outcome = run_job(settings, "nightly_sync", days[0], days[-1])
+    outcome = run_job(settings, "sync_and_gate", days[0], days[-1])
     assert outcome.success, outcome.error
     assert _raw_snapshot(wh).equals(snapshot)
     # and it ran as a single run covering every partition

@@ -166,7 +166,7 @@ def test_new_export_column_is_carried_along_and_reported(export_world):
     inv.to_csv(folder / "invoices.csv", index=False)
     _rewrite_manifest(folder, "invoices.csv")
 
-    outcome = run_job(settings, "nightly_sync", day)
+    outcome = run_job(settings, "sync_and_gate", day)
     assert_ingest_succeeded(outcome)
     wh = _wh()
     landed = wh.query_df("SELECT invoice_number, po_reference FROM raw.erp_invoices WHERE _partition = :p",

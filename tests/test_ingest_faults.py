@@ -29,7 +29,7 @@ def test_sync_under_injected_faults_is_correct_and_records_retries(tiny_world):
                                 search_per_second=2, seed=7)
     settings = load_settings()
     t0 = time.monotonic()
-    outcome = run_job(settings, "nightly_sync", tiny_world.days()[0], tiny_world.days()[-1])
+    outcome = run_job(settings, "sync_and_gate", tiny_world.days()[0], tiny_world.days()[-1])
     elapsed = time.monotonic() - t0
     assert_ingest_succeeded(outcome)
     stats = tiny_world.server.stats()
@@ -67,7 +67,7 @@ def test_wrong_token_fails_fast_with_clear_message(tiny_world, monkeypatch):
     settings = load_settings()
     day = tiny_world.days()[0]
     t0 = time.monotonic()
-    outcome = run_job(settings, "nightly_sync", day)
+    outcome = run_job(settings, "sync_and_gate", day)
     elapsed = time.monotonic() - t0
     assert not outcome.success
     # not retried with backoff (eight retries would take minutes); each CRM asset tried once is asserted below
@@ -106,7 +106,7 @@ def test_more_than_10000_changes_with_one_timestamp_land_completely(tiny_world):
     settings = load_settings()
     # the sandbox runs without rate limits here: let the client go faster than the HubSpot defaults
     fast = {"resources": {"crm": {"config": {"requests_per_10s": 2000, "searches_per_second": 100}}}}
-    outcome = run_job(settings, "nightly_sync", day, run_config=fast)
+    outcome = run_job(settings, "sync_and_gate", day, run_config=fast)
     assert_ingest_succeeded(outcome)
 
     wh = _wh()

@@ -70,7 +70,7 @@ def test_berlin_nightly_lands_berlin_days(tiny_world, monkeypatch):
     monkeypatch.setenv("TRUEUP_TIMEZONE", "Europe/Berlin")
     settings = load_settings()
     days = tiny_world.days()
-    outcome = run_job(settings, "nightly_sync", days[0], days[-1])
+    outcome = run_job(settings, "sync_and_gate", days[0], days[-1])
     assert_ingest_succeeded(outcome)
     wh = Warehouse(settings.warehouse_url)
     # the synced range ends at midnight Berlin after the last day = 22:00 UTC
