@@ -20,6 +20,7 @@ import uuid
 from typing import Iterator
 
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
@@ -35,6 +36,14 @@ def ident(name: str) -> str:
     if not _IDENT.match(name):
         raise ValueError(f"refusing unsafe SQL identifier {name!r}")
     return name
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    # a column with one value per chunk (the partition day) is stored once, as a category
+    for i, name in enumerate(table.column_names):
+        if name == "_partition" and pa.types.is_string(table.schema.field(i).type):
+            table = table.set_column(i, name, table.column(i).dictionary_encode())
+    return table.to_pandas(split_blocks=True)
 
 
 class Warehouse:
@@ -89,9 +98,51 @@ class Warehouse:
         result = conn.execute(sa.text(sql), params or {})
         return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
+    def frames(self, sql: str, params: dict | None = None, chunk_rows: int = 500_000) -> Iterator[pd.DataFrame]:
+        """A query's result as DataFrames of at most `chunk_rows` rows, read on a connection of
+        its own (its own snapshot), so the caller may write in another transaction meanwhile.
+        Text stays pandas' Arrow-backed string dtype on DuckDB. Parameters are `:name` style."""
+        params = params or {}
+        with self.engine.connect() as conn:
+            if self.dialect == "duckdb":
+                raw = conn.connection.driver_connection
+                # a relation streams (a DB-API result would first copy every row)
+                reader = raw.sql(re.sub(r"(?<![:\w]):(\w+)", r"$\1", sql), params=params).to_arrow_reader(chunk_rows)
+                pending: pa.Table | None = None
+                for batch in reader:   # DuckDB sends ~122,880-row batches: re-cut them to chunk_rows
+                    pending = pa.Table.from_batches([batch]) if pending is None else pa.concat_tables(
+                        [pending, pa.Table.from_batches([batch])])
+                    while pending.num_rows >= chunk_rows:
+                        yield _to_pandas(pending.slice(0, chunk_rows))
+                        pending = pending.slice(chunk_rows)
+                if pending is not None and pending.num_rows:
+                    yield _to_pandas(pending)
+            else:
+                result = conn.execution_options(stream_results=True, max_row_buffer=chunk_rows).execute(
+                    sa.text(sql), params)
+                columns = list(result.keys())
+                for rows in result.partitions(chunk_rows):
+                    yield pd.DataFrame(rows, columns=columns)
+
+    def frame(self, sql: str, params: dict | None = None) -> pd.DataFrame:
+        """A query's whole result as one DataFrame, read like `frames` (own connection, fast path)."""
+        if self.dialect != "duckdb":
+            with self.engine.connect() as conn:
+                return self.read_df(conn, sql, params)
+        chunks = list(self.frames(sql, params, chunk_rows=1 << 40))
+        return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
+
     def scalar(self, sql: str, params: dict | None = None):
         with self.begin() as conn:
             return conn.execute(sa.text(sql), params or {}).scalar()
+
+    def number_sql(self, expr: str) -> str:
+        """SQL reading a text column as a number, NULL where it is not one (as pandas'
+        `to_numeric(errors="coerce")`): a money column's text, summed in the warehouse."""
+        if self.dialect == "duckdb":
+            return f"TRY_CAST({expr} AS DOUBLE)"
+        return (f"CASE WHEN {expr} ~ '^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?\\s*$' "
+                f"THEN CAST({expr} AS DOUBLE PRECISION) END")
 
     # -- DDL helpers --------------------------------------------------------------------
     def table_columns(self, conn: Connection, schema: str, table: str) -> list[str]:
@@ -126,7 +177,10 @@ class Warehouse:
         if self.dialect == "duckdb":
             raw = conn.connection.driver_connection
             view = f"_trueup_load_{id(df)}"
-            raw.register(view, df)
+            try:   # as Arrow, DuckDB loads without holding the GIL (and text stays text)
+                raw.register(view, pa.Table.from_pandas(df, preserve_index=False))
+            except (pa.ArrowInvalid, pa.ArrowTypeError):   # mixed Python types: DuckDB's own pandas scan
+                raw.register(view, df)
             try:
                 raw.execute(f"INSERT INTO {target} SELECT {', '.join(cols)} FROM {view}")
             finally:

@@ -15,6 +15,15 @@ def num_column(col: str) -> str:
     return f"{col}__num"
 
 
+def blank_to_null(s: pd.Series) -> pd.Series:
+    """"" is missing, as in `prepare_batch` (for columns read on their own)."""
+    if isinstance(s.dtype, pd.StringDtype):
+        empty = s.eq("").fillna(False).astype(bool).to_numpy()
+        return s.mask(empty) if empty.any() else s
+    s = s.astype(object)
+    return s.where(s.notna() & (s != ""), None)
+
+
 def prepare_batch(contract: Contract, df: pd.DataFrame) -> pd.DataFrame:
     """A copy with every rule column present (missing ones as all-null, so a dropped column
     fails its rules instead of crashing), "" as null, a row number, and numeric shadows."""
@@ -25,15 +34,10 @@ def prepare_batch(contract: Contract, df: pd.DataFrame) -> pd.DataFrame:
                 out[col] = None
     for col in out.columns:
         s = out[col]
-        if isinstance(s.dtype, pd.StringDtype):
-            # keep pandas' (Arrow-backed) string dtype: converting to Python objects costs
-            # ~5× the memory and slows GX down; "" becomes the dtype's missing value
-            empty = s.eq("").fillna(False).astype(bool).to_numpy()
-            if empty.any():
-                out[col] = s.mask(empty)
-        elif s.dtype == object or pd.api.types.is_string_dtype(s):
-            s = s.astype(object)
-            out[col] = s.where(s.notna() & (s != ""), None)
+        # pandas' (Arrow-backed) string dtype is kept: Python objects cost ~5× the memory and
+        # slow GX down
+        if isinstance(s.dtype, pd.StringDtype) or s.dtype == object or pd.api.types.is_string_dtype(s):
+            out[col] = blank_to_null(s)
     for rule in contract.rules:
         if rule.kind == "between":
             text = out[rule.column].astype("string")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from .batch import PARTITION, ROW, num_column
 from .contracts.rules import Contract, Rule
@@ -23,12 +24,17 @@ def _matches(col: str, pattern: str) -> str:
     return f"regexp_matches(regexp_replace({_q(col)}, '\\n$', ''), '{pattern.replace(chr(39), chr(39) * 2)}')"
 
 
-def predicate(rule: Rule) -> str:
-    """SQL that is TRUE exactly when a row fails `rule` (mirrors GX's null handling)."""
+def predicate(rule: Rule, duplicates_table: bool = False) -> str:
+    """SQL that is TRUE exactly when a row fails `rule` (mirrors GX's null handling).
+    Uniqueness is a window over the batch, or — when the batch comes in chunks — a lookup in
+    `dup_<rule id>` (partition `p`, value `v`), the values found more than once in the whole batch."""
     c = _q(rule.column)
     k = rule.kind
     if k == "not_null":
         p = f"{c} IS NULL"
+    elif k == "unique" and duplicates_table:
+        p = (f"{c} IS NOT NULL AND EXISTS (SELECT 1 FROM dup_{rule.id} d WHERE d.p = batch.{_q(PARTITION)} "
+             f"AND d.v = batch.{c})")
     elif k == "unique":
         p = f"{c} IS NOT NULL AND count(*) OVER (PARTITION BY {_q(PARTITION)}, {c}) > 1"
     elif k == "in_set":
@@ -51,17 +57,29 @@ def predicate(rule: Rule) -> str:
     return f"coalesce({p}, false)"
 
 
-def failing_rows(contract: Contract, batch: pd.DataFrame, references: dict[str, list[str]]) -> pd.DataFrame:
-    """A boolean frame, one column per rule id, one row per batch row (ordered by `_row`)."""
+def failing_rows(contract: Contract, batch: pd.DataFrame, references: dict[str, list[str]],
+                 duplicates: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """The failing rows only: `_row` and one boolean column per rule id, ordered by `_row`.
+    `duplicates` (rule id → duplicated (p, v) pairs of the whole batch) makes uniqueness hold
+    across the chunks of a batch; without it, `batch` is the whole batch."""
     con = duckdb.connect(":memory:")
     try:
-        con.register("batch", batch)
+        # Arrow tables: DuckDB scans them without the GIL (a pandas frame with Arrow-backed
+        # strings goes through Python objects), so a GX thread keeps running meanwhile
+        try:
+            con.register("batch", pa.Table.from_pandas(batch, preserve_index=False))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed Python types in a column: DuckDB's own scan
+            con.register("batch", batch)
+        for rule_id, pairs in (duplicates or {}).items():
+            con.register(f"dup_{rule_id}", pa.Table.from_pandas(pairs, preserve_index=False))
         for rule in contract.rules:
             if rule.kind == "in_set":
-                con.register(f"set_{rule.id}", pd.DataFrame({"v": pd.Series(rule.values, dtype=object)}))
+                con.register(f"set_{rule.id}", pa.table({"v": pa.array(list(rule.values), pa.string())}))
         for name in contract.references:
-            con.register(f"ref_{name}", pd.DataFrame({"v": pd.Series(references.get(name, []), dtype=object)}))
-        cols = ", ".join(f"{predicate(r)} AS {_q(r.id)}" for r in contract.rules)
-        return con.execute(f"SELECT {_q(ROW)}, {cols} FROM batch ORDER BY {_q(ROW)}").df()
+            con.register(f"ref_{name}", pa.table({"v": pa.array(references.get(name, []), pa.string())}))
+        cols = ", ".join(f"{predicate(r, duplicates is not None)} AS {_q(r.id)}" for r in contract.rules)
+        any_fails = " OR ".join(_q(r.id) for r in contract.rules) or "false"
+        return con.execute(f"SELECT * FROM (SELECT {_q(ROW)}, {cols} FROM batch) f WHERE {any_fails} "
+                           f"ORDER BY {_q(ROW)}").df()
     finally:
         con.close()

@@ -2,12 +2,14 @@
 metadata). Masks keep enough shape to debug a row without revealing the person."""
 from __future__ import annotations
 
+import functools
 import re
 
 PII_NAME_HINTS = ("email", "phone", "firstname", "lastname", "first_name", "last_name", "contact_name")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 
 
+@functools.lru_cache(maxsize=4096)   # called per value of every quarantined row: names repeat
 def is_pii_column(name: str, declared: tuple[str, ...] = ()) -> bool:
     return name in declared or any(h in name.lower() for h in PII_NAME_HINTS)
 

@@ -18,8 +18,9 @@ def write_gate_report(reports_dir: Path, outcome: GateOutcome, partition: str, r
         f"<td>{html.escape(r.kind)}</td><td>{html.escape(r.column)}</td>"
         f"<td>{html.escape(r.description)}</td><td>{outcome.unexpected_counts.get(r.id, 0)}</td></tr>"
         for r in c.rules)
-    sample = outcome.quarantined.head(20)
-    sample_rows = "".join(
+    sample = outcome.sample if outcome.sample is not None else outcome.quarantined
+    sample = sample.head(20) if sample is not None else None
+    sample_rows = "" if sample is None else "".join(
         f"<tr><td>{html.escape(str(rec.get(c.key)))}</td><td>{html.escape(', '.join(rec['failed_expectations']))}"
         f"</td></tr>" for rec in (mask_record(r, c.pii_columns) | {"failed_expectations": r["failed_expectations"]}
                                   for r in sample.to_dict("records")))

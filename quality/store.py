@@ -12,6 +12,8 @@ import sqlalchemy as sa
 
 from connectors.warehouse import Warehouse, ident
 
+from .batch import PARTITION
+from .contracts.rules import Contract
 from .gate import GateOutcome
 from .pii import mask_record
 
@@ -60,14 +62,14 @@ def persist_gates(wh: Warehouse, outcomes: dict[str, GateOutcome], run_id: str,
         if outcomes and next(iter(outcomes.values())).contract.direction == "outbound":
             # outbound rows are not stored as validated data: the ledger carries what passed
             for partition, outcome in outcomes.items():
-                _upsert_quarantine(wh, conn, outcome, partition, run_id, _now())
-                _gate_result(conn, outcome, partition, run_id)
+                upsert_quarantine(wh, conn, outcome.contract, outcome.quarantined, run_id, _now(), partition)
+                gate_result(conn, outcome, partition, run_id)
             return
         for partition, outcome in outcomes.items():
             _persist_one(wh, conn, outcome, partition, run_id, replace_partition)
         if outcomes:
             c = next(iter(outcomes.values())).contract
-            _ensure_current_view(wh, conn, c.object, c.key)
+            ensure_current_view(wh, conn, c.object, c.key)
 
 
 def persist_gate(wh: Warehouse, outcome: GateOutcome, partition: str, run_id: str,
@@ -93,13 +95,13 @@ def _persist_one(wh: Warehouse, conn, outcome: GateOutcome, partition: str, run_
             _delete_versions(conn, table, c.key, outcome.passed)
         wh.insert_df(conn, "validated", c.object, batch)
         released_keys = outcome.passed[c.key].astype(str).tolist()
-    _upsert_quarantine(wh, conn, outcome, partition, run_id, now)
+    upsert_quarantine(wh, conn, c, outcome.quarantined, run_id, now, partition)
     if released_keys:
         _release(wh, conn, c.name, released_keys, now, run_id)
-    _gate_result(conn, outcome, partition, run_id)
+    gate_result(conn, outcome, partition, run_id)
 
 
-def _gate_result(conn, outcome: GateOutcome, partition: str, run_id: str) -> None:
+def gate_result(conn, outcome: GateOutcome, partition: str, run_id: str) -> None:
     c = outcome.contract
     conn.execute(sa.text(
         "INSERT INTO quality.gate_results (run_id, contract, contract_version, object, partition, direction, "
@@ -121,11 +123,12 @@ def _delete_versions(conn, table: str, key: str, rows: pd.DataFrame) -> None:
         conn.execute(sa.text(f"DELETE FROM {table} WHERE {ident(key)} = :k AND updated_at = :u"), params)
 
 
-def _upsert_quarantine(wh: Warehouse, conn, outcome: GateOutcome, partition: str, run_id: str, now) -> None:
-    q = outcome.quarantined
-    if q.empty:
+def upsert_quarantine(wh: Warehouse, conn, c: Contract, q: pd.DataFrame | None, run_id: str, now,
+                      partition: str | None = None) -> None:
+    """Quarantine failing rows (with `failed_expectations`), one entry per business key: seen
+    again, an entry is updated, never duplicated. `partition` defaults to each row's own."""
+    if q is None or q.empty:
         return
-    c = outcome.contract
     data_cols = _data_columns(q)
     records = q[data_cols].astype(object).where(q[data_cols].notna(), None).to_dict("records")
     # a row without its business key is still one quarantine entry: keyed by its content
@@ -134,7 +137,8 @@ def _upsert_quarantine(wh: Warehouse, conn, outcome: GateOutcome, partition: str
     staged = pd.DataFrame({
         "quarantine_id": [quarantine_id(c.name, k) for k in keys],
         "contract": c.name, "contract_version": c.version, "object": c.object,
-        "business_key": keys, "partition": partition, "run_id": run_id,
+        "business_key": keys, "partition": partition if partition is not None else q[PARTITION].astype(str).to_numpy(),
+        "run_id": run_id,
         "failed_expectations": [json.dumps(list(f)) for f in q["failed_expectations"]],
         "payload": [json.dumps(mask_record(r, c.pii_columns), default=str) for r in records],
         "record_version": q["updated_at"].astype(str).to_numpy() if "updated_at" in q else None,
@@ -176,7 +180,35 @@ def _release(wh: Warehouse, conn, contract: str, keys: list[str], now, run_id: s
                          "(SELECT quarantine_id FROM release_stage)"), {"at": now, "run": run_id})
 
 
-def _ensure_current_view(wh: Warehouse, conn, obj: str, key: str) -> None:
+# -- a gate streamed chunk by chunk (assets/gate/run_gate.py) ----------------------------------
+def validated_columns(wh: Warehouse, conn, obj: str, data_columns: list[str]) -> list[str]:
+    """Make sure validated.<obj> exists with these data columns (schema drift adds columns)."""
+    wh.ensure_text_table(conn, "validated", obj, list(data_columns) + ["_partition", "_run_id", "_validated_at"],
+                         typed={"_validated_at": "TIMESTAMP"})
+    return wh.table_columns(conn, "validated", obj)
+
+
+def append_validated(wh: Warehouse, conn, obj: str, passed: pd.DataFrame, columns: list[str], run_id: str,
+                     now) -> None:
+    if passed.empty:
+        return
+    batch = passed.reindex(columns=columns)
+    batch["_run_id"], batch["_validated_at"] = run_id, now
+    wh.insert_df(conn, "validated", obj, batch)
+
+
+def release_passed(conn, c: Contract, first: str, last: str, run_id: str, now) -> None:
+    """Open entries whose record passed in this run, on the day of its failure or later, are
+    released (one set-based UPDATE; a pass on an earlier day never releases a later failure)."""
+    conn.execute(sa.text(
+        f"UPDATE quality.quarantine SET status = 'released', resolved_at = :at, resolution = 'passed on ' || :run "
+        f"WHERE status = 'open' AND contract = :c AND EXISTS (SELECT 1 FROM validated.{ident(c.object)} v "
+        f"WHERE v._run_id = :run AND v._partition BETWEEN :a AND :b AND v._partition >= quality.quarantine.partition "
+        f"AND CAST(v.{ident(c.key)} AS TEXT) = quality.quarantine.business_key)"),
+        {"at": now, "run": run_id, "c": c.name, "a": first, "b": last})
+
+
+def ensure_current_view(wh: Warehouse, conn, obj: str, key: str) -> None:
     """validated.<obj>_current: a record's current version, if that version passed its gate
     (a record whose latest version is quarantined is absent, not stale)."""
     cols = wh.table_columns(conn, "validated", obj)
