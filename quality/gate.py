@@ -35,7 +35,7 @@ CHUNK_ROWS = 250_000
 # GX's uniqueness check needs ~300 bytes per row (1.4 GB at 5M rows), so it is validated in
 # buckets of at most this many rows, split by a hash of the value: copies share a bucket, and
 # the bucket counts add up to the batch's count exactly
-UNIQUE_BUCKET_ROWS = 500_000
+UNIQUE_BUCKET_ROWS = 250_000
 # reference rules over the whole batch go to GX in slices of at most this many rows
 WHOLE_SLICE_ROWS = 1_000_000
 SAMPLE_ROWS = 20   # quarantined rows kept per partition for the gate report
@@ -135,9 +135,11 @@ class GxCounts:
         """Uniqueness in hash buckets (see UNIQUE_BUCKET_ROWS), reference rules in one piece."""
         if not rules or frame.empty:
             return
-        self._pending.append(self._pool.submit(self._validate_whole, rules, frame))
+        # handed over in a list the worker empties: the frame's memory goes as soon as it is done
+        self._pending.append(self._pool.submit(self._validate_whole, rules, [frame]))
 
-    def _validate_whole(self, rules: list[Rule], frame: pd.DataFrame) -> None:
+    def _validate_whole(self, rules: list[Rule], holder: list[pd.DataFrame]) -> None:
+        frame = holder.pop()
         # one rule at a time, on just its columns and at most WHOLE_SLICE_ROWS rows: GX's working
         # memory is several times what it validates (an in-set check over 5M rows took +1.3 GB)
         for rule in (r for r in rules if r.kind != "unique"):
@@ -149,7 +151,10 @@ class GxCounts:
                 used = pd.Series(piece[rule.column].dropna().unique(), dtype="str")
                 narrowed = used[used.isin(reference)].tolist()
                 self._validate([rule], piece, {rule.reference: narrowed})
-        for rule in (r for r in rules if r.kind == "unique"):
+        unique = [r for r in rules if r.kind == "unique"]
+        keep = [c for c in dict.fromkeys(col for r in unique for col in rule_columns(r)) if c in frame.columns]
+        frame = frame[keep]   # the reference columns are done with: let them go
+        for rule in unique:
             buckets = -(-len(frame) // UNIQUE_BUCKET_ROWS)
             if buckets <= 1:
                 self._validate([rule], frame)
@@ -357,15 +362,22 @@ def _duplicates(rules: list[Rule], frame: pd.DataFrame) -> dict[str, pd.DataFram
         return out
     con = duckdb.connect(":memory:")
     try:
-        con.register("whole", frame)
+        try:   # as Arrow: no detour through Python objects (hundreds of MB at 5M rows)
+            con.register("whole", pa.Table.from_pandas(frame, preserve_index=False))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            con.register("whole", frame)
+        # in hash buckets, like GX's check: one hash table for 5M keys held ~400 MB
+        buckets = max(1, -(-len(frame) // UNIQUE_BUCKET_ROWS))
         for r in rules:
             c = '"' + r.column.replace('"', '""') + '"'
             where = f"{c} IS NOT NULL"
             if r.when:
                 col, value = r.when
                 where += f" AND \"{col}\" = '{value}'"
-            out[r.id] = con.execute(f'SELECT "{PARTITION}" AS p, {c} AS v FROM whole WHERE {where} '
-                                    f"GROUP BY 1, 2 HAVING count(*) > 1").df()
+            parts = [con.execute(f'SELECT "{PARTITION}"::VARCHAR AS p, {c} AS v FROM whole WHERE {where} '
+                                 f"AND hash({c}) % {buckets} = {b} GROUP BY 1, 2 HAVING count(*) > 1").df()
+                     for b in range(buckets)]
+            out[r.id] = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     finally:
         con.close()
     return out

@@ -124,12 +124,13 @@ def test_a_conservation_failure_at_the_target_fails_loudly_and_leaves_nothing(tm
     rows = _rows()
     wh = _warehouse(tmp_path, rows)
     ensure_quality_tables(wh)
-    real_append = run_gate.append_validated
+    real_insert = run_gate._insert_passed
 
-    def lose_one_row(wh, conn, obj, passed, *args, **kwargs):
-        real_append(wh, conn, obj, passed[passed["invoice_number"] != "INV-7"], *args, **kwargs)
+    def lose_one_row(conn, *args, **kwargs):
+        real_insert(conn, *args, **kwargs)
+        conn.execute(sa.text("DELETE FROM validated.erp_invoices WHERE invoice_number = 'INV-7'"))
 
-    monkeypatch.setattr(run_gate, "append_validated", lose_one_row)
+    monkeypatch.setattr(run_gate, "_insert_passed", lose_one_row)
     with pytest.raises(ConservationError, match="validated holds"):
         gate_partitions(wh, CONTRACT, [DAY1, DAY2], "run-1", tmp_path / "reports", validator, chunk_rows=4)
     assert int(wh.scalar("SELECT count(*) FROM quality.quarantine")) == 0
@@ -146,3 +147,12 @@ def test_warehouse_frames_come_in_chunks_of_the_asked_size(tmp_path):
     assert sizes == [100_000, 100_000, 100_000]
     assert len(wh.frame("SELECT k FROM t")) == 300_000
     assert list(wh.frames("SELECT k FROM t WHERE k = :x", {"x": "-"})) == []
+
+
+def test_duckdb_memory_cap_is_a_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRUEUP_DUCKDB_MEMORY_LIMIT", "256MB")
+    wh = Warehouse(f"duckdb:///{tmp_path / 'cap.duckdb'}")
+    assert wh.scalar("SELECT current_setting('memory_limit')").replace(" ", "") in ("256.0MiB", "244.1MiB", "256MB")
+    monkeypatch.setenv("TRUEUP_DUCKDB_MEMORY_LIMIT", "lots; DROP TABLE x")
+    with pytest.raises(ValueError, match="TRUEUP_DUCKDB_MEMORY_LIMIT"):
+        Warehouse(f"duckdb:///{tmp_path / 'cap.duckdb'}")

@@ -17,7 +17,6 @@ from quality.reports import write_gate_report
 from quality.store import (
     QUALITY_DDL,
     _now,
-    append_validated,
     ensure_current_view,
     gate_result,
     release_passed,
@@ -54,9 +53,10 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
     """Gate every partition in `partitions` (a contiguous range) with one validation.
 
     Memory is bounded by a chunk, not the batch: the columns GX must see whole (uniqueness,
-    references) are read first, then raw streams through in chunks; each chunk's failing rows
-    are quarantined and its passed rows appended to validated (as Arrow: DuckDB loads them
-    without holding the GIL, so GX keeps validating the previous chunk meanwhile)."""
+    references) are read first, then raw streams through in chunks; failing rows are
+    quarantined chunk by chunk and their keys staged, and the passed rows go from raw to
+    validated in one set-based INSERT … SELECT while GX finishes. (Appending them chunk by chunk
+    kept every appended row in DuckDB's transaction memory: +1.5 GB at 5M rows, measured.)"""
     from assets.ingest.objects import ALL_OBJECTS
 
     obj, key = contract.object, contract.key
@@ -70,6 +70,7 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
         data_columns = [c for c in raw_columns if not c.startswith("_")] or list(ALL_OBJECTS[obj].columns)
         columns = validated_columns(wh, conn, obj, data_columns)
         conn.execute(sa.text(f"DELETE FROM validated.{ident(obj)} WHERE _partition BETWEEN :a AND :b"), params)
+        _reset_failed_keys(conn)
         outcomes: dict[str, GateOutcome] = {}
         if raw_columns:
             sql = batch_sql(obj, raw_columns, key)
@@ -86,11 +87,14 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
                 # partition order matters only across days: a key's quarantine entry records its latest failure
                 ordered = sql + (" ORDER BY _partition" if first != last else "")
                 for chunk in wh.frames(ordered, params, chunk_rows):
-                    passed, quarantined = run.feed(chunk)
-                    append_validated(wh, conn, obj, passed, columns, run_id, now)
+                    _passed, quarantined = run.feed(chunk, keep_passed=False)
                     upsert_quarantine(wh, conn, contract, quarantined, run_id, now)
-                    del chunk, passed, quarantined
-                outcomes = run.finish()   # if a proof fails, the transaction takes everything out again
+                    _stage_failed_keys(wh, conn, quarantined[[PARTITION, key]])
+                    del chunk, quarantined
+                # the passed rows go in while GX finishes its last chunk; if a proof below fails,
+                # the transaction takes everything out again
+                _insert_passed(conn, contract, sql, raw_columns, columns, params, run_id, now)
+                outcomes = run.finish()
             except BaseException:
                 run.abandon()
                 raise
@@ -106,6 +110,34 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
             gate_result(conn, outcomes[p], p, run_id)
         ensure_current_view(wh, conn, obj, key)
     return {p: (outcomes[p], write_gate_report(reports_dir, outcomes[p], p, run_id)) for p in partitions}
+
+
+def _reset_failed_keys(conn) -> None:
+    """gate_failed (p, k): the partition and business key of every failing row of this run."""
+    conn.execute(sa.text("CREATE TEMP TABLE IF NOT EXISTS gate_failed (p TEXT, k TEXT)"))
+    conn.execute(sa.text("DELETE FROM gate_failed"))
+
+
+def _stage_failed_keys(wh: Warehouse, conn, keys) -> None:
+    staged = keys.dropna()
+    if len(staged):
+        staged = staged.set_axis(["p", "k"], axis=1).astype(str)
+        wh.insert_df(conn, "temp" if wh.dialect == "duckdb" else "pg_temp", "gate_failed", staged)
+
+
+def _insert_passed(conn, contract: Contract, sql: str, raw_columns: list[str], columns: list[str], params: dict,
+                   run_id: str, now) -> None:
+    """validated ← the batch's rows whose (day, key) has no failing row. Every row without a
+    key fails its contract's key rule, so keyless rows never pass."""
+    k = ident(contract.key)
+    shared = [c for c in columns if c in raw_columns and c not in ("_run_id", "_validated_at")]
+    cols = ", ".join(ident(c) for c in shared)
+    conn.execute(sa.text(
+        f"INSERT INTO validated.{ident(contract.object)} ({cols}, _run_id, _validated_at) "
+        f"SELECT {', '.join('b.' + ident(c) for c in shared)}, :run, :now FROM ({sql}) b "
+        f"WHERE b.{k} IS NOT NULL AND b.{k} <> '' AND NOT EXISTS "
+        f"(SELECT 1 FROM gate_failed f WHERE f.p = b._partition AND f.k = CAST(b.{k} AS TEXT))"),
+        {**params, "run": run_id, "now": now})
 
 
 def _empty(columns: list[str]):
