@@ -88,13 +88,13 @@ def send_crm(wh: Warehouse, client, writes: list[Write], run_id: str) -> dict[st
             for err in outcome.errors:
                 for rid in err.get("ids") or []:
                     failed[str(rid)] = err.get("message")
-            for rid, w in ids.items():
+            for rid, w in ids.items():   # per write: each carries the target's own message
                 if rid in failed:
                     set_state(wh, [w.write_id], "rejected", run_id, error=(failed[rid] or "")[:300])
                     counts["rejected"] += 1
             versions = {str(r.get("id")): r.get("updatedAt") for r in outcome.results}
             ok = [w for rid, w in ids.items() if rid not in failed]
-            for w in ok:
-                set_state(wh, [w.write_id], "confirmed", run_id, target_version=versions.get(str(w.payload["id"])))
+            set_state(wh, [w.write_id for w in ok], "confirmed", run_id,
+                      target_versions={w.write_id: versions.get(str(w.payload["id"])) for w in ok})
             counts["confirmed"] += len(ok)
     return counts

@@ -83,30 +83,40 @@ def plan(wh: Warehouse, writes: list[Write], run_id: str, state: str = "planned"
                                               "WHERE state = 'confirmed'").itertuples(index=False, name=None))
         new = [w for w in writes if w.write_id not in known and (w.idempotency_key, w.payload_hash)
                not in confirmed_keys]
-        if new:
-            conn.execute(sa.text(
-                "INSERT INTO ops.sor_writes (write_id, idempotency_key, target_system, target_object, operation, "
-                "business_key, payload_hash, payload, state, attempts, run_id, error, created_at, updated_at, "
-                "hold_reason, correlation_id, business_date) VALUES (:id, :key, :sys, :obj, :op, :bk, :hash, "
-                ":payload, :state, 0, :run, NULL, :at, :at, :hold, :corr, :bd)"),
-                [{"id": w.write_id, "key": w.idempotency_key, "sys": w.target_system, "obj": w.target_object,
-                  "op": w.operation, "bk": w.business_key, "hash": w.payload_hash,
-                  "payload": json.dumps(w.payload, sort_keys=True, default=str), "state": state, "run": run_id,
-                  "at": at, "hold": hold_reason, "corr": correlation_id, "bd": business_date} for w in new])
+        if new:   # one bulk load (a row-by-row INSERT took ~1.3 ms per write on DuckDB)
+            wh.insert_df(conn, "ops", "sor_writes", pd.DataFrame({
+                "write_id": [w.write_id for w in new], "idempotency_key": [w.idempotency_key for w in new],
+                "target_system": [w.target_system for w in new], "target_object": [w.target_object for w in new],
+                "operation": [w.operation for w in new], "business_key": [w.business_key for w in new],
+                "payload_hash": [w.payload_hash for w in new],
+                "payload": [json.dumps(w.payload, sort_keys=True, default=str) for w in new],
+                "state": state, "attempts": 0, "run_id": run_id, "error": None, "created_at": at, "updated_at": at,
+                "hold_reason": hold_reason, "correlation_id": correlation_id, "business_date": business_date}))
         states = {**known, **{w.write_id: state for w in new}}
     return [w for w in writes if states.get(w.write_id) in ("planned",)]
 
 
 def set_state(wh: Warehouse, write_ids: list[str], state: str, run_id: str, error: str | None = None,
-              count_attempt: bool = False, target_version: str | None = None) -> None:
+              count_attempt: bool = False, target_version: str | None = None,
+              target_versions: dict[str, str | None] | None = None) -> None:
+    """Move writes to `state` in one transaction and one set-based UPDATE (row-by-row updates
+    cost ~0.9 ms per write on DuckDB). `target_versions` gives each write its own version."""
     if not write_ids:
         return
+    versions = target_versions or {}
+    staged = pd.DataFrame({"write_id": list(write_ids),
+                           "target_version": [versions.get(i, target_version) for i in write_ids]})
+    staged["target_version"] = staged["target_version"].astype(object)
+    temp = "temp" if wh.dialect == "duckdb" else "pg_temp"
     with wh.begin() as conn:
+        conn.execute(sa.text("CREATE TEMP TABLE IF NOT EXISTS ledger_stage (write_id TEXT, target_version TEXT)"))
+        conn.execute(sa.text("DELETE FROM ledger_stage"))
+        wh.insert_df(conn, temp, "ledger_stage", staged)
         conn.execute(sa.text(
             "UPDATE ops.sor_writes SET state = :s, run_id = :run, error = :e, updated_at = :at, "
-            "attempts = attempts + :inc, target_version = coalesce(:tv, target_version) WHERE write_id = :id"),
-            [{"s": state, "run": run_id, "e": error, "at": now(), "inc": 1 if count_attempt else 0,
-              "tv": target_version, "id": i} for i in write_ids])
+            "attempts = attempts + :inc, target_version = coalesce(st.target_version, ops.sor_writes.target_version) "
+            "FROM ledger_stage st WHERE ops.sor_writes.write_id = st.write_id"),
+            {"s": state, "run": run_id, "e": error, "at": now(), "inc": 1 if count_attempt else 0})
 
 
 def pending(wh: Warehouse, target_object: str) -> pd.DataFrame:
