@@ -43,50 +43,128 @@ def rejected_exports(settings: Settings) -> list[tuple[str, str]]:
     return list(zip(bad["export_date"], bad["reason"]))
 
 
-def demo_summary(settings: Settings) -> str:
-    """The closing account of the demo: what was synced, held back, posted, and what it was worth."""
+#: rows written into raw by the latest successful load of each (asset, day): a re-run day counts once
+RAW_ROWS_SQL = (
+    "SELECT sum(rows_written) FROM (SELECT rows_written, row_number() OVER (PARTITION BY asset, partition "
+    "ORDER BY finished_at DESC) AS latest FROM ops.sync_runs WHERE asset LIKE 'raw/%' AND status = 'success') "
+    "AS loads WHERE latest = 1")
+
+#: the closing summary's rows: (label, SQL)
+SUMMARY_FACTS = [
+    ("rows synced into raw", RAW_ROWS_SQL),
+    ("rows quarantined (open)", "SELECT count(*) FROM quality.quarantine WHERE status = 'open'"),
+    ("ERP orders created by Trueup", "SELECT count(*) FROM ops.sor_writes WHERE target_object = "
+                                     "'sales_orders' AND state = 'confirmed'"),
+    ("ERP customers created by Trueup", "SELECT count(*) FROM ops.sor_writes WHERE target_object = "
+                                        "'customers' AND state = 'confirmed'"),
+    ("CRM updates (numbers, receivables)", "SELECT count(*) FROM ops.sor_writes WHERE target_system = 'crm' "
+                                           "AND state = 'confirmed'"),
+    ("writes held for a person", "SELECT count(*) FROM ops.sor_writes WHERE state IN ('held', "
+                                 "'awaiting_approval')"),
+    ("reconciliation breaks open", "SELECT count(*) FROM recon.breaks WHERE status = 'open'"),
+    ("reconciliation breaks resolved", "SELECT count(*) FROM recon.breaks WHERE status = 'resolved'"),
+]
+MONEY_AT_RISK_SQL = "SELECT sum(amount_at_risk) FROM recon.breaks WHERE status = 'open'"
+
+#: ROI measures shown before/after: (column of marts.roi_summary, label, format)
+ROI_MEASURES = [
+    ("deal_to_order_hours_p50", "deal to ERP order, hours (p50)", "num"),
+    ("deal_to_order_hours_p90", "deal to ERP order, hours (p90)", "num"),
+    ("quote_to_cash_days_p50", "quote to cash, days (p50)", "num"),
+    ("touchless_rate", "orders without a manual touch", "pct"),
+    ("error_rate_per_1000", "quarantined per 1,000 rows", "num"),
+    ("revenue_leakage", "revenue leakage", "money"),
+    ("manual_touches_per_100", "manual touches per 100 orders", "num"),
+    ("hours_saved_estimate", "hours saved (estimate)", "num"),
+]
+
+
+def _scalar(wh, sql: str, params: dict | None = None, default=0):
+    """The query's single value; a table that does not exist yet counts as empty."""
+    from sqlalchemy.exc import ProgrammingError
+
+    try:
+        df = wh.query_df(sql, params)
+    except ProgrammingError:   # DuckDB's catalog error and PostgreSQL's undefined table alike
+        return default
+    v = df.iat[0, 0] if len(df) else None
+    return default if v is None or v != v else v
+
+
+def run_digest(settings: Settings, run_id: str, loads: bool = True) -> str:
+    """One line for one run: what it loaded, held back and posted (`loads`), and the breaks
+    open after it."""
     from connectors.warehouse import Warehouse
 
     wh = Warehouse(settings.warehouse_url)
+    try:
+        r = {"r": run_id}
+        synced = int(_scalar(wh, "SELECT sum(rows_written) FROM ops.sync_runs WHERE run_id = :r "
+                                 "AND asset LIKE 'raw/%' AND status = 'success'", r))
+        held = int(_scalar(wh, "SELECT sum(rows_quarantined) FROM ops.sync_runs WHERE run_id = :r "
+                               "AND asset LIKE 'validated/%'", r))
+        orders = int(_scalar(wh, "SELECT count(*) FROM ops.sor_writes WHERE run_id = :r AND "
+                                 "target_object = 'sales_orders' AND state = 'confirmed'", r))
+        breaks = int(_scalar(wh, "SELECT count(*) FROM recon.breaks WHERE status = 'open'"))
+        risk = float(_scalar(wh, MONEY_AT_RISK_SQL))
+    finally:
+        wh.dispose()
+    after = f"{breaks:,} breaks open, {settings.reporting_currency} {risk:,.2f} at risk"
+    if not loads:
+        return after
+    return f"synced {synced:,} rows, quarantined {held:,}, created {orders:,} ERP orders; {after}"
 
-    def one(sql: str, default=0):
-        try:
-            v = wh.scalar(sql)
-            return default if v is None else v
-        except Exception:  # noqa: BLE001 - a table that does not exist yet counts as empty
-            return default
 
-    facts = [
-        ("rows synced into raw", "SELECT sum(rows_written) FROM ops.sync_runs WHERE asset LIKE 'raw/%' "
-                                 "AND status = 'success'"),
-        ("rows quarantined (open)", "SELECT count(*) FROM quality.quarantine WHERE status = 'open'"),
-        ("ERP orders created by Trueup", "SELECT count(*) FROM ops.sor_writes WHERE target_object = "
-                                         "'sales_orders' AND state = 'confirmed'"),
-        ("ERP customers created by Trueup", "SELECT count(*) FROM ops.sor_writes WHERE target_object = "
-                                            "'customers' AND state = 'confirmed'"),
-        ("CRM updates (numbers, receivables)", "SELECT count(*) FROM ops.sor_writes WHERE target_system = 'crm' "
-                                               "AND state = 'confirmed'"),
-        ("writes held for a person", "SELECT count(*) FROM ops.sor_writes WHERE state IN ('held', "
-                                     "'awaiting_approval')"),
-        ("reconciliation breaks open", "SELECT count(*) FROM recon.breaks WHERE status = 'open'"),
-        ("reconciliation breaks resolved", "SELECT count(*) FROM recon.breaks WHERE status = 'resolved'"),
-    ]
-    lines = ["", "== Summary"] + [f"  {label:<38} {int(one(sql)):>12,}" for label, sql in facts]
-    risk = float(one("SELECT sum(amount_at_risk) FROM recon.breaks WHERE status = 'open'"))
-    lines.append(f"  {'money at risk (' + settings.reporting_currency + ')':<38} {risk:>12,.2f}")
+def _fmt(value, kind: str) -> str:
+    if value is None or value != value:  # None or NaN: nothing to measure (e.g. no order paid yet)
+        return "-"
+    v = float(value)
+    if kind == "pct":
+        return f"{v:.0%}"
+    if kind == "money":
+        return f"{v:,.0f}"
+    return f"{v:,.1f}"
+
+
+def _change(before, after) -> str:
+    if before is None or after is None or before != before or after != after or float(before) == 0:
+        return ""
+    return f"{(float(after) - float(before)) / abs(float(before)):+.0%}"
+
+
+def demo_summary(settings: Settings) -> str:
+    """The closing account of the demo, as two tables: what Trueup synced, held back, posted
+    and left open, and the ROI before (manual order entry) and after go-live."""
+    from connectors.warehouse import Warehouse
+
+    wh = Warehouse(settings.warehouse_url)
+    cur = settings.reporting_currency
+    rows = [(label, f"{int(_scalar(wh, sql)):,}") for label, sql in SUMMARY_FACTS]
+    rows.append((f"money at risk ({cur})", f"{float(_scalar(wh, MONEY_AT_RISK_SQL)):,.2f}"))
+    w = max(len(label) for label, _ in rows)
+    lines = ["", "== Summary", f"  {'what Trueup did':<{w}}  {'total':>14}", f"  {'-' * w}  {'-' * 14}"]
+    lines += [f"  {label:<{w}}  {value:>14}" for label, value in rows]
+    from sqlalchemy.exc import ProgrammingError
+
     try:
         roi = wh.query_df("SELECT * FROM marts.roi_summary ORDER BY period")
-    except Exception:  # noqa: BLE001
+    except ProgrammingError:   # no ROI marts yet
         roi = None
-    if roi is not None and len(roi):
-        lines += ["", "== ROI: before (manual order entry) vs after (Trueup)"]
-        cols = [c for c in ("deal_to_order_hours_p50", "deal_to_order_hours_p90", "quote_to_cash_days_p50",
-                            "touchless_rate", "error_rate_per_1000", "revenue_leakage", "manual_touches_per_100",
-                            "hours_saved_estimate") if c in roi.columns]
-        lines.append(f"  {'measure':<28}" + "".join(f"{str(p):>16}" for p in roi["period"]))
-        for c in cols:
-            vals = "".join(f"{'' if v is None or v != v else f'{float(v):,.2f}':>16}" for v in roi[c])
-            label = c + (" (estimate)" if c == "hours_saved_estimate" else "")
-            lines.append(f"  {label:<28}{vals}")
-    wh.dispose()
+    finally:
+        wh.dispose()
+    if roi is None or roi.empty:
+        return "\n".join(lines + ["", "  (no ROI marts yet)"])
+    by_period = {str(p): rec for p, rec in zip(roi["period"], roi.to_dict("records"))}
+    before, after = by_period.get("baseline", {}), by_period.get("current", {})
+    heads = ("before (manual)", "after (Trueup)", "change")
+    measures = [(c, label, kind) for c, label, kind in ROI_MEASURES if c in roi.columns]
+    golive = after.get("golive_date") or before.get("golive_date")
+    title = f"ROI (go-live {str(golive)[:10]})" if golive is not None else "ROI"
+    w = max([len(title)] + [len(label) + (len(cur) + 3 if kind == "money" else 0) for _, label, kind in measures])
+    lines += ["", f"  {title:<{w}}  {heads[0]:>15}  {heads[1]:>15}  {heads[2]:>7}",
+              f"  {'-' * w}  {'-' * 15}  {'-' * 15}  {'-' * 7}"]
+    for c, label, kind in measures:
+        label = f"{label} ({cur})" if kind == "money" else label
+        b, a = before.get(c), after.get(c)
+        lines.append(f"  {label:<{w}}  {_fmt(b, kind):>15}  {_fmt(a, kind):>15}  {_change(b, a):>7}")
     return "\n".join(lines)

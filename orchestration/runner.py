@@ -2,12 +2,14 @@
 the CLI starts is recorded in DAGSTER_HOME and shows in the UI like any other."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, ContextManager
 
 from orchestration.config import Settings
 
@@ -34,8 +36,12 @@ class RunOutcome:
 
 
 def run_job(settings: Settings, job_name: str, start: dt.date, end: dt.date | None = None,
-            run_config: dict | None = None, extra_tags: dict | None = None) -> RunOutcome:
-    """Run `job_name` for one day, or for the range start..end in a single run."""
+            run_config: dict | None = None, extra_tags: dict | None = None,
+            progress: Callable[[Any, str], ContextManager] | None = None) -> RunOutcome:
+    """Run `job_name` for one day, or for the range start..end in a single run.
+
+    `progress(instance, run_id)`, if given, is entered around the execution (see
+    orchestration/progress.py: it follows the run's events while it executes)."""
     ensure_dagster_home(settings)
     from dagster import DagsterInstance
 
@@ -57,9 +63,11 @@ def run_job(settings: Settings, job_name: str, start: dt.date, end: dt.date | No
     if not os.environ.get("TRUEUP_DEBUG"):
         # the CLI prints its own account; step-by-step events stay in the instance (and the UI)
         run_config.setdefault("loggers", {"console": {"config": {"log_level": "ERROR"}}})
+    run_id = str(uuid.uuid4())
     with DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config,
-                                        raise_on_error=False, **kwargs)
+        with progress(instance, run_id) if progress else contextlib.nullcontext():
+            result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config,
+                                            raise_on_error=False, run_id=run_id, **kwargs)
     error = None
     if not result.success:
         error = _first_failure(result)
@@ -69,16 +77,21 @@ def run_job(settings: Settings, job_name: str, start: dt.date, end: dt.date | No
 def _first_failure(result) -> str:
     for event in result.all_events:
         if event.is_step_failure:
-            data = event.step_failure_data
-            err = data.error
-            # a dagster.Failure carries the one-line reason as its description
-            msg = data.user_failure_data.description if data.user_failure_data else None
-            if not msg and err:
-                while err.cause is not None:  # the user's exception, not Dagster's wrapper
-                    err = err.cause
-                msg = f"{err.cls_name}: {err.message.strip().splitlines()[-1]}" if err.message.strip() else err.cls_name
-            return f"{event.step_key}: {msg}"
+            return f"{event.step_key}: {failure_reason(event)}"
     return "run failed"
+
+
+def failure_reason(event) -> str:
+    """The one-line reason of a STEP_FAILURE event."""
+    data = event.step_failure_data
+    err = data.error
+    # a dagster.Failure carries the one-line reason as its description
+    msg = data.user_failure_data.description if data.user_failure_data else None
+    if not msg and err:
+        while err.cause is not None:  # the user's exception, not Dagster's wrapper
+            err = err.cause
+        msg = f"{err.cls_name}: {err.message.strip().splitlines()[-1]}" if err.message.strip() else err.cls_name
+    return msg or "failed"
 
 
 def run_unpartitioned_job(settings: Settings, job_name: str, run_config: dict | None = None) -> RunOutcome:

@@ -97,6 +97,8 @@ def test_bad_date_is_a_usage_error(env):
     ("sandbox", "advance", "--days", "0"),
     ("sandbox", "advance", "--days", "-2"),
     ("demo", "--scale", "-1"),
+    ("demo", "--days", "1"),
+    ("demo", "--days-per-run", "0"),
     ("sandbox", "frobnicate"),
     (),
 ])

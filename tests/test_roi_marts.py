@@ -62,6 +62,7 @@ def _expected_deals(wh: Warehouse, golive) -> pd.DataFrame:
     due = df.closed_at + SLA
     met = df.ordered_at.notna() & (df.ordered_at <= due)
     df["leak"] = np.where(~met & (due <= as_of), df.usd, 0.0)
+    df["sla_status"] = np.where(met, "met", np.where(due <= as_of, "breached", "pending"))
     held = wh.query_df("SELECT DISTINCT business_key FROM ops.sor_writes WHERE target_object = 'sales_orders' "
                        "AND (hold_reason IS NOT NULL OR approved_by IS NOT NULL OR state IN ('held', 'awaiting_approval'))")
     quar = wh.query_df("SELECT DISTINCT business_key FROM quality.quarantine WHERE object = 'crm_deals'")
@@ -139,4 +140,15 @@ def test_roi_marts_match_an_independent_recomputation(world):
     # daily: one row per day, consistent with the facts; SLO columns present
     assert daily.day.is_unique and daily.closed_won_deals.sum() == len(exp)
     assert {"order_slo_attainment_28d", "error_budget_burn_28d", "order_slo_objective"} <= set(daily.columns)
+
+    # order SLO over a rolling 28 days: deals closed in (day - 28, day] whose 48 h are up
+    closed = exp.closed_at.dt.date
+    for row in daily.itertuples():
+        day = pd.Timestamp(row.day).date()
+        window = exp[(closed <= day) & (closed > day - pd.Timedelta(days=28))]
+        met, due = (window.sla_status == "met").sum(), window.sla_status.isin(["met", "breached"]).sum()
+        assert (row.order_sla_met_28d, row.order_sla_due_28d) == (met, due), day
+        if due:
+            assert row.order_slo_attainment_28d == pytest.approx(met / due)
+            assert row.error_budget_burn_28d == pytest.approx((1 - met / due) / (1 - row.order_slo_objective))
     wh.dispose()
