@@ -33,9 +33,11 @@ def financial_writes(wh: Warehouse, as_of: dt.date) -> list[Write]:
         return []
     inv = inv[(inv["status"] != "void") & inv["customer_number"].isin(known)].copy()
     inv["amount"] = inv["amount"].astype(float)
+    # no payments yet: an empty frame indexed like the invoice numbers (text), so the join holds
     paid = pay.assign(amount=pay["amount"].astype(float)).groupby("invoice_number").agg(
         paid=("amount", "sum"), last=("received_at", "max")) if not pay.empty else pd.DataFrame(
-        columns=["paid", "last"])
+        {"paid": pd.Series(dtype=float), "last": pd.Series(dtype=object)},
+        index=pd.Index([], dtype=object, name="invoice_number"))
     inv = inv.join(paid, on="invoice_number")
     inv["paid"] = inv["paid"].fillna(0.0)
     inv["open"] = (inv["amount"] - inv["paid"]).clip(lower=0)
