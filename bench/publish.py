@@ -57,9 +57,11 @@ import math
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -547,14 +549,28 @@ def _child_env(home: Path) -> dict:
     return env
 
 
-def run_step(name: str, home: Path, log, **args) -> dict:
-    """Run one step in a fresh interpreter so its peak RSS is its own; echo its progress lines."""
+def run_step(name: str, home: Path, log, watch: subprocess.Popen | None = None, **args) -> dict:
+    """Run one step in a fresh interpreter so its peak RSS is its own; echo its progress lines.
+    With `watch` (the sandbox CRM process), the step is ended at once if that process dies:
+    the client would otherwise retry a refused connection for every remaining batch."""
     t = Timer()
     err = home / f"step-{name}.stderr"
+    died: list[int] = []
     with open(err, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "bench", "publish", "_step", name, str(home), json.dumps(args)],
                                 cwd=REPO, env=_child_env(home), stdout=subprocess.PIPE, stderr=fh, text=True)
         result, tail = None, []
+
+        def watchdog() -> None:
+            while proc.poll() is None:
+                if watch is not None and watch.poll() is not None:
+                    died.append(watch.returncode)
+                    proc.kill()
+                    return
+                time.sleep(0.5)
+
+        if watch is not None:
+            threading.Thread(target=watchdog, daemon=True).start()
         try:
             for line in proc.stdout:
                 if line.startswith(MARK):
@@ -568,6 +584,9 @@ def run_step(name: str, home: Path, log, **args) -> dict:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+    if died:
+        raise RuntimeError(f"the sandbox CRM process (pid {watch.pid}) ended with status {died[0]} during step "
+                           f"{name} — stopped by something outside the benchmark? Step aborted.")
     if rc != 0 or result is None:
         sys.stderr.write("".join(tail) + err.read_text(errors="replace")[-8000:])
         raise RuntimeError(f"bench step {name} {args} failed (exit {rc})")
@@ -790,6 +809,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             print(msg, flush=True)
 
+    def on_sigterm(*_):    # a terminated benchmark still stops its CRM and deletes its home (finally)
+        raise SystemExit(143)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() \
+        else None
     server = None
     try:
         log(f"[setup] {args.orders:,} deals in two CRM stores, ERP customers in three ERP databases (untimed) …")
@@ -811,12 +835,13 @@ def main(argv: list[str] | None = None) -> int:
             result["crm"] = {"base_url": base, "server_pid": server.pid}
             log(f"[crm] sandbox CRM on {base} ({CRM_LIMIT_10S}/10 s); writing back {args.crm_updates:,} order "
                 f"numbers (at the bound ≥ {args.crm_updates / CRM_BOUND_PER_S:,.0f}s) …")
-            cp = result["crm"]["platform"] = run_step("crm_publish", home, log, crm_updates=args.crm_updates,
-                                                      run_id="bench-1", base_url=base)
+            cp = result["crm"]["platform"] = run_step("crm_publish", home, log, watch=server,
+                                                      crm_updates=args.crm_updates, run_id="bench-1", base_url=base)
             log(f"[crm] {cp['sent']['confirmed']:,} confirmed in {cp['seconds']:.1f}s "
                 f"({args.crm_updates / cp['seconds']:,.0f} writes/s)")
-            cr = result["crm"]["rerun"] = run_step("crm_publish", home, log, crm_updates=args.crm_updates,
-                                                   run_id="bench-2", base_url=base, rerun=True)
+            cr = result["crm"]["rerun"] = run_step("crm_publish", home, log, watch=server,
+                                                   crm_updates=args.crm_updates, run_id="bench-2", base_url=base,
+                                                   rerun=True)
             log(f"[crm] re-run: {cr['to_send']} to send, {cr['server']['requests_total']} requests, "
                 f"{cr['seconds']:.1f}s")
             result["crm"]["server_peak_rss_mb"] = _proc_hwm_mb(server.pid)
@@ -839,4 +864,6 @@ def main(argv: list[str] | None = None) -> int:
             stop_sandbox(server)
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0 if result.get("summary", {}).get("exactly_once") else 1
