@@ -3,8 +3,8 @@ row-level split agrees with Great Expectations, and split passed from quarantine
 
 A batch is fed to a `GateRun` in chunks, so memory is bounded by the chunk, not the batch:
 every failing row is found with set-based SQL (in-process DuckDB) while GX validates the same
-chunk in a worker thread — GX's work overlaps the split and the writes instead of adding to
-them. Uniqueness needs the whole batch, so its column(s) are read once up front. When the
+chunk in a worker (quality/gx_worker.py: a forked process, or a thread) — GX's work overlaps
+the split and the writes instead of adding to them. Uniqueness needs the whole batch, so its column(s) are read once up front. When the
 batch is finished, GX's counts must equal ours rule for rule, and rows and money must balance.
 
 No Dagster and no warehouse here: `evaluate_partitions` is a pure function of (contract, rows,
@@ -13,8 +13,6 @@ reference key sets), so it can be tested and benchmarked on its own.
 from __future__ import annotations
 
 import datetime as dt
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import duckdb
@@ -24,27 +22,23 @@ import pyarrow as pa
 
 from connectors.errors import SyncError
 
-from .batch import PARTITION, ROW, blank_to_null, num_column, prepare_batch
+from .batch import PARTITION, ROW, blank_to_null, prepare_batch
 from .contracts.rules import Contract, Rule
 from .evaluate import failing_rows
+from .gx_worker import (
+    SET_RULES,
+    UNIQUE_BUCKET_ROWS,
+    GateDisagreement,
+    GxCounts,
+    rule_columns,
+    whole_batch_columns,
+)
 
 # rows per chunk: bounds the memory of the split and of GX (which copies what it validates).
 # Measured on 2 cores: GX row rules over 1M rows take 3.4 s in one piece, 2.9 s in 250k chunks,
 # 4.0 s in 100k chunks (~0.1 s of setup per validation)
 CHUNK_ROWS = 250_000
-# GX's uniqueness check needs ~300 bytes per row (1.4 GB at 5M rows), so it is validated in
-# buckets of at most this many rows, split by a hash of the value: copies share a bucket, and
-# the bucket counts add up to the batch's count exactly
-UNIQUE_BUCKET_ROWS = 250_000
-# reference rules over the whole batch go to GX in slices of at most this many rows
-WHOLE_SLICE_ROWS = 1_000_000
 SAMPLE_ROWS = 20   # quarantined rows kept per partition for the gate report
-
-
-class GateDisagreement(SyncError):
-    """Our row-level evaluation and GX disagree: a bug, never something to quarantine around."""
-
-    error_class = "permanent"
 
 
 class ConservationError(SyncError):
@@ -66,6 +60,7 @@ class GateOutcome:
     money_quarantined: float = 0.0
     sample: pd.DataFrame | None = None   # the first quarantined rows, with `failed_expectations`
     gx_seconds: float = 0.0              # GX's validation time for the whole batch (all partitions)
+    gx_worker_mb: float = 0.0            # a GX worker process's memory growth above what it inherited
     # the split itself, kept only by `evaluate_partitions` (in-memory batches: replay, outbound)
     passed: pd.DataFrame | None = None
     quarantined: pd.DataFrame | None = None
@@ -83,135 +78,6 @@ def _money(values: pd.Series | None) -> float:
     if values is None or values.empty:
         return 0.0
     return float(pd.to_numeric(values, errors="coerce").fillna(0).sum())
-
-
-def rule_columns(rule: Rule) -> list[str]:
-    """The columns GX reads for a rule (a range rule reads its numeric shadow)."""
-    cols = [num_column(rule.column) if rule.kind == "between" else rule.column]
-    if rule.other:
-        cols.append(rule.other)
-    if rule.when:
-        cols.append(rule.when[0])
-    if rule.kind == "unique":
-        cols.append(PARTITION)
-    return cols
-
-
-SET_RULES = ("unique", "in_reference")
-
-
-def whole_batch_columns(contract: Contract) -> list[str]:
-    """Columns GX validates over the whole batch at once, besides `_partition`: uniqueness
-    needs every row, and a reference rule carries a value set whose cost GX pays per validation
-    (it re-serialises the expectation's configuration, ~0.1 ms per value, many times over)."""
-    return list(dict.fromkeys(c for r in contract.rules if r.kind in SET_RULES
-                              for c in (r.column, r.when[0] if r.when else None) if c))
-
-
-class GxCounts:
-    """GX's own unexpected counts per rule, computed in one worker thread so that validation
-    runs while the caller splits and writes. At most one chunk waits, so memory stays bounded."""
-
-    def __init__(self, contract: Contract, references: dict[str, list[str]], validator=None):
-        self.contract, self.references = contract, references
-        self.validator = validator
-        self.counts = {r.id: 0 for r in contract.rules}
-        self.success = True
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gx")
-        self._pending: list[Future] = []
-        self._suites: dict[tuple[str, ...], object] = {}
-        self.busy_s = 0.0   # time spent validating (the benchmark reports it)
-        self.busy_by: dict[str, float] = {}   # … per group of rules
-
-    def submit(self, rules: list[Rule], frame: pd.DataFrame) -> None:
-        if not rules or frame.empty:
-            return
-        # GX validates one chunk while the caller splits and writes the next: two chunks alive at most
-        while self._pending:
-            self._pending.pop(0).result()
-        self._pending.append(self._pool.submit(self._validate, rules, frame))
-
-    def submit_whole(self, rules: list[Rule], frame: pd.DataFrame) -> None:
-        """Uniqueness in hash buckets (see UNIQUE_BUCKET_ROWS), reference rules in one piece."""
-        if not rules or frame.empty:
-            return
-        # handed over in a list the worker empties: the frame's memory goes as soon as it is done
-        self._pending.append(self._pool.submit(self._validate_whole, rules, [frame]))
-
-    def _validate_whole(self, rules: list[Rule], holder: list[pd.DataFrame]) -> None:
-        frame = holder.pop()
-        # one rule at a time, on just its columns and at most WHOLE_SLICE_ROWS rows: GX's working
-        # memory is several times what it validates (an in-set check over 5M rows took +1.3 GB)
-        for rule in (r for r in rules if r.kind != "unique"):
-            reference = pd.Series(self.references.get(rule.reference, []), dtype="str")
-            for start in range(0, len(frame), WHOLE_SLICE_ROWS):
-                piece = frame.iloc[start:start + WHOLE_SLICE_ROWS]
-                # GX pays per validation for every value of the set (it re-serialises the
-                # expectation): give it the reference keys this slice uses — membership is the same
-                used = pd.Series(piece[rule.column].dropna().unique(), dtype="str")
-                narrowed = used[used.isin(reference)].tolist()
-                self._validate([rule], piece, {rule.reference: narrowed})
-        unique = [r for r in rules if r.kind == "unique"]
-        keep = [c for c in dict.fromkeys(col for r in unique for col in rule_columns(r)) if c in frame.columns]
-        frame = frame[keep]   # the reference columns are done with: let them go
-        for rule in unique:
-            buckets = -(-len(frame) // UNIQUE_BUCKET_ROWS)
-            if buckets <= 1:
-                self._validate([rule], frame)
-                continue
-            bucket = _value_buckets(frame[rule.column], buckets)
-            for b in range(buckets):
-                self._validate([rule], frame[bucket == b])
-
-    def _validate(self, rules: list[Rule], frame: pd.DataFrame, references: dict | None = None) -> None:
-        started = time.perf_counter()
-        try:
-            self._validate_now(rules, frame, references)
-        finally:
-            spent = time.perf_counter() - started
-            self.busy_s += spent
-            group = rules[0].id if len(rules) == 1 else f"{len(rules)} row rules"
-            self.busy_by[group] = self.busy_by.get(group, 0.0) + spent
-
-    def _validate_now(self, rules: list[Rule], frame: pd.DataFrame, references: dict | None = None) -> None:
-        from .gx_suites import GxValidator, build_suite
-
-        if self.validator is None:
-            self.validator = GxValidator()
-        key = tuple(r.id for r in rules)
-        if references is not None:   # a suite for this slice only
-            suite = build_suite(self.contract, {**self.references, **references}, rules)
-        else:
-            if key not in self._suites:
-                self._suites[key] = build_suite(self.contract, self.references, rules)
-            suite = self._suites[key]
-        # GX copies and hashes the frame it is given: give it only the columns the rules read
-        cols = [c for c in dict.fromkeys(col for r in rules for col in rule_columns(r)) if c in frame.columns]
-        result = self.validator.validate(suite, frame[cols])
-        self.success = self.success and bool(result.success)
-        for r in result.results:
-            rule_id = r.expectation_config.meta["rule"]
-            if r.exception_info and r.exception_info.get("raised_exception"):
-                raise GateDisagreement(f"{self.contract.name}: GX could not evaluate {rule_id}: "
-                                       f"{r.exception_info.get('exception_message')}")
-            self.counts[rule_id] += int(r.result.get("unexpected_count") or 0)
-
-    def drain(self) -> None:
-        """Wait until every submitted validation is done."""
-        while self._pending:
-            self._pending.pop(0).result()
-
-    def result(self) -> tuple[dict[str, int], bool]:
-        try:
-            for f in self._pending:
-                f.result()
-        finally:
-            self._pending.clear()
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        return self.counts, self.success
-
-    def abandon(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -235,11 +101,11 @@ class GateRun:
     Deletions (tombstones) carry no fields to check and pass straight through."""
 
     def __init__(self, contract: Contract, references: dict[str, list[str]], whole: pd.DataFrame,
-                 validator=None, tombstone_column: str | None = "archived"):
+                 validator=None, tombstone_column: str | None = "archived", gx_mode: str | None = None):
         self.contract, self.references = contract, references
         self.tombstone_column = tombstone_column
         self.rule_ids = [r.id for r in contract.rules]
-        self.gx = GxCounts(contract, references, validator)
+        self.gx = GxCounts(contract, references, validator, gx_mode)
         self.tallies: dict[str, _Tally] = {}
         whole = whole if PARTITION in whole.columns else whole.assign(**{PARTITION: "batch"})
         self.expected_rows = whole[PARTITION].value_counts().to_dict()
@@ -254,6 +120,7 @@ class GateRun:
                                                                                       dtype="str")
         self.duplicates = _duplicates([r for r in set_rules if r.kind == "unique"], frame)
         self.gx.submit_whole(set_rules, frame)   # the worker holds the only reference: freed when done
+        del frame
         self.row_rules = [r for r in contract.rules if r.kind not in SET_RULES]
         self.gx_columns = list(dict.fromkeys(col for r in self.row_rules for col in rule_columns(r)))
 
@@ -279,8 +146,7 @@ class GateRun:
         del batch
         bad_idx = fails[ROW].to_numpy()
         mask = fails[self.rule_ids].to_numpy(dtype=bool)
-        # rule ids per failing row (only failing rows: a Python loop over every row costs seconds)
-        failed = [[self.rule_ids[j] for j in np.flatnonzero(row)] for row in mask]
+        failed = _failed_rule_lists(mask, self.rule_ids)
         quarantined = live.iloc[bad_idx].reset_index(drop=True)
         quarantined["failed_expectations"] = pd.Series(failed, dtype=object)
         passes = np.ones(len(chunk), bool)          # per chunk row: tombstones pass untested
@@ -332,27 +198,21 @@ class GateRun:
             o = GateOutcome(c, t.rows_in, t.rows_passed, t.rows_quarantined, t.counts, gx_success,
                             money_in=t.money_in, money_passed=t.money_passed, money_quarantined=t.money_quarantined,
                             sample=pd.concat(t.samples, ignore_index=True).head(SAMPLE_ROWS) if t.samples else None)
-            o.gx_seconds = self.gx.busy_s
+            o.gx_seconds, o.gx_worker_mb = self.gx.busy_s, self.gx.worker_peak_mb
             _conserve(o, self.expected_rows.get(p, 0))
             _apply_block_policy(o)
             outcomes[p] = o
         return outcomes
 
 
-def _value_buckets(values: pd.Series, buckets: int) -> np.ndarray:
-    """A bucket per row from a hash of its value, so copies share a bucket. DuckDB hashes the
-    Arrow strings in place (0.24 s, +120 MB at 5M rows; pandas' factorize or hashing took
-    1-2 s and +650 MB to +1.3 GB, going through Python objects)."""
-    try:
-        table = pa.table({"v": pa.array(values, from_pandas=True)})
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        table = pa.table({"v": pa.array(values.astype(str), from_pandas=True)})
-    con = duckdb.connect(":memory:")
-    try:
-        con.register("vals", table)
-        return con.execute(f"SELECT hash(v) % {int(buckets)} AS b FROM vals").fetchnumpy()["b"].astype(np.int64)
-    finally:
-        con.close()
+def _failed_rule_lists(mask: np.ndarray, rule_ids: list[str]) -> list[list[str]]:
+    """The failed rule ids of each failing row. Failing rows share a handful of patterns (most
+    break one rule), so each distinct pattern's list is built once and shared."""
+    if not len(mask):
+        return []
+    patterns, which = np.unique(mask, axis=0, return_inverse=True)
+    lists = [[rule_ids[j] for j in np.flatnonzero(p)] for p in patterns]
+    return [lists[i] for i in which.reshape(-1)]
 
 
 def _duplicates(rules: list[Rule], frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -415,7 +275,8 @@ def evaluate_partitions(contract: Contract, rows: pd.DataFrame, references: dict
     rows = rows.reset_index(drop=True)
     if PARTITION not in rows.columns:
         rows = rows.assign(**{PARTITION: "batch"})
-    run = GateRun(contract, references, rows, validator, tombstone_column)
+    # a small in-memory batch: GX in a thread (a fork would cost more than it saves)
+    run = GateRun(contract, references, rows, validator, tombstone_column, gx_mode="thread")
     try:
         passed, quarantined = run.feed(rows) if len(rows) else (rows, rows.assign(failed_expectations=[]))
         outcomes = run.finish()

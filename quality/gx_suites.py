@@ -70,4 +70,4 @@ class GxValidator:
 
     def validate(self, suite, df):
         batch = self.batch_definition.get_batch(batch_parameters={"dataframe": df})
-        return batch.validate(suite, result_format={"result_format": "SUMMARY"})
+        return batch.validate(suite, result_format={"result_format": "BASIC"})

@@ -11,10 +11,12 @@ import sqlalchemy as sa
 
 import assets.gate.run_gate as run_gate
 import quality.gate
+import quality.gx_worker
 from assets.gate.run_gate import gate_partitions
 from connectors.warehouse import Warehouse
 from quality.contracts import contract_for
 from quality.gate import ConservationError, evaluate_partitions
+from quality.gx_worker import GateDisagreement, GxWorkerError
 from quality.gx_suites import GxValidator
 from quality.store import ensure_quality_tables
 from tests.test_contracts import GOOD
@@ -78,9 +80,12 @@ def _expected(rows: pd.DataFrame, validator):
     return evaluate_partitions(CONTRACT, current, refs, validator)
 
 
-@pytest.mark.parametrize("chunk_rows", [3, 7, 10_000])
-def test_streamed_gate_decides_what_the_in_memory_gate_decides(tmp_path, validator, chunk_rows, monkeypatch):
-    monkeypatch.setattr(quality.gate, "UNIQUE_BUCKET_ROWS", 4)  # uniqueness validated in hash buckets too
+@pytest.mark.parametrize("chunk_rows,gx_worker", [(3, "process"), (7, "process"), (10_000, "process"),
+                                                  (3, "thread"), (10_000, "thread")])
+def test_streamed_gate_decides_what_the_in_memory_gate_decides(tmp_path, validator, chunk_rows, gx_worker,
+                                                               monkeypatch):
+    monkeypatch.setattr(quality.gx_worker, "UNIQUE_BUCKET_ROWS", 4)  # uniqueness validated in hash buckets too
+    monkeypatch.setenv("TRUEUP_GX_WORKER", gx_worker)
     rows = _rows()
     wh = _warehouse(tmp_path, rows)
     got = gate_partitions(wh, CONTRACT, [DAY1, DAY2], "run-1", tmp_path / "reports", validator,
@@ -156,3 +161,45 @@ def test_duckdb_memory_cap_is_a_setting(tmp_path, monkeypatch):
     monkeypatch.setenv("TRUEUP_DUCKDB_MEMORY_LIMIT", "lots; DROP TABLE x")
     with pytest.raises(ValueError, match="TRUEUP_DUCKDB_MEMORY_LIMIT"):
         Warehouse(f"duckdb:///{tmp_path / 'cap.duckdb'}")
+
+
+def _nothing_left(wh: Warehouse) -> None:
+    assert int(wh.scalar("SELECT count(*) FROM quality.quarantine")) == 0
+    assert int(wh.scalar("SELECT count(*) FROM quality.gate_results")) == 0
+
+
+def test_gx_failing_in_its_worker_process_fails_the_gate_with_its_message(tmp_path, validator, monkeypatch):
+    rows = _rows()
+    wh = _warehouse(tmp_path, rows)
+    ensure_quality_tables(wh)
+    monkeypatch.setenv("TRUEUP_GX_WORKER", "process")
+    real = quality.gx_worker.GxTally._validate
+
+    def cannot_evaluate(self, rule_ids, frame, references=None):   # runs in the forked worker
+        if "currency_iso" in rule_ids:
+            raise GateDisagreement("erp_invoices.inbound: GX could not evaluate currency_iso: boom")
+        return real(self, rule_ids, frame, references)
+
+    monkeypatch.setattr(quality.gx_worker.GxTally, "_validate", cannot_evaluate)
+    with pytest.raises(GateDisagreement, match="could not evaluate currency_iso: boom"):
+        gate_partitions(wh, CONTRACT, [DAY1, DAY2], "run-1", tmp_path / "reports", validator, chunk_rows=4)
+    _nothing_left(wh)
+
+
+def test_a_gx_worker_that_dies_fails_the_gate_clearly(tmp_path, validator, monkeypatch):
+    import os
+
+    rows = _rows()
+    wh = _warehouse(tmp_path, rows)
+    ensure_quality_tables(wh)
+    monkeypatch.setenv("TRUEUP_GX_WORKER", "process")
+    monkeypatch.setattr(quality.gx_worker.GxTally, "_validate", lambda self, *a, **k: os._exit(9))  # e.g. OOM-killed
+    with pytest.raises(GxWorkerError, match="ended without an answer"):
+        gate_partitions(wh, CONTRACT, [DAY1, DAY2], "run-1", tmp_path / "reports", validator, chunk_rows=4)
+    _nothing_left(wh)
+
+
+def test_the_gx_worker_setting_is_validated(monkeypatch):
+    monkeypatch.setenv("TRUEUP_GX_WORKER", "gpu")
+    with pytest.raises(ValueError, match="TRUEUP_GX_WORKER must be"):
+        quality.gx_worker.worker_mode()

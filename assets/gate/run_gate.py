@@ -81,8 +81,8 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
             big = len(whole) > 4 * chunk_rows
             del whole
             try:
-                if big:  # a large batch: its whole-batch checks finish (and free their columns) before streaming
-                    run.gx.drain()
+                if big:  # with GX in a thread, a large batch's whole-batch checks finish (and free their
+                    run.gx.drain()  # columns) before streaming; a worker process interleaves them with the chunks
                 now = _now()
                 # partition order matters only across days: a key's quarantine entry records its latest failure
                 ordered = sql + (" ORDER BY _partition" if first != last else "")
