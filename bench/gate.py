@@ -47,6 +47,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import status_mb
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 MARK = "BENCH_RESULT "
@@ -57,13 +59,6 @@ N_ORDERS = 5_000
 TARGET_RATIO = 1.25
 TARGET_MB_5M = 1024
 DUCKDB_LIMIT = "256MB"
-
-
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 # ============================================================================ data
@@ -201,7 +196,7 @@ def step_gx(workdir: Path) -> dict:
     batch = prepare_batch(contract, rows)
     prepare_s = time.perf_counter() - t0
     del rows
-    base_mb = _status_mb("VmRSS")
+    base_mb = status_mb("VmRSS")
     t0 = time.perf_counter()
     validator = GxValidator()
     suite = build_suite(contract, refs)
@@ -211,7 +206,7 @@ def step_gx(workdir: Path) -> dict:
     errors = [r.expectation_config.meta["rule"] for r in result.results
               if r.exception_info and r.exception_info.get("raised_exception")]
     ok = counts == meta["injected"] and not errors
-    return {"seconds": seconds, "prepare_s": prepare_s, "peak_mb": _status_mb("VmHWM"), "base_mb": base_mb,
+    return {"seconds": seconds, "prepare_s": prepare_s, "peak_mb": status_mb("VmHWM"), "base_mb": base_mb,
             "gx_success": bool(result.success), "counts_match_injected": ok, "errors": errors, "counts": counts}
 
 
@@ -234,7 +229,7 @@ def step_load(workdir: Path) -> dict:
                 f"FROM read_parquet('{workdir / 'ref_erp_customer_numbers.parquet'}')")
     rows = con.execute(f"SELECT count(*) FROM raw.{CONTRACT}").fetchone()[0]
     con.close()
-    return {"seconds": time.perf_counter() - t0, "rows": rows, "peak_mb": _status_mb("VmHWM")}
+    return {"seconds": time.perf_counter() - t0, "rows": rows, "peak_mb": status_mb("VmHWM")}
 
 
 def step_gate(workdir: Path, profile: bool = False) -> dict:
@@ -251,7 +246,7 @@ def step_gate(workdir: Path, profile: bool = False) -> dict:
     contract = contract_for(CONTRACT)
     meta = json.loads((workdir / "meta.json").read_text())
     wh = Warehouse(f"duckdb:///{workdir / 'warehouse.duckdb'}")
-    base_mb = _status_mb("VmRSS")
+    base_mb = status_mb("VmRSS")
 
     prof = None
     if profile:
@@ -272,7 +267,7 @@ def step_gate(workdir: Path, profile: bool = False) -> dict:
         (workdir / "gate.profile.txt").write_text(out.getvalue())
     # GX validates in a forked worker process (quality/gx_worker.py): the gate's memory is this
     # process's peak plus what the worker grew above what it inherited — summed peaks, an upper bound
-    parent_peak = _status_mb("VmHWM")
+    parent_peak = status_mb("VmHWM")
     peak = parent_peak + results[PARTITION_DAY][0].gx_worker_mb
 
     # --- checks (untimed): counts per rule, and the warehouse holds every row where it belongs
@@ -311,7 +306,7 @@ def step_floor(workdir: Path) -> dict:
 
     contract = contract_for(CONTRACT)
     rows, refs, meta = read_inputs(workdir)
-    base_mb = _status_mb("VmRSS")
+    base_mb = status_mb("VmRSS")
     t0 = time.perf_counter()
     con = duckdb.connect(":memory:")
     con.register("raw_rows", rows)
@@ -336,7 +331,7 @@ def step_floor(workdir: Path) -> dict:
     seconds = time.perf_counter() - t0
     con.close()
     counts = {r.id: int(res[r.id].iloc[0]) for r in contract.rules}
-    return {"seconds": seconds, "peak_mb": _status_mb("VmHWM"), "base_mb": base_mb, "counts": counts,
+    return {"seconds": seconds, "peak_mb": status_mb("VmHWM"), "base_mb": base_mb, "counts": counts,
             "failing_rows": int(res["_failing"].iloc[0]), "counts_match_injected": counts == meta["injected"]}
 
 

@@ -37,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import Timer, status_mb, sandbox_admin, text_table
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 MARK = "BENCH_RESULT "
@@ -52,34 +54,6 @@ SEARCH_PAGE = 200
 
 
 # ----------------------------------------------------------------------------- helpers
-def _rss_mb(field: str = "VmRSS") -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
-def _proc_hwm_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-class Timer:
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-
-    def __call__(self) -> float:
-        return time.perf_counter() - self.t0
-
-
 # ============================================================================ data
 def _iso_ms(ms) -> "object":
     """epoch ms (int64 array) -> 'YYYY-MM-DDTHH:MM:SS.fffZ' strings (as the CRM API sends)."""
@@ -287,7 +261,7 @@ def step_platform(home: Path, a: dict) -> dict:
     day = (FULL_DAY if phase == "full" else INCR_DAY).isoformat()
     objs = _platform_objects()
     wh = Warehouse(f"duckdb:///{home / 'warehouse.duckdb'}")
-    rss0 = _rss_mb()
+    rss0 = status_mb()
     out: dict = {"rss_after_imports_mb": rss0}
     total = Timer()
     if what in ("deals", "orders"):
@@ -335,7 +309,7 @@ def step_floor(home: Path, a: dict) -> dict:
     what, phase = a["object"], a["phase"]
     day = (FULL_DAY if phase == "full" else INCR_DAY).isoformat()
     con = duckdb.connect(str(home / "floor.duckdb"))
-    rss0 = _rss_mb()
+    rss0 = status_mb()
     load_cols = (f"'bench-floor-{phase}' AS _run_id, '{day}' AS _partition, "
                  f"now()::TIMESTAMP AS _loaded_at, 'floor' AS _source")
     if what in ("deals", "orders"):
@@ -405,21 +379,13 @@ def _start_sandbox(home: Path, db: Path, token: str) -> tuple[subprocess.Popen, 
     return proc, f"http://127.0.0.1:{int(port_file.read_text())}"
 
 
-def _admin(base: str, token: str, method: str, path: str, body: dict | None = None) -> dict:
-    import requests
-
-    r = requests.request(method, base + path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    r.raise_for_status()
-    return r.json()
-
-
 def _fresh(base: str, token: str):
     """A new client with its defaults, a reset server limiter and zeroed server stats."""
     from connectors.hubspot import HubSpotClient
 
-    _admin(base, token, "POST", "/_sandbox/knobs",
+    sandbox_admin(base, token, "POST", "/_sandbox/knobs",
            {"rate_limit_10s": CRM_LIMIT_10S, "search_per_second": CRM_SEARCH_PER_S})  # also resets the limiter
-    _admin(base, token, "POST", "/_sandbox/stats/reset")
+    sandbox_admin(base, token, "POST", "/_sandbox/stats/reset")
     return HubSpotClient(base, token)
 
 
@@ -484,7 +450,7 @@ def step_crm(home: Path, a: dict) -> dict:
         for page in client.list_records("deals", props, associations="companies"):
             rows.extend(record_to_row(r, props) for r in page)
         secs = t()
-        server = _admin(base, token, "GET", "/_sandbox/stats")
+        server = sandbox_admin(base, token, "GET", "/_sandbox/stats")
         out["phases"].append(_phase_report(
             "list_full", len(rows), secs, CRM_LIMIT_10S // 10 * LIST_PAGE, client, server,
             _horizon_bound(secs, LIST_PAGE, CRM_LIMIT_10S, 10.0), {"pages": client.stats.pages}))
@@ -500,7 +466,7 @@ def step_crm(home: Path, a: dict) -> dict:
         for _rec in run:
             count += 1
         secs = t()
-        server = _admin(base, token, "GET", "/_sandbox/stats")
+        server = sandbox_admin(base, token, "GET", "/_sandbox/stats")
         st = run.stats
         out["phases"].append(_phase_report(
             "search_incremental", count, secs, CRM_SEARCH_PER_S * SEARCH_PAGE, client, server,
@@ -516,13 +482,13 @@ def step_crm(home: Path, a: dict) -> dict:
         t = Timer()
         ex = extract_crm_day(client, CRM_OBJECTS["deals"], start, start + dt.timedelta(days=1), "UTC")
         secs = t()
-        server = _admin(base, token, "GET", "/_sandbox/stats")
+        server = sandbox_admin(base, token, "GET", "/_sandbox/stats")
         recs = len(ex.rows) + len(ex.earlier)
         out["phases"].append(_phase_report(
             "extract_crm_day_deals", recs, secs, CRM_SEARCH_PER_S * SEARCH_PAGE, client, server, None,
             {"with_company_id": int(ex.rows["company_id"].notna().sum())}))
         client.close()
-        out["server_peak_rss_mb"] = _proc_hwm_mb(proc.pid)
+        out["server_peak_rss_mb"] = status_mb("VmHWM", proc.pid)
     finally:
         proc.terminate()
         try:
@@ -599,13 +565,6 @@ def run_load(home: Path, rows: int, changed: int, log) -> dict:
     return out
 
 
-def _table(headers: list[str], rows: list[list]) -> str:
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa
-    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths), *map(line, cells[1:])])
-
-
 def render(result: dict) -> str:
     parts = [f"Trueup ingestion benchmark — {result['started_at']}  ({result['machine']})",
              f"command: {result['command']}"]
@@ -624,7 +583,7 @@ def render(result: dict) -> str:
                          ph["client_requests"], f"{ph['client_429']} ({ph['client_pct_429']}%)",
                          ph["server_requests"], f"{ph['server_429']} ({ph['server_pct_429']}%)",
                          "PASS" if ph["target_met"] else "FAIL"])
-        parts.append(_table(["phase", "records", "s", "rec/s", "bound/s", "% bound", "% T-bound",
+        parts.append(text_table(["phase", "records", "s", "rec/s", "bound/s", "% bound", "% T-bound",
                              "client req", "client 429", "server req", "server 429", ">=90% & <1% 429"], rows))
         parts.append("  % bound = records/s ÷ steady-state bound; % T-bound = records ÷ the most the limit allows in "
                      "a run of that length (limit × ceil(T/window) requests), which the opening burst cannot "
@@ -648,7 +607,7 @@ def render(result: dict) -> str:
                          s["platform_land_s"], f"{s['platform_rows_per_s']:,}", s["platform_peak_rss_mb"],
                          s["floor_s"], f"{s['floor_rows_per_s']:,}", s["floor_peak_rss_mb"],
                          f"{s['ratio_platform_over_floor']}x"])
-        parts.append(_table(["phase", "object", "rows", "platform s", "read s", "land s", "rows/s", "peak MB",
+        parts.append(text_table(["phase", "object", "rows", "platform s", "read s", "land s", "rows/s", "peak MB",
                              "floor s", "floor rows/s", "floor MB", "platform/floor"], rows))
         tot = {}
         for ph in ("full", "incr"):

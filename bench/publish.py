@@ -65,6 +65,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench.common import Timer, status_mb, sandbox_admin, text_table
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 MARK = "BENCH_RESULT "
@@ -89,14 +91,6 @@ _FOREIGN_ENV = ("TRUEUP_WAREHOUSE_URL", "TRUEUP_ERP_URL", "TRUEUP_CRM_BASE_URL",
 
 
 # ----------------------------------------------------------------------------- helpers
-class Timer:
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-
-    def __call__(self) -> float:
-        return time.perf_counter() - self.t0
-
-
 def _paths(home: Path) -> dict[str, Path]:
     return {"warehouse": home / "warehouse.duckdb", "erp": home / "sandbox" / "erp.sqlite",
             "crm": home / "sandbox" / "crm.sqlite", "erp_floor": home / "floor" / "erp_floor.sqlite",
@@ -423,15 +417,6 @@ def _crm_counts(db: Path) -> dict:
             "max_updated_ms": r[3]}
 
 
-def _admin(base: str, token: str, method: str, path: str, body: dict | None = None) -> dict:
-    import requests
-
-    r = requests.request(method, base + path, json=body, headers={"Authorization": f"Bearer {token}"},
-                         timeout=10)
-    r.raise_for_status()
-    return r.json()
-
-
 def step_crm_publish(home: Path, a: dict) -> dict:
     """Timed: resolve_pending_crm + writeback_writes + ledger.plan + crm_writer.send_crm."""
     import assets.publish.crm_writer as crm_writer
@@ -442,9 +427,9 @@ def step_crm_publish(home: Path, a: dict) -> dict:
     p = _paths(home)
     token = p["token"].read_text().strip()
     wh = _warehouse(home)
-    _admin(base, token, "POST", "/_sandbox/knobs", {"rate_limit_10s": CRM_LIMIT_10S,
+    sandbox_admin(base, token, "POST", "/_sandbox/knobs", {"rate_limit_10s": CRM_LIMIT_10S,
                                                    "search_per_second": CRM_SEARCH_PER_S})  # resets the limiter
-    _admin(base, token, "POST", "/_sandbox/stats/reset")
+    sandbox_admin(base, token, "POST", "/_sandbox/stats/reset")
     client = HubSpotClient(base, token)
     out: dict = {"writes": n}
     before = _crm_counts(p["crm"])
@@ -487,7 +472,7 @@ def step_crm_publish(home: Path, a: dict) -> dict:
     out["http_batch_update"] = {"calls": http["calls"], "seconds": round(http["seconds"], 3)}
     out["client_stats"] = client.stats.snapshot()
     client.close()
-    server = _admin(base, token, "GET", "/_sandbox/stats")
+    server = sandbox_admin(base, token, "GET", "/_sandbox/stats")
     out["server"] = {"requests_total": server["requests_total"], "requests_by_kind": server["requests_by_kind"],
                      "requests_by_status": server["requests_by_status"],
                      "rate_limited_by_policy": server["rate_limited_by_policy"]}
@@ -629,16 +614,6 @@ def stop_sandbox(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def _proc_hwm_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
-
-
 # ============================================================================ checks and report
 def _check(cond: bool, what: str, failures: list[str]) -> bool:
     if not cond:
@@ -713,13 +688,6 @@ def summarise(res: dict, orders: int, crm_n: int) -> dict:
     return out
 
 
-def _table(headers: list[str], rows: list[list]) -> str:
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    line = lambda r: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa
-    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths), *map(line, cells[1:])])
-
-
 def render(result: dict) -> str:
     s = result["summary"]
     parts = [f"Trueup publishing benchmark — {result['started_at']}  ({result['machine']})",
@@ -747,7 +715,7 @@ def render(result: dict) -> str:
             ["CRM write-backs: re-run", f"{s['crm_rerun_writes']:,}", f"{s['crm_rerun_s']:.2f}", "-", cr["peak_rss_mb"],
              "-"],
         ]
-    parts.append(_table(["pass", "writes", "seconds", "writes/s", "peak RSS MB", "vs floor"], rows))
+    parts.append(text_table(["pass", "writes", "seconds", "writes/s", "peak RSS MB", "vs floor"], rows))
     parts.append("")
     st = ep["set_state"]["by_state"]
     parts.append(f"ERP platform breakdown: resolve_pending {ep['resolve_s']:.2f}s, ledger.plan {ep['plan_s']:.2f}s, "
@@ -844,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    rerun=True)
             log(f"[crm] re-run: {cr['to_send']} to send, {cr['server']['requests_total']} requests, "
                 f"{cr['seconds']:.1f}s")
-            result["crm"]["server_peak_rss_mb"] = _proc_hwm_mb(server.pid)
+            result["crm"]["server_peak_rss_mb"] = status_mb("VmHWM", server.pid)
             stop_sandbox(server)
             server = None
             cf = result["crm"]["floor"] = run_step("crm_floor", home, log, crm_updates=args.crm_updates)
