@@ -194,9 +194,9 @@ class GxCounts:
     def submit_whole(self, rules: list[Rule], frame: pd.DataFrame) -> None:
         """Call at most once, before `submit`. The caller must drop its own reference to `frame`."""
         ids = [r.id for r in rules] if not frame.empty else []
-        if self.mode == "process":
-            self._start_process(ids, frame)
-        elif ids:
+        if self.mode == "process" and self._start_process(ids, frame):
+            return
+        if ids:
             holder = [frame]
             self._pending.append(self._pool.submit(self._run_pieces, ids, holder))
 
@@ -206,9 +206,7 @@ class GxCounts:
         # GX validates one chunk while the caller splits and writes the next: two chunks alive at most
         self.drain()
         ids = [r.id for r in rules]
-        if self.mode == "process":
-            if self._proc is None:
-                self._start_process([], frame.iloc[:0])
+        if self.mode == "process" and (self._proc is not None or self._start_process([], frame.iloc[:0])):
             self._pending.append(self._pool.submit(self._round_trip, ("rows", ids, frame)))
         else:
             self._pending.append(self._pool.submit(self.tally.validate, ids, frame))
@@ -249,17 +247,27 @@ class GxCounts:
             self.tally.validate(*piece)
 
     # -- process mode -----------------------------------------------------------------------
-    def _start_process(self, whole_ids: list[str], frame: pd.DataFrame) -> None:
+    def _start_process(self, whole_ids: list[str], frame: pd.DataFrame) -> bool:
+        """Fork the worker; False (and thread mode from now on) where a process cannot start,
+        e.g. inside a daemonic process, which may not have children."""
         from . import gx_suites  # noqa: F401 - GX is imported once, here, and inherited by the fork
 
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
         holder = [frame]
-        self._proc = ctx.Process(target=_serve, args=(child, self.tally, whole_ids, holder),
-                                 name=f"gx-{self.contract.name}", daemon=True)
-        self._proc.start()
+        proc = ctx.Process(target=_serve, args=(child, self.tally, whole_ids, holder),
+                           name=f"gx-{self.contract.name}", daemon=True)
+        try:
+            proc.start()
+        except (AssertionError, OSError):
+            self._conn.close()
+            child.close()
+            self.mode = "thread"
+            return False
+        self._proc = proc
         holder.clear()   # the child has its own copy of the frame (copy-on-write); this one goes
         child.close()
+        return True
 
     def _round_trip(self, message: tuple):
         try:

@@ -203,3 +203,20 @@ def test_the_gx_worker_setting_is_validated(monkeypatch):
     monkeypatch.setenv("TRUEUP_GX_WORKER", "gpu")
     with pytest.raises(ValueError, match="TRUEUP_GX_WORKER must be"):
         quality.gx_worker.worker_mode()
+
+
+def test_where_no_worker_process_can_start_gx_runs_in_a_thread(tmp_path, validator, monkeypatch):
+    import multiprocessing.context
+
+    def refuse(self):   # what a daemonic process gets: it may not have children
+        raise AssertionError("daemonic processes are not allowed to have children")
+
+    monkeypatch.setenv("TRUEUP_GX_WORKER", "process")
+    monkeypatch.setattr(multiprocessing.context.ForkProcess, "start", refuse)
+    rows = _rows()
+    wh = _warehouse(tmp_path, rows)
+    got = gate_partitions(wh, CONTRACT, [DAY1, DAY2], "run-1", tmp_path / "reports", validator, chunk_rows=5)
+    expected = _expected(rows, validator)
+    for day in (DAY1, DAY2):
+        assert got[day][0].unexpected_counts == expected[day].unexpected_counts
+        assert got[day][0].rows_passed == expected[day].rows_passed
