@@ -283,7 +283,10 @@ def step_gate(workdir: Path, profile: bool = False) -> dict:
     return {
         "seconds": seconds, "peak_mb": peak, "parent_peak_mb": parent_peak, "gx_worker_mb": o.gx_worker_mb,
         "gx_worker": worker_mode(), "base_mb": base_mb, "chunk_rows": CHUNK_ROWS,
-        "gx_worker_busy_s": o.gx_seconds,
+        "gx_worker_busy_s": o.gx_seconds, "phases": o.phase_seconds,
+        # the scope: validation + complete row-level split + quarantine write, i.e. the
+        # run without copying the passed rows into validated (a phase of its own, after the stream)
+        "scope_seconds": seconds - o.phase_seconds.get("write validated", 0.0),
         "rows_in": o.rows_in, "rows_passed": o.rows_passed, "rows_quarantined": o.rows_quarantined,
         "blocked": o.blocked, "counts": counts, "counts_match_injected": counts == meta["injected"],
         "quarantined_all_failing": o.rows_quarantined == meta["failing_rows"],
@@ -364,10 +367,11 @@ def _spawn(step: str, workdir: Path, profile: bool = False) -> dict:
 # ============================================================================ report
 def _fmt_row(n, gx, gate, floor) -> str:
     r_gx = gate["seconds"] / gx["seconds"]
+    r_scope = gate["scope_seconds"] / gx["seconds"]
     r_floor = gate["seconds"] / floor["seconds"]
     return (f"{n:>9,} | {gx['seconds']:7.2f} {gx['peak_mb']:7.0f} | {gate['seconds']:7.2f} "
-            f"{gate['peak_mb']:7.0f} | "
-            f"{floor['seconds']:6.2f} {floor['peak_mb']:6.0f} | {r_gx:6.2f} {r_floor:7.1f}")
+            f"{gate['scope_seconds']:7.2f} {gate['peak_mb']:7.0f} | "
+            f"{floor['seconds']:6.2f} {floor['peak_mb']:6.0f} | {r_gx:6.2f} {r_scope:6.2f} {r_floor:7.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -409,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                         if "gx_worker_busy_s" in e else "")
                 print(f"  {step:5s} {e['seconds']:7.2f} s  peak {e['peak_mb']:6.0f} MB  "
                       f"(process {e['process_wall_s']:.1f} s{busy})", flush=True)
+                if "phases" in e:
+                    print("        phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in e["phases"].items()), flush=True)
                 if step == "gate" and args.profile and (wd / "gate.profile.txt").exists():
                     print((wd / "gate.profile.txt").read_text())
             results["sizes"][str(n)] = entry
@@ -419,17 +425,24 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"contract {CONTRACT}.inbound (14 rules), ~{args.fail_share:.0%} failing rows; "
           f"seconds exclude the GX import; peak = process VmHWM")
-    print("     rows |  GX s  peak MB |  gate s  peak MB | floor s peak MB | ÷GX   ÷floor")
+    print("'gate' is end to end from raw; 'scope' leaves out copying the passed rows into validated "
+          "(the issue's scope: validation + row-level split + quarantine write)")
+    print("     rows |  GX s  peak MB |  gate s scope s  peak MB | floor s peak MB | ÷GX  scope÷GX ÷floor")
     failures = []
     for n in sizes:
         e = results["sizes"][str(n)]
         if all(s in e for s in ("gx", "gate", "floor")):
             print(_fmt_row(n, e["gx"], e["gate"], e["floor"]))
             e["gate_over_gx"] = e["gate"]["seconds"] / e["gx"]["seconds"]
+            e["scope_over_gx"] = e["gate"]["scope_seconds"] / e["gx"]["seconds"]
             e["gate_over_floor"] = e["gate"]["seconds"] / e["floor"]["seconds"]
             e["gx_over_floor"] = e["gx"]["seconds"] / e["floor"]["seconds"]
             if e["gate_over_gx"] > TARGET_RATIO:
-                failures.append(f"{n:,} rows: gate {e['gate_over_gx']:.2f}× plain GX (target ≤ {TARGET_RATIO}×)")
+                failures.append(f"{n:,} rows: gate end to end {e['gate_over_gx']:.2f}× plain GX "
+                                f"(target ≤ {TARGET_RATIO}×)")
+            if e["scope_over_gx"] > TARGET_RATIO:
+                failures.append(f"{n:,} rows: gate without the validated copy {e['scope_over_gx']:.2f}× plain GX "
+                                f"(target ≤ {TARGET_RATIO}×)")
         g = e.get("gate")
         if g:
             for check in ("counts_match_injected", "quarantined_all_failing", "quarantine_table_ok", "validated_ok",

@@ -61,6 +61,7 @@ class GateOutcome:
     sample: pd.DataFrame | None = None   # the first quarantined rows, with `failed_expectations`
     gx_seconds: float = 0.0              # GX's validation time for the whole batch (all partitions)
     gx_worker_mb: float = 0.0            # a GX worker process's memory growth above what it inherited
+    phase_seconds: dict[str, float] = field(default_factory=dict)   # of the gate run (run_gate.py)
     # the split itself, kept only by `evaluate_partitions` (in-memory batches: replay, outbound)
     passed: pd.DataFrame | None = None
     quarantined: pd.DataFrame | None = None

@@ -85,6 +85,7 @@ def build_gate_asset(contract: Contract, partitions_def):
                 "contract_version": contract.version}
         if report is not None:
             meta["report"] = MetadataValue.path(str(report))
+            meta["seconds_by_phase"] = MetadataValue.json(outcome.phase_seconds)
         check = AssetCheckResult(
             check_name=CHECK_NAME, passed=not blocked, severity=AssetCheckSeverity.ERROR,
             description=blocked[0] if blocked else f"{totals['rows_quarantined']} of {totals['rows_in']} rows "

@@ -4,6 +4,7 @@ conservation — all in one warehouse transaction, so a failed proof leaves noth
 No Dagster here."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -62,6 +63,7 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
     obj, key = contract.object, contract.key
     first, last = min(partitions), max(partitions)
     params = {"a": first, "b": last}
+    clock = _PhaseClock()
     references = load_references(wh, contract.references)
     with wh.begin() as conn:
         raw_columns = wh.table_columns(conn, "raw", obj)
@@ -83,6 +85,7 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
             try:
                 if big:  # with GX in a thread, a large batch's whole-batch checks finish (and free their
                     run.gx.drain()  # columns) before streaming; a worker process interleaves them with the chunks
+                clock.lap("read whole-batch columns")
                 now = _now()
                 # partition order matters only across days: a key's quarantine entry records its latest failure
                 ordered = sql + (" ORDER BY _partition" if first != last else "")
@@ -91,10 +94,13 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
                     upsert_quarantine(wh, conn, contract, quarantined, run_id, now)
                     _stage_failed_keys(wh, conn, quarantined[[PARTITION, key]])
                     del chunk, quarantined
+                clock.lap("stream: split + quarantine")
                 # the passed rows go in while GX finishes its last chunk; if a proof below fails,
                 # the transaction takes everything out again
                 _insert_passed(conn, contract, sql, raw_columns, columns, params, run_id, now)
+                clock.lap("write validated")
                 outcomes = run.finish()
+                clock.lap("wait for GX + agreement")
             except BaseException:
                 run.abandon()
                 raise
@@ -109,7 +115,23 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
         for p in partitions:
             gate_result(conn, outcomes[p], p, run_id)
         ensure_current_view(wh, conn, obj, key)
+        clock.lap("proofs at the target + results")
+    for o in outcomes.values():
+        o.phase_seconds = clock.laps
     return {p: (outcomes[p], write_gate_report(reports_dir, outcomes[p], p, run_id)) for p in partitions}
+
+
+class _PhaseClock:
+    """Wall seconds per phase of a gate run (asset metadata and the benchmark show where time goes)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(self.laps.get(name, 0.0) + now - self._t, 3)
+        self._t = now
 
 
 def _reset_failed_keys(conn) -> None:
