@@ -54,12 +54,18 @@ class Warehouse:
         if url.startswith("duckdb:///"):
             self.dialect = "duckdb"
             self.engine: Engine = sa.create_engine(url, poolclass=NullPool)
+            settings = ["SET enable_progress_bar = false"]   # it would draw bars into run logs
             limit = os.environ.get("TRUEUP_DUCKDB_MEMORY_LIMIT")
             if limit:   # DuckDB spills to <warehouse>.tmp beyond it (default: 80 % of RAM)
                 if not re.fullmatch(r"[0-9]+(\.[0-9]+)?\s*[KMGT]i?B", limit.strip(), re.IGNORECASE):
                     raise ValueError(f"TRUEUP_DUCKDB_MEMORY_LIMIT must look like 512MB or 2GB, not {limit!r}")
-                sa.event.listen(self.engine, "connect",
-                                lambda dbapi_conn, _record: dbapi_conn.execute(f"SET memory_limit = '{limit.strip()}'"))
+                settings.append(f"SET memory_limit = '{limit.strip()}'")
+
+            def _on_connect(dbapi_conn, _record) -> None:
+                for statement in settings:
+                    dbapi_conn.execute(statement)
+
+            sa.event.listen(self.engine, "connect", _on_connect)
         elif url.startswith("postgresql"):
             self.dialect = "postgresql"
             pg_url = sa.engine.make_url(url)
