@@ -7,12 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
-# Units of USD per unit of currency (fixed planning rates; recon.fx_rates is seeded from here
-# once and may be edited by finance afterwards — the table, not this map, is what runs use).
-FX_TO_USD: dict[str, float] = {
-    "USD": 1.0, "EUR": 1.08, "GBP": 1.27, "CAD": 0.73, "AUD": 0.66, "CHF": 1.12, "JPY": 0.0067,
-    "SEK": 0.095, "NOK": 0.094, "DKK": 0.145, "MXN": 0.058, "BRL": 0.20, "INR": 0.012, "SGD": 0.74,
-}
+# USD per unit of currency, the platform's planning rates (assets/fx.py, the dbt seed):
+# recon.fx_rates is seeded from them once and may be edited by finance afterwards — the table,
+# not this map, is what runs use
+from assets.fx import FX_TO_USD  # noqa: F401 - re-exported for recon.store
 
 
 @dataclass(frozen=True)
