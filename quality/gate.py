@@ -96,34 +96,26 @@ class _Tally:
 class GateRun:
     """One validation of a contract's batch (one or many partitions), fed chunk by chunk.
 
-    `whole` holds `_partition`, the tombstone flag and the columns of `whole_batch_columns` for
-    every row of the batch; `feed` returns each chunk's (passed, quarantined) rows; `finish`
-    proves agreement with GX and conservation, and returns one outcome per partition.
-    Deletions (tombstones) carry no fields to check and pass straight through."""
+    `expected_rows` (rows read per partition) and `duplicates` (per uniqueness rule, the
+    (partition, value) pairs found more than once among the batch's live rows) describe the
+    whole batch: `batch_facts` finds them in memory, the streamed gate in the warehouse.
+    `feed` returns each chunk's (passed, quarantined) rows; `finish` proves agreement with GX
+    and conservation, and returns one outcome per partition. Deletions (tombstones) carry no
+    fields to check and pass straight through."""
 
-    def __init__(self, contract: Contract, references: dict[str, list[str]], whole: pd.DataFrame,
-                 validator=None, tombstone_column: str | None = "archived", gx_mode: str | None = None):
+    def __init__(self, contract: Contract, references: dict[str, list[str]], expected_rows: dict[str, int],
+                 duplicates: dict[str, pd.DataFrame], validator=None, tombstone_column: str | None = "archived",
+                 gx_mode: str | None = None):
         self.contract, self.references = contract, references
         self.tombstone_column = tombstone_column
         self.rule_ids = [r.id for r in contract.rules]
-        self.gx = GxCounts(contract, references, validator, gx_mode)
+        self.gx = GxCounts(contract, references, validator, gx_mode, batch_rows=sum(expected_rows.values()))
         self.tallies: dict[str, _Tally] = {}
-        whole = whole if PARTITION in whole.columns else whole.assign(**{PARTITION: "batch"})
-        self.expected_rows = whole[PARTITION].value_counts().to_dict()
-        tombs = self._tombstones(whole)
-        live = whole[~tombs] if tombs.any() else whole
-        set_rules = [r for r in contract.rules if r.kind in SET_RULES]
-        cols = [PARTITION] + whole_batch_columns(contract)
-        frame = live[[c for c in cols if c in live.columns]].reset_index(drop=True)   # no copy of the data
-        del whole, live
-        for c in cols:
-            frame[c] = blank_to_null(frame[c]) if c in frame.columns else pd.Series(None, index=frame.index,
-                                                                                      dtype="str")
-        self.duplicates = _duplicates([r for r in set_rules if r.kind == "unique"], frame)
-        self.gx.submit_whole(set_rules, frame)   # the worker holds the only reference: freed when done
-        del frame
+        self.expected_rows = expected_rows
+        self.duplicates = duplicates
         self.row_rules = [r for r in contract.rules if r.kind not in SET_RULES]
         self.gx_columns = list(dict.fromkeys(col for r in self.row_rules for col in rule_columns(r)))
+        self.whole_columns = [PARTITION] + whole_batch_columns(contract)
 
     def _tombstones(self, rows: pd.DataFrame) -> np.ndarray:
         col = self.tombstone_column
@@ -142,7 +134,8 @@ class GateRun:
         live_idx = np.flatnonzero(~is_tomb)
         live = chunk.iloc[live_idx].reset_index(drop=True) if is_tomb.any() else chunk
         batch = prepare_batch(c, live)
-        self.gx.submit(self.row_rules, batch[self.gx_columns])   # GX starts while we find the failing rows
+        # GX starts while we find the failing rows
+        self.gx.submit(self.row_rules, batch[self.gx_columns], batch[self.whole_columns])
         fails = failing_rows(c, batch, self.references, self.duplicates)
         del batch
         bad_idx = fails[ROW].to_numpy()
@@ -204,6 +197,21 @@ class GateRun:
             _apply_block_policy(o)
             outcomes[p] = o
         return outcomes
+
+
+def batch_facts(contract: Contract, rows: pd.DataFrame,
+                tombstone_column: str | None = "archived") -> tuple[dict[str, int], dict[str, pd.DataFrame]]:
+    """What a GateRun must know of an in-memory batch as a whole: rows per partition, and the
+    duplicated (partition, value) pairs of each uniqueness rule among its live rows."""
+    rows = rows if PARTITION in rows.columns else rows.assign(**{PARTITION: "batch"})
+    expected = {k: int(v) for k, v in rows[PARTITION].value_counts().items()}
+    if tombstone_column and tombstone_column in rows.columns:
+        rows = rows[(rows[tombstone_column].astype(str) != "true").to_numpy()]
+    cols = [PARTITION] + whole_batch_columns(contract)
+    frame = rows[[c for c in cols if c in rows.columns]].reset_index(drop=True)
+    for c in cols:
+        frame[c] = blank_to_null(frame[c]) if c in frame.columns else pd.Series(None, index=frame.index, dtype="str")
+    return expected, _duplicates([r for r in contract.rules if r.kind == "unique"], frame)
 
 
 def _failed_rule_lists(mask: np.ndarray, rule_ids: list[str]) -> list[list[str]]:
@@ -277,7 +285,8 @@ def evaluate_partitions(contract: Contract, rows: pd.DataFrame, references: dict
     if PARTITION not in rows.columns:
         rows = rows.assign(**{PARTITION: "batch"})
     # a small in-memory batch: GX in a thread (a fork would cost more than it saves)
-    run = GateRun(contract, references, rows, validator, tombstone_column, gx_mode="thread")
+    expected, duplicates = batch_facts(contract, rows, tombstone_column)
+    run = GateRun(contract, references, expected, duplicates, validator, tombstone_column, gx_mode="thread")
     try:
         passed, quarantined = run.feed(rows) if len(rows) else (rows, rows.assign(failed_expectations=[]))
         outcomes = run.finish()

@@ -6,9 +6,9 @@ rows: GX alone 3.5 s, the gate's own work alone 6 s, both in two threads 13–18
 default GX runs in a forked worker process, on the other core, fed chunk by chunk through a
 pipe; where fork is unavailable it runs in a thread. `TRUEUP_GX_WORKER=thread|process` chooses.
 
-Rules GX must see over the whole batch (uniqueness, references) are validated from the batch's
-key columns, handed over once: a forked worker inherits them without a copy, and validates them
-in pieces between chunks, so neither side waits for the other.
+Rules GX must see over more than a chunk (uniqueness, references) are validated from the key
+columns the worker keeps from every chunk: references in slices as they fill up, uniqueness
+once the batch is complete — while the caller writes the passed rows.
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import os
 import pickle
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterator
 
 import duckdb
 import numpy as np
@@ -36,6 +35,9 @@ UNIQUE_BUCKET_ROWS = 250_000
 # reference rules over the whole batch go to GX in slices of at most this many rows
 WHOLE_SLICE_ROWS = 1_000_000
 SET_RULES = ("unique", "in_reference")
+# chunks a worker process may have been handed and not yet validated (one being validated, one
+# waiting in the pipe): the caller never waits for GX's rhythm, memory grows by one chunk
+IN_FLIGHT = 2
 WORKER_ENV = "TRUEUP_GX_WORKER"
 
 
@@ -81,9 +83,10 @@ def worker_mode() -> str:
 
 
 class GxTally:
-    """Validates with GX and adds up its unexpected counts per rule (runs in the worker)."""
+    """Validates with GX and adds up its unexpected counts per rule (runs in the worker).
+    `batch_rows` (the whole batch's) sizes the uniqueness buckets."""
 
-    def __init__(self, contract: Contract, references: dict[str, list[str]], validator=None):
+    def __init__(self, contract: Contract, references: dict[str, list[str]], validator=None, batch_rows: int = 0):
         self.contract, self.references, self.validator = contract, references, validator
         self.rules = {r.id: r for r in contract.rules}
         self.counts = {r.id: 0 for r in contract.rules}
@@ -92,6 +95,12 @@ class GxTally:
         self.cpu_s = 0.0    # … of which on the CPU (the rest: waiting for a core or the GIL)
         self.busy_by: dict[str, float] = {}
         self._suites: dict[tuple[str, ...], object] = {}
+        self.set_rules = [r for r in contract.rules if r.kind in SET_RULES]
+        self._ref_parts: list[pd.DataFrame] = []
+        self._ref_rows = 0
+        # uniqueness: per rule, per hash bucket of its value, the key columns of every chunk
+        self._buckets = max(1, -(-batch_rows // UNIQUE_BUCKET_ROWS))
+        self._unique_parts: dict[str, list[list[pd.DataFrame]]] = {}
 
     def validate(self, rule_ids: list[str], frame: pd.DataFrame, references: dict | None = None) -> None:
         started, cpu = time.perf_counter(), time.thread_time()
@@ -128,31 +137,59 @@ class GxTally:
                                        f"{r.exception_info.get('exception_message')}")
             self.counts[rule_id] += int(r.result.get("unexpected_count") or 0)
 
-    def whole_pieces(self, rule_ids: list[str], holder: list[pd.DataFrame]) -> Iterator[tuple]:
-        """The whole-batch validations, one (rule ids, frame, references) at a time: reference
-        rules in slices of WHOLE_SLICE_ROWS, each with only the reference keys it uses (GX pays
-        per value of the set; membership is the same), then uniqueness in hash buckets. GX's
-        working memory is several times what it validates (an in-set check over 5M rows took
-        +1.3 GB), hence the pieces."""
-        frame = holder.pop()   # the holder's owner lets go: the frame goes when the pieces are done
-        rules = [self.rules[i] for i in rule_ids]
-        for rule in (r for r in rules if r.kind != "unique"):
-            reference = pd.Series(self.references.get(rule.reference, []), dtype="str")
-            for start in range(0, len(frame), WHOLE_SLICE_ROWS):
-                piece = frame.iloc[start:start + WHOLE_SLICE_ROWS]
-                used = pd.Series(piece[rule.column].dropna().unique(), dtype="str")
-                yield [rule.id], piece, {rule.reference: used[used.isin(reference)].tolist()}
-        unique = [r for r in rules if r.kind == "unique"]
-        keep = [c for c in dict.fromkeys(col for r in unique for col in rule_columns(r)) if c in frame.columns]
-        frame = frame[keep]   # the reference columns are done with: let them go
-        for rule in unique:
-            buckets = -(-len(frame) // UNIQUE_BUCKET_ROWS)
-            if buckets <= 1:
-                yield [rule.id], frame, None
+    def collect(self, frame: pd.DataFrame) -> None:
+        """Keep a chunk's whole-batch columns (its live, prepared rows): reference rules are
+        validated per WHOLE_SLICE_ROWS rows as they fill up, each slice with only the reference
+        keys it uses (GX pays per value of the set, per validation; membership is the same);
+        uniqueness waits for the whole batch (`finish_whole`)."""
+        if frame.empty:
+            return
+        refs = [r for r in self.set_rules if r.kind == "in_reference"]
+        if refs:
+            self._ref_parts.append(frame[_present(frame, refs)])
+            self._ref_rows += len(frame)
+            if self._ref_rows >= WHOLE_SLICE_ROWS:
+                self._validate_references()
+        for rule in (r for r in self.set_rules if r.kind == "unique"):
+            part = frame[_present(frame, [rule])]
+            # one dtype for the day across chunks (each chunk's categories differ)
+            part = part.assign(**{PARTITION: part[PARTITION].astype("str")})
+            parts = self._unique_parts.setdefault(rule.id, [[] for _ in range(self._buckets)])
+            if self._buckets == 1:
+                parts[0].append(part)
                 continue
-            bucket = _value_buckets(frame[rule.column], buckets)
-            for b in range(buckets):
-                yield [rule.id], frame[bucket == b], None
+            # bucketed as it comes, so the end needs no copy of the whole column
+            bucket = _value_buckets(part[rule.column], self._buckets)
+            for b in np.unique(bucket):
+                parts[b].append(part[bucket == b])
+
+    def finish_whole(self) -> None:
+        """The rest of the whole-batch validations: the last reference slice, then uniqueness in
+        hash buckets of UNIQUE_BUCKET_ROWS (copies share a bucket, so the counts add up exactly;
+        GX's check needs ~300 bytes per row, 1.4 GB at 5M rows in one piece)."""
+        self._validate_references()
+        for rule_id, buckets in self._unique_parts.items():
+            for b, parts in enumerate(buckets):
+                if parts:
+                    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+                    buckets[b] = []
+                    self.validate([rule_id], frame)
+                    del frame
+        self._unique_parts = {}
+
+    def _validate_references(self) -> None:
+        if not self._ref_parts:
+            return
+        piece = pd.concat(self._ref_parts, ignore_index=True) if len(self._ref_parts) > 1 else self._ref_parts[0]
+        self._ref_parts, self._ref_rows = [], 0
+        for rule in (r for r in self.set_rules if r.kind == "in_reference"):
+            reference = pd.Series(self.references.get(rule.reference, []), dtype="str")
+            used = pd.Series(piece[rule.column].dropna().unique(), dtype="str")
+            self.validate([rule.id], piece, {rule.reference: used[used.isin(reference)].tolist()})
+
+
+def _present(frame: pd.DataFrame, rules: list[Rule]) -> list[str]:
+    return [c for c in dict.fromkeys(col for r in rules for col in rule_columns(r)) if c in frame.columns]
 
 
 def _value_buckets(values: pd.Series, buckets: int) -> np.ndarray:
@@ -172,13 +209,13 @@ def _value_buckets(values: pd.Series, buckets: int) -> np.ndarray:
 
 
 class GxCounts:
-    """GX's counts for one gate run: whole-batch rules once (`submit_whole`), row rules chunk by
-    chunk (`submit`), then `result()`. At most one chunk waits for GX, so memory stays bounded."""
+    """GX's counts for one gate run: chunk by chunk (`submit`), then `result()`. At most
+    IN_FLIGHT chunks wait for GX, so memory stays bounded."""
 
     def __init__(self, contract: Contract, references: dict[str, list[str]], validator=None,
-                 mode: str | None = None):
+                 mode: str | None = None, batch_rows: int = 0):
         self.contract = contract
-        self.tally = GxTally(contract, references, validator)
+        self.tally = GxTally(contract, references, validator, batch_rows)
         self.mode = mode or worker_mode()
         self.counts = self.tally.counts
         self.success = True
@@ -189,42 +226,46 @@ class GxCounts:
         self._pending: list[Future] = []
         self._proc = None
         self._conn = None
+        self._in_flight = 0
 
     # -- feeding ---------------------------------------------------------------------------
-    def submit_whole(self, rules: list[Rule], frame: pd.DataFrame) -> None:
-        """Call at most once, before `submit`. The caller must drop its own reference to `frame`."""
+    def submit(self, rules: list[Rule], frame: pd.DataFrame, whole: pd.DataFrame) -> None:
+        """One chunk: `frame` holds the columns of the row `rules`, `whole` those of the
+        whole-batch rules (`whole_batch_columns` and `_partition`), both of its live rows."""
+        if frame.empty and whole.empty:
+            return
         ids = [r.id for r in rules] if not frame.empty else []
-        if self.mode == "process" and self._start_process(ids, frame):
-            return
-        if ids:
-            holder = [frame]
-            self._pending.append(self._pool.submit(self._run_pieces, ids, holder))
-
-    def submit(self, rules: list[Rule], frame: pd.DataFrame) -> None:
-        if not rules or frame.empty:
-            return
-        # GX validates one chunk while the caller splits and writes the next: two chunks alive at most
-        self.drain()
-        ids = [r.id for r in rules]
-        if self.mode == "process" and (self._proc is not None or self._start_process([], frame.iloc[:0])):
-            self._pending.append(self._pool.submit(self._round_trip, ("rows", ids, frame)))
+        if self.mode == "process" and (self._proc is not None or self._start_process()):
+            # a worker process takes the next chunk while it validates this one, so neither side
+            # waits on the other's rhythm: at most IN_FLIGHT chunks handed over and not yet validated
+            while self._in_flight >= IN_FLIGHT:
+                self._receive()
+            self._pending.append(self._pool.submit(self._send, ("rows", ids, frame, whole)))
+            self._in_flight += 1
         else:
-            self._pending.append(self._pool.submit(self.tally.validate, ids, frame))
+            # GX validates one chunk while the caller splits and writes the next: two chunks alive at most
+            self.drain()
+            self._pending.append(self._pool.submit(_take_chunk, self.tally, ids, frame, whole))
 
     def drain(self) -> None:
         """Wait until every chunk handed over is validated (in process mode, whole-batch pieces
         may still be going on)."""
         while self._pending:
             self._pending.pop(0).result()
+        while self._in_flight:
+            self._receive()
 
     def result(self) -> tuple[dict[str, int], bool]:
         try:
             self.drain()
-            if self._proc is not None:
-                counts, success, busy_s, busy_by, peak = self._pool.submit(self._round_trip, ("finish",)).result()
+            if self._proc is None:
+                self.tally.finish_whole()
+            else:
+                self._send(("finish",))
+                counts, success, busy_s, busy_by, peak = self._receive()
                 self.counts, self.success, self.busy_s, self.busy_by = counts, success, busy_s, busy_by
                 self.worker_peak_mb = peak
-            else:
+            if self._proc is None:
                 t = self.tally
                 self.counts, self.success, self.busy_s, self.busy_by = t.counts, t.success, t.busy_s, t.busy_by
         finally:
@@ -232,31 +273,25 @@ class GxCounts:
         return self.counts, self.success
 
     def abandon(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.terminate()   # first: a sender blocked on a busy worker's pipe then returns
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._pending.clear()
+        self._in_flight = 0
         if self._proc is not None:
-            if self._proc.is_alive():
-                self._proc.terminate()
             self._proc.join(10)
             self._conn.close()
             self._proc = None
 
-    # -- thread mode ------------------------------------------------------------------------
-    def _run_pieces(self, ids: list[str], holder: list[pd.DataFrame]) -> None:
-        for piece in self.tally.whole_pieces(ids, holder):
-            self.tally.validate(*piece)
-
     # -- process mode -----------------------------------------------------------------------
-    def _start_process(self, whole_ids: list[str], frame: pd.DataFrame) -> bool:
+    def _start_process(self) -> bool:
         """Fork the worker; False (and thread mode from now on) where a process cannot start,
         e.g. inside a daemonic process, which may not have children."""
         from . import gx_suites  # noqa: F401 - GX is imported once, here, and inherited by the fork
 
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()
-        holder = [frame]
-        proc = ctx.Process(target=_serve, args=(child, self.tally, whole_ids, holder),
-                           name=f"gx-{self.contract.name}", daemon=True)
+        proc = ctx.Process(target=_serve, args=(child, self.tally), name=f"gx-{self.contract.name}", daemon=True)
         try:
             proc.start()
         except (AssertionError, OSError):
@@ -265,62 +300,57 @@ class GxCounts:
             self.mode = "thread"
             return False
         self._proc = proc
-        holder.clear()   # the child has its own copy of the frame (copy-on-write); this one goes
         child.close()
         return True
 
-    def _round_trip(self, message: tuple):
+    def _send(self, message: tuple) -> None:
+        """Pickle and write one message (the sender thread: the write blocks while the worker is busy)."""
         try:
             self._conn.send_bytes(pickle.dumps(message, protocol=5))
+        except OSError:
+            pass   # the worker has ended: `_receive` reads its error, or finds it gone
+
+    def _receive(self):
+        """The worker's next answer, in order; its error raised here."""
+        try:
             kind, *payload = self._conn.recv()
-        except (EOFError, BrokenPipeError, ConnectionResetError):
-            early = self._early_error()
-            if early:
-                raise early from None
+        except (EOFError, OSError):
             self._proc.join(5)
             raise GxWorkerError(f"{self.contract.name}: the GX worker process ended without an answer "
                                 f"(exit code {self._proc.exitcode}; out of memory?)") from None
         if kind == "error":
             raise _worker_error(*payload)
+        if kind == "done":
+            self._in_flight -= 1
         return payload[0]
-
-    def _early_error(self) -> Exception | None:
-        """The error a worker sent before it ended (a whole-batch piece failed between chunks)."""
-        try:
-            if self._conn.poll(1):
-                kind, *payload = self._conn.recv()
-                if kind == "error":
-                    return _worker_error(*payload)
-        except (EOFError, OSError):
-            pass
-        return None
 
 
 def _worker_error(name: str, text: str) -> Exception:
     return (GateDisagreement if name == "GateDisagreement" else GxWorkerError)(text)
 
 
-def _serve(conn, tally: GxTally, whole_ids: list[str], holder: list[pd.DataFrame]) -> None:
-    """The worker process: validates chunks as they come and, between them, the whole-batch
-    pieces; answers each chunk when it is done and the totals on "finish"."""
+def _take_chunk(tally: GxTally, ids: list[str], frame: pd.DataFrame, whole: pd.DataFrame) -> None:
+    if ids:
+        tally.validate(ids, frame)
+    tally.collect(whole)
+
+
+def _serve(conn, tally: GxTally) -> None:
+    """The worker process: validates each chunk's row rules as it comes (answering "done" at
+    once), keeps its whole-batch columns, and on "finish" validates those and answers the totals."""
     start_mb = _status_mb("VmRSS")
-    pieces = tally.whole_pieces(whole_ids, holder) if whole_ids else None
     try:
         while True:
-            if pieces is not None and not conn.poll():
-                piece = next(pieces, None)
-                if piece is None:
-                    pieces = None
-                else:
-                    tally.validate(*piece)
-                continue
             kind, *args = pickle.loads(conn.recv_bytes())
             if kind == "rows":
-                tally.validate(*args)
+                ids, frame, whole = args
+                if ids:
+                    tally.validate(ids, frame)
                 conn.send(("done", None))
+                del frame
+                tally.collect(whole)
             elif kind == "finish":
-                for piece in pieces or ():
-                    tally.validate(*piece)
+                tally.finish_whole()
                 grown = max(0.0, _status_mb("VmHWM") - start_mb)
                 conn.send(("result", (tally.counts, tally.success, tally.busy_s, tally.busy_by, grown)))
                 return

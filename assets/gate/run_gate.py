@@ -7,12 +7,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pandas as pd
 import sqlalchemy as sa
 
 from connectors.warehouse import Warehouse, ident
 from quality.batch import PARTITION
 from quality.contracts.rules import Contract
-from quality.gate import CHUNK_ROWS, ConservationError, GateOutcome, GateRun, whole_batch_columns
+from quality.gate import CHUNK_ROWS, ConservationError, GateOutcome, GateRun
 from quality.references import load_references
 from quality.reports import write_gate_report
 from quality.store import (
@@ -53,11 +54,12 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
                     validator=None, chunk_rows: int = CHUNK_ROWS) -> dict[str, tuple[GateOutcome, Path]]:
     """Gate every partition in `partitions` (a contiguous range) with one validation.
 
-    Memory is bounded by a chunk, not the batch: the columns GX must see whole (uniqueness,
-    references) are read first, then raw streams through in chunks; failing rows are
-    quarantined chunk by chunk and their keys staged, and the passed rows go from raw to
-    validated in one set-based INSERT … SELECT while GX finishes. (Appending them chunk by chunk
-    kept every appended row in DuckDB's transaction memory: +1.5 GB at 5M rows, measured.)"""
+    Memory is bounded by a chunk, not the batch: the warehouse counts the batch's rows per day
+    and finds its duplicated keys, then raw streams through in chunks — GX validates them in a
+    worker (keeping the key columns that uniqueness and references need across chunks), failing
+    rows are quarantined chunk by chunk and their keys staged, and the passed rows go from raw
+    to validated in one set-based INSERT … SELECT while GX finishes. (Appending them chunk by
+    chunk kept every appended row in DuckDB's transaction memory: +1.5 GB at 5M rows, measured.)"""
     from assets.ingest.objects import ALL_OBJECTS
 
     obj, key = contract.object, contract.key
@@ -76,16 +78,10 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
         outcomes: dict[str, GateOutcome] = {}
         if raw_columns:
             sql = batch_sql(obj, raw_columns, key)
-            whole_cols = [c for c in [PARTITION, TOMBSTONE, *whole_batch_columns(contract)] if c in raw_columns]
-            whole = wh.frame(f"SELECT {', '.join(ident(c) for c in whole_cols)} FROM ({sql}) b", params)
-            run = GateRun(contract, references, whole if len(whole.columns) else _empty(whole_cols),
-                          validator, TOMBSTONE)
-            big = len(whole) > 4 * chunk_rows
-            del whole
+            expected_rows, duplicates = _batch_facts(wh, conn, contract, sql, raw_columns, params)
+            run = GateRun(contract, references, expected_rows, duplicates, validator, TOMBSTONE)
             try:
-                if big:  # with GX in a thread, a large batch's whole-batch checks finish (and free their
-                    run.gx.drain()  # columns) before streaming; a worker process interleaves them with the chunks
-                clock.lap("read whole-batch columns")
+                clock.lap("rows per day + duplicated keys")
                 now = _now()
                 # partition order matters only across days: a key's quarantine entry records its latest failure
                 ordered = sql + (" ORDER BY _partition" if first != last else "")
@@ -134,6 +130,44 @@ class _PhaseClock:
         self._t = now
 
 
+def _batch_facts(wh: Warehouse, conn, contract: Contract, sql: str, raw_columns: list[str],
+                 params: dict) -> tuple[dict[str, int], dict[str, pd.DataFrame]]:
+    """What the streamed gate must know of the batch as a whole, counted by the warehouse (no
+    column of the whole batch comes into memory): rows per day, and per uniqueness rule the
+    (day, value) pairs found more than once among live rows — "" counts as missing, as in
+    `prepare_batch`, and a tombstone (archived = 'true') is not checked."""
+    empty = pd.DataFrame({"p": pd.Series(dtype="str"), "v": pd.Series(dtype="str")})
+    unique = [r for r in contract.rules if r.kind == "unique" and r.column in raw_columns
+              and not (r.when and r.when[0] not in raw_columns)]   # else all missing: nothing duplicated
+    needed = [PARTITION, TOMBSTONE]
+    for r in unique:
+        needed += [r.column, *([r.when[0]] if r.when else [])]
+    needed = [c for c in dict.fromkeys(needed) if c in raw_columns]
+    live = (f"NOT coalesce(CAST({ident(TOMBSTONE)} AS TEXT) = 'true', false)" if TOMBSTONE in raw_columns
+            else "TRUE")
+    bind = dict(params)
+    # the batch's query runs once (materialised, only the columns needed), both counts read it
+    parts = ["SELECT '' AS rule, CAST(_partition AS TEXT) AS p, NULL AS v, count(*) AS n FROM b GROUP BY 2"]
+    for i, rule in enumerate(unique):
+        v = f"CAST({ident(rule.column)} AS TEXT)"
+        where = f"{live} AND {v} IS NOT NULL AND {v} <> ''"
+        if rule.when:
+            where += f" AND CAST({ident(rule.when[0])} AS TEXT) = :when_{i}"
+            bind[f"when_{i}"] = rule.when[1]
+        bind[f"rule_{i}"] = rule.id
+        parts.append(f"SELECT :rule_{i}, CAST(_partition AS TEXT), {v}, count(*) FROM b WHERE {where} "
+                     f"GROUP BY 2, 3 HAVING count(*) > 1")
+    facts = wh.read_df(conn, f"WITH b AS MATERIALIZED (SELECT {', '.join(ident(c) for c in needed)} "
+                             f"FROM ({sql}) s) " + " UNION ALL ".join(parts), bind)
+    counts = facts[facts["rule"] == ""]
+    expected = {p: int(n) for p, n in zip(counts["p"], counts["n"])}
+    duplicates = {r.id: empty for r in contract.rules if r.kind == "unique"}
+    for rule in unique:
+        found = facts[facts["rule"] == rule.id]
+        duplicates[rule.id] = found[["p", "v"]].reset_index(drop=True) if len(found) else empty
+    return expected, duplicates
+
+
 def _reset_failed_keys(conn) -> None:
     """gate_failed (p, k): the partition and business key of every failing row of this run."""
     conn.execute(sa.text("CREATE TEMP TABLE IF NOT EXISTS gate_failed (p TEXT, k TEXT)"))
@@ -160,12 +194,6 @@ def _insert_passed(conn, contract: Contract, sql: str, raw_columns: list[str], c
         f"WHERE b.{k} IS NOT NULL AND b.{k} <> '' AND NOT EXISTS "
         f"(SELECT 1 FROM gate_failed f WHERE f.p = b._partition AND f.k = CAST(b.{k} AS TEXT))"),
         {**params, "run": run_id, "now": now})
-
-
-def _empty(columns: list[str]):
-    import pandas as pd
-
-    return pd.DataFrame({c: pd.Series(dtype="str") for c in columns})
 
 
 def _check_written(wh: Warehouse, conn, contract: Contract, outcomes: dict[str, GateOutcome], params: dict) -> None:
