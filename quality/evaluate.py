@@ -58,11 +58,12 @@ def predicate(rule: Rule, duplicates_table: bool = False) -> str:
 
 
 def failing_rows(contract: Contract, batch: pd.DataFrame, references: dict[str, list[str]],
-                 duplicates: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+                 duplicates: dict[str, pd.DataFrame] | None = None, threads: int | None = None) -> pd.DataFrame:
     """The failing rows only: `_row` and one boolean column per rule id, ordered by `_row`.
     `duplicates` (rule id → duplicated (p, v) pairs of the whole batch) makes uniqueness hold
-    across the chunks of a batch; without it, `batch` is the whole batch."""
-    con = duckdb.connect(":memory:")
+    across the chunks of a batch; without it, `batch` is the whole batch. `threads` caps
+    DuckDB's threads (a core busy with GX is better left to it)."""
+    con = duckdb.connect(":memory:", config={"threads": threads} if threads else {})
     try:
         # Arrow tables: DuckDB scans them without the GIL (a pandas frame with Arrow-backed
         # strings goes through Python objects), so a GX thread keeps running meanwhile

@@ -80,6 +80,9 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
             sql = batch_sql(obj, raw_columns, key)
             expected_rows, duplicates = _batch_facts(wh, conn, contract, sql, raw_columns, params)
             run = GateRun(contract, references, expected_rows, duplicates, validator, TOMBSTONE)
+            threads = run.duckdb_threads if wh.dialect == "duckdb" else None
+            if threads:   # a database-wide setting: the stream's own connection shares it
+                conn.execute(sa.text(f"SET threads = {int(threads)}"))
             try:
                 clock.lap("rows per day + duplicated keys")
                 now = _now()
@@ -100,6 +103,12 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
             except BaseException:
                 run.abandon()
                 raise
+            finally:
+                if threads:
+                    try:
+                        conn.execute(sa.text("RESET threads"))
+                    except sa.exc.DBAPIError:   # an aborted transaction: its own error is the one to see
+                        pass
         for p in partitions:  # a day with no rows still gets its (empty) gate result
             outcomes.setdefault(p, GateOutcome(contract, 0, 0, 0, {r.id: 0 for r in contract.rules}, True))
         blocked = [p for p, o in outcomes.items() if o.blocked]
