@@ -110,11 +110,22 @@ def _assert_dbt_ran_after_the_gates(run_id: str) -> None:
     assert first_dbt > last_gate
 
 
+def _assert_second_build_reused_the_parse() -> None:
+    """The run's two dbt builds share the home's target folder: the second reuses the first's parse."""
+    from assets.transform.definitions import dbt_target_dir
+    log = (dbt_target_dir(load_settings()) / "dbt.log").read_text()
+    builds = log.split("running dbt with arguments")[1:]
+    assert len(builds) == 2, len(builds)
+    assert "Nothing changed, skipping partial parsing." in builds[1]
+    assert "UnableToPartialParse" not in builds[1]
+
+
 def test_nightly_builds_the_golden_customer(world):
     _add_ambiguity(world)
     wh, outcome = _run_nightly(world)
     _assert_dbt_ran_after_the_gates(outcome.run_id)
     _assert_dbt_checks_passed(outcome.run_id)
+    _assert_second_build_reused_the_parse()
 
     dim = wh.query_df("SELECT * FROM marts.dim_customer")
     assert list(dim.columns[:6]) == ["customer_key", "crm_company_id", "erp_customer_number", "name", "country",
@@ -214,3 +225,22 @@ def test_profile_env_follows_the_warehouse_url():
     with dbt_environment("duckdb:////x.duckdb", env):
         assert env["TRUEUP_DBT_TARGET"] == "duckdb" and "TRUEUP_DBT_PG_HOST" not in env
     assert env == {"TRUEUP_DBT_PG_HOST": "stale"}
+
+
+def test_dbt_version_is_the_installed_dbt_core():
+    """The resource answers dagster-dbt's version question without running `dbt --version` (a
+    subprocess importing all of dbt, once per run), with what that command says."""
+    import inspect
+    import os
+    import re
+    import subprocess
+
+    from dagster_dbt import DbtCliResource
+
+    from assets.transform.definitions import build_transform_resources, dbt_executable
+    from assets.transform.profile import OFFLINE
+
+    assert "self._cli_version" in inspect.getsource(DbtCliResource.cli)  # still where dagster-dbt asks
+    out = subprocess.run([dbt_executable(), "--version"], capture_output=True, text=True, check=True,
+                         env={**os.environ, **OFFLINE}).stdout
+    assert str(build_transform_resources()["dbt"]._cli_version) == re.search(r"installed: (\S+)", out).group(1)

@@ -41,9 +41,10 @@ def dbt_vars_args(settings) -> list[str]:
                                   "reporting_currency": settings.reporting_currency})]
 
 
-# dbt looks up its latest version on PyPI whenever `dbt --version` runs (dagster-dbt runs it
-# before each build); a slow DNS answer can stall a run for minutes. A dead local proxy makes
-# that lookup fail at once; dbt needs no network otherwise (no packages), databases are not HTTP.
+# dbt looks up its latest version on PyPI whenever `dbt --version` runs (stock dagster-dbt runs it
+# once per run; ours does not, see dbt_cli.py); a slow DNS answer can stall a run for minutes. A
+# dead local proxy makes that lookup fail at once; dbt needs no network otherwise (no packages),
+# databases are not HTTP.
 OFFLINE = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": "",
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DO_NOT_TRACK": "1"}
 
