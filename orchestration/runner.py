@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import os
 import shutil
+import sqlite3
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,33 @@ def ensure_dagster_home(settings: Settings) -> Path:
         shutil.copy(LOCAL_INSTANCE_YAML, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+@contextlib.contextmanager
+def event_log_kept_open(instance, run_id: str):
+    """Hold one idle connection to the run's SQLite event log shard and to its index while the run
+    executes. Dagster's SQLite event log opens and closes a connection for every event, and the
+    close of the last connection to a WAL database checkpoints it and deletes the WAL: fsyncs that
+    made up about half of each event's cost (10-30 ms here; a backfill run writes thousands of
+    events, one "planned" event per asset and day). With a connection held, SQLite checkpoints on its own
+    schedule (every 1,000 pages) and when the run ends. Nothing else changes; other storages
+    (PostgreSQL) are left alone."""
+    storage = instance.event_log_storage
+    if not (hasattr(storage, "path_for_shard") and hasattr(storage, "run_connection")):
+        yield
+        return
+    held: list[sqlite3.Connection] = []
+    try:
+        for shard, connect in (("index", storage.index_connection), (run_id, lambda: storage.run_connection(run_id))):
+            with connect():  # Dagster creates the run's shard (WAL) as it would at the run's first event
+                pass
+            conn = sqlite3.connect(storage.path_for_shard(shard))
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # open the file and its WAL
+            held.append(conn)
+        yield
+    finally:
+        for conn in held:
+            conn.close()
 
 
 @dataclass
@@ -64,7 +92,7 @@ def run_job(settings: Settings, job_name: str, start: dt.date, end: dt.date | No
         # the CLI prints its own account; step-by-step events stay in the instance (and the UI)
         run_config.setdefault("loggers", {"console": {"config": {"log_level": "ERROR"}}})
     run_id = str(uuid.uuid4())
-    with DagsterInstance.get() as instance:
+    with DagsterInstance.get() as instance, event_log_kept_open(instance, run_id):
         with progress(instance, run_id) if progress else contextlib.nullcontext():
             result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config,
                                             raise_on_error=False, run_id=run_id, **kwargs)
