@@ -123,6 +123,33 @@ def test_breaks_age_and_resolve_when_the_source_is_fixed(backfilled):
     assert run.to_dict("records") == [{"breaks_resolved": 1, "breaks_opened": 0}]
 
 
+def test_a_range_of_days_reads_the_sources_once_and_splits_them_exactly(backfilled):
+    w, _, settings, _ = backfilled
+    if w.cfg.seed != 11:
+        pytest.skip("one world is enough")
+    from assets.reconcile.sources import read_sources, read_sources_for_days
+    from orchestration.resources import default_resources
+
+    r = default_resources()
+    crm = r["crm"].client()
+    clients = {"erp_engine": r["erp"].engine(), "landing_dir": r["landing"].dir(), "crm_client": crm}
+    days = [d.isoformat() for d in w.days()][:8]
+    before = crm.stats.snapshot().get("requests", 0)
+    ranged = read_sources_for_days(days, settings.timezone, **clients)
+    ranged_requests = crm.stats.snapshot().get("requests", 0) - before
+    rows = 0
+    for day in days:
+        (got, got_skipped), (alone, alone_skipped) = ranged[day], read_sources(day, settings.timezone, **clients)
+        assert got.keys() == alone.keys() and got_skipped == alone_skipped, day
+        for name, (obj, df, snapshot) in got.items():
+            a, b = (x.astype(object).sort_values(obj.key).reset_index(drop=True) for x in (df, alone[name][1]))
+            assert snapshot == alone[name][2] and a.equals(b), (day, name)
+            rows += len(a)
+    assert rows > 0
+    per_day_requests = crm.stats.snapshot().get("requests", 0) - before - ranged_requests
+    assert ranged_requests * 3 < per_day_requests, (ranged_requests, per_day_requests)
+
+
 def test_source_vs_warehouse_catches_a_tampered_copy(backfilled):
     w, wh, settings, _ = backfilled
     if w.cfg.seed != 11:

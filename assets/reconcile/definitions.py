@@ -118,12 +118,15 @@ def build_recon_asset(name: str, partitions_def):
         results = []
         try:
             if name == "source_vs_warehouse":
-                from .sources import DEFAULT_OBJECTS, read_sources
+                from .sources import DEFAULT_OBJECTS, read_sources_for_days
                 clients = {"erp_engine": context.resources.erp.engine(),
                            "landing_dir": context.resources.landing.dir(),
                            "crm_client": context.resources.crm.client()}
+                # the sources of all the run's days in one read per object, then compared day by day
+                by_day = read_sources_for_days(partitions, app.timezone, config.objects or DEFAULT_OBJECTS,
+                                               **clients)
                 for p in partitions:
-                    sources, skipped = read_sources(p, app.timezone, config.objects or DEFAULT_OBJECTS, **clients)
+                    sources, skipped = by_day[p]
                     for obj, why in skipped.items():
                         context.log.warning(f"source_vs_warehouse {p}: {obj} not compared: {why}")
                     r = run_source_vs_warehouse(wh, p, context.run.run_id, sources, s)
