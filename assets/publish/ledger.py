@@ -81,6 +81,9 @@ def plan(wh: Warehouse, writes: list[Write], run_id: str, state: str = "planned"
         known = dict(zip(existing["write_id"], existing["state"]))
         confirmed_keys = set(wh.read_df(conn, "SELECT idempotency_key, payload_hash FROM ops.sor_writes "
                                               "WHERE state = 'confirmed'").itertuples(index=False, name=None))
+        # one entry per write: the same write may come twice in one call (identical writes share
+        # their id); a bulk insert of both broke the ledger's primary key
+        writes = list({w.write_id: w for w in writes}.values())
         new = [w for w in writes if w.write_id not in known and (w.idempotency_key, w.payload_hash)
                not in confirmed_keys]
         if new:   # one bulk load (a row-by-row INSERT took ~1.3 ms per write on DuckDB)
