@@ -221,15 +221,6 @@ def validated_columns(wh: Warehouse, conn, obj: str, data_columns: list[str]) ->
     return wh.table_columns(conn, "validated", obj)
 
 
-def append_validated(wh: Warehouse, conn, obj: str, passed: pd.DataFrame, columns: list[str], run_id: str,
-                     now) -> None:
-    if passed.empty:
-        return
-    batch = passed.reindex(columns=columns)
-    batch["_run_id"], batch["_validated_at"] = run_id, now
-    wh.insert_df(conn, "validated", obj, batch)
-
-
 def release_passed(conn, c: Contract, first: str, last: str, run_id: str, now) -> None:
     """Open entries whose record passed in this run, on the day of its failure or later, are
     released (one set-based UPDATE; a pass on an earlier day never releases a later failure)."""
