@@ -21,7 +21,10 @@ def _q(name: str) -> str:
 def _matches(col: str, pattern: str) -> str:
     # Python's `$` (used by GX on pandas) also matches before one trailing newline; RE2's
     # does not, so drop one trailing newline before matching to keep the two in agreement
-    return f"regexp_matches(regexp_replace({_q(col)}, '\\n$', ''), '{pattern.replace(chr(39), chr(39) * 2)}')"
+    # (only where there is one: rewriting every value cost 0.05 s per rule per 1M rows)
+    c = _q(col)
+    text = f"CASE WHEN ends_with({c}, chr(10)) THEN regexp_replace({c}, '\\n$', '') ELSE {c} END"
+    return f"regexp_matches({text}, '{pattern.replace(chr(39), chr(39) * 2)}')"
 
 
 def predicate(rule: Rule, duplicates_table: bool = False) -> str:

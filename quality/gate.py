@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from connectors.errors import SyncError
 
-from .batch import PARTITION, ROW, blank_to_null, prepare_batch
+from .batch import PARTITION, ROW, blank_to_null, money_values, prepare_batch
 from .contracts.rules import Contract, Rule
 from .evaluate import failing_rows
 from .gx_worker import (
@@ -79,7 +79,7 @@ class GateOutcome:
 def _money(values: pd.Series | None) -> float:
     if values is None or values.empty:
         return 0.0
-    return float(pd.to_numeric(values, errors="coerce").fillna(0).sum())
+    return float(money_values(values).sum())
 
 
 @dataclass
@@ -163,7 +163,7 @@ class GateRun:
         has_money = bool(money) and money in chunk.columns
         # money is parsed once for the rows read and separately for the quarantined rows as stored;
         # what reached validated is summed again in the warehouse (assets/gate/run_gate.py)
-        amounts = pd.to_numeric(chunk[money], errors="coerce").fillna(0).to_numpy() if has_money else None
+        amounts = money_values(chunk[money]) if has_money else None
         part = chunk[PARTITION].to_numpy()
         parts = pd.unique(part)
         for p in parts:

@@ -38,6 +38,18 @@ def test_suites_are_gx_suites_carrying_their_version(validator):
     assert len(suite.expectations) == len(c.rules)
 
 
+def test_gate_validations_skip_gx_data_fingerprint_and_still_count(validator):
+    """GX hashes every pandas batch under 1 GB for a metadata fingerprint (60 % of a chunk's
+    validation); the gate turns that off. If a GX release moves the switch, this fails, so
+    the cost comes back noticed, not silently."""
+    c = contract_for("erp_invoices")
+    rows = pd.DataFrame([dict(GOOD["erp_invoices"], invoice_number=f"INV-{i}") for i in range(50)]
+                        + [dict(GOOD["erp_invoices"], invoice_number=None)])
+    result = validator.validate(build_suite(c, REFS, [r for r in c.rules if r.id == "invoice_number_present"]), rows)
+    assert "pandas_data_fingerprint" not in result.meta["batch_markers"]
+    assert result.results[0].result["unexpected_count"] == 1
+
+
 GOOD = {
     "crm_deals": {"id": "101", "dealname": "Deal 101", "dealstage": "closedwon", "amount": "1200.50",
                   "deal_currency_code": "EUR", "closedate": "2026-10-01T10:00:00.000Z", "company_id": "7",

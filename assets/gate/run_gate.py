@@ -35,15 +35,17 @@ def batch_sql(obj: str, columns: list[str], key: str) -> str:
     uniqueness rule quarantines them), and so are rows without a business key.
 
     Only keys seen more than once in a day go through the ranking window: a window over the
-    whole batch holds every column of every row (1.7 GB at 5M rows, measured), the rest streams."""
+    whole batch holds every column of every row (1.7 GB at 5M rows, measured), the rest streams.
+    The repeated keys are found once and the rest is an outer join, which DuckDB plans as a
+    hash anti-join: 1.7 s at 5M rows on one thread, against 3.7 s for the same as NOT EXISTS."""
     t, k = f"raw.{ident(obj)}", ident(key)
-    cols = ", ".join(ident(c) for c in columns)
     r_cols = ", ".join(f"r.{ident(c)}" for c in columns)
+    cols = ", ".join(ident(c) for c in columns)
     in_range = "_partition BETWEEN :a AND :b"
-    return (f"WITH repeated AS (SELECT _partition AS p, {k} AS k FROM {t} WHERE {in_range} "
+    return (f"WITH repeated AS MATERIALIZED (SELECT _partition AS p, {k} AS k FROM {t} WHERE {in_range} "
             f"GROUP BY _partition, {k} HAVING count(*) > 1) "
-            f"SELECT {cols} FROM {t} r WHERE {in_range} AND NOT EXISTS "
-            f"(SELECT 1 FROM repeated m WHERE m.p = r._partition AND m.k = r.{k}) "
+            f"SELECT {r_cols} FROM {t} r LEFT JOIN repeated m ON m.p = r._partition AND m.k = r.{k} "
+            f"WHERE r.{in_range} AND m.k IS NULL "
             f"UNION ALL SELECT {cols} FROM (SELECT {r_cols}, rank() OVER (PARTITION BY r._partition, r.{k} "
             f"ORDER BY r.updated_at DESC NULLS LAST, r._loaded_at DESC NULLS LAST) AS _version_rank "
             f"FROM {t} r JOIN repeated m ON m.p = r._partition AND m.k = r.{k} WHERE r.{in_range}) v "
@@ -94,6 +96,8 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
                     _stage_failed_keys(wh, conn, quarantined[[PARTITION, key]])
                     del chunk, quarantined
                 clock.lap("stream: split + quarantine")
+                if threads:   # GX has only its short tail left: the copy gets every core (5M rows: 10.9 → 5.8 s)
+                    conn.execute(sa.text("RESET threads"))
                 # the passed rows go in while GX finishes its last chunk; if a proof below fails,
                 # the transaction takes everything out again
                 _insert_passed(conn, contract, sql, raw_columns, columns, params, run_id, now)
