@@ -111,6 +111,11 @@ class Settings:
     def reports_dir(self) -> Path:
         return self.home / "reports"
 
+    @property
+    def scratch_dir(self) -> Path:
+        """Short-lived files of a running step (a gate's spilled keys); each step removes its own."""
+        return self.home / "scratch"
+
 
 class ConfigError(ValueError):
     """A setting is present but unusable; the message names the variable."""

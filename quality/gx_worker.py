@@ -15,8 +15,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import shutil
+import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -84,9 +87,11 @@ def worker_mode() -> str:
 
 class GxTally:
     """Validates with GX and adds up its unexpected counts per rule (runs in the worker).
-    `batch_rows` (the whole batch's) sizes the uniqueness buckets."""
+    `batch_rows` (the whole batch's) sizes the uniqueness buckets; with `spill_dir`, the keys
+    kept for uniqueness wait on disk, not in memory (`_BucketFiles`)."""
 
-    def __init__(self, contract: Contract, references: dict[str, list[str]], validator=None, batch_rows: int = 0):
+    def __init__(self, contract: Contract, references: dict[str, list[str]], validator=None, batch_rows: int = 0,
+                 spill_dir: Path | None = None):
         self.contract, self.references, self.validator = contract, references, validator
         self.rules = {r.id: r for r in contract.rules}
         self.counts = {r.id: 0 for r in contract.rules}
@@ -100,6 +105,7 @@ class GxTally:
         # uniqueness: per rule, per hash bucket of its value, the key columns of every chunk
         self._buckets = max(1, -(-batch_rows // UNIQUE_BUCKET_ROWS))
         self._unique_parts: dict[str, list[list[pd.DataFrame]]] = {}
+        self._spilled = _BucketFiles(spill_dir) if spill_dir is not None and self._buckets > 1 else None
 
     def validate(self, rule_ids: list[str], frame: pd.DataFrame, references: dict | None = None) -> None:
         started = time.perf_counter()
@@ -150,6 +156,9 @@ class GxTally:
                 self._validate_references()
         for rule in (r for r in self.set_rules if r.kind == "unique"):
             part = frame[_present(frame, [rule])]
+            if self._spilled is not None:
+                self._spilled.file(rule.id, part, _value_buckets(part[rule.column], self._buckets))
+                continue
             # one dtype for the day across chunks (each chunk's categories differ)
             part = part.assign(**{PARTITION: part[PARTITION].astype("str")})
             parts = self._unique_parts.setdefault(rule.id, [[] for _ in range(self._buckets)])
@@ -166,6 +175,10 @@ class GxTally:
         hash buckets of UNIQUE_BUCKET_ROWS (copies share a bucket, so the counts add up exactly;
         GX's check needs ~300 bytes per row, 1.4 GB at 5M rows in one piece)."""
         self._validate_references()
+        if self._spilled is not None:
+            for rule_id, frame in self._spilled.read_back():
+                self.validate([rule_id], frame)
+                del frame
         for rule_id, buckets in self._unique_parts.items():
             for b, parts in enumerate(buckets):
                 if parts:
@@ -184,6 +197,48 @@ class GxTally:
             reference = pd.Series(self.references.get(rule.reference, []), dtype="str")
             used = pd.Series(piece[rule.column].dropna().unique(), dtype="str")
             self.validate([rule.id], piece, {rule.reference: used[used.isin(reference)].tolist()})
+
+
+class _BucketFiles:
+    """The (day, value) columns uniqueness needs, filed per rule and hash bucket in Arrow IPC
+    files as chunks come, and read back one bucket at a time. Kept in memory, they were the
+    worker's growth at 5M rows (+~300 MB, by the worker's RSS per chunk). The day is stored as
+    a small code (one string per row cost ~90 MB at 5M rows) and comes back as a category."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._days: dict[str, int] = {}
+        self._writers: dict[tuple[str, int], pa.ipc.RecordBatchStreamWriter] = {}
+
+    def file(self, rule_id: str, part: pd.DataFrame, bucket: np.ndarray) -> None:
+        days = part[PARTITION].astype("str")
+        for day in pd.unique(days):
+            self._days.setdefault(day, len(self._days))
+        columns = {PARTITION: pa.array(days.map(self._days).to_numpy(dtype=np.int32))}
+        for c in part.columns:
+            if c != PARTITION:
+                columns[c] = pa.array(part[c].astype("str"), from_pandas=True).cast(pa.large_string())
+        table = pa.table(columns)
+        for b in np.unique(bucket):
+            piece = table.filter(pa.array(bucket == b))
+            key = (rule_id, int(b))
+            if key not in self._writers:
+                path = self.directory / f"{len(self._writers)}.arrow"
+                self._writers[key] = pa.ipc.new_stream(str(path), piece.schema)
+            self._writers[key].write_table(piece)
+
+    def read_back(self):
+        """(rule id, frame) per bucket, each file deleted once read."""
+        days = list(self._days)
+        for i, (key, writer) in enumerate(list(self._writers.items())):
+            writer.close()
+            path = self.directory / f"{i}.arrow"
+            with pa.ipc.open_stream(str(path)) as reader:
+                frame = reader.read_all().to_pandas()
+            path.unlink()
+            del self._writers[key]
+            frame[PARTITION] = pd.Categorical.from_codes(frame[PARTITION].to_numpy(), categories=days)
+            yield key[0], frame
 
 
 def _present(frame: pd.DataFrame, rules: list[Rule]) -> list[str]:
@@ -211,9 +266,14 @@ class GxCounts:
     IN_FLIGHT chunks wait for GX, so memory stays bounded."""
 
     def __init__(self, contract: Contract, references: dict[str, list[str]], validator=None,
-                 mode: str | None = None, batch_rows: int = 0):
+                 mode: str | None = None, batch_rows: int = 0, scratch_dir: Path | None = None):
         self.contract = contract
-        self.tally = GxTally(contract, references, validator, batch_rows)
+        # the spill directory is made and removed here, so a worker that dies leaves nothing
+        self._spill_dir = None
+        if scratch_dir is not None and batch_rows > UNIQUE_BUCKET_ROWS:
+            Path(scratch_dir).mkdir(parents=True, exist_ok=True)
+            self._spill_dir = Path(tempfile.mkdtemp(prefix=f"gx-{contract.object}-", dir=scratch_dir))
+        self.tally = GxTally(contract, references, validator, batch_rows, self._spill_dir)
         self.mode = mode or worker_mode()
         self.counts = self.tally.counts
         self.success = True
@@ -280,6 +340,8 @@ class GxCounts:
             self._proc.join(10)
             self._conn.close()
             self._proc = None
+        if self._spill_dir is not None:
+            shutil.rmtree(self._spill_dir, ignore_errors=True)
 
     # -- process mode -----------------------------------------------------------------------
     def _start_process(self) -> bool:

@@ -80,16 +80,20 @@ def _expected(rows: pd.DataFrame, validator):
     return evaluate_partitions(CONTRACT, current, refs, validator)
 
 
-@pytest.mark.parametrize("chunk_rows,gx_worker", [(3, "process"), (7, "process"), (10_000, "process"),
-                                                  (3, "thread"), (10_000, "thread")])
-def test_streamed_gate_decides_what_the_in_memory_gate_decides(tmp_path, validator, chunk_rows, gx_worker,
+@pytest.mark.parametrize("chunk_rows,gx_worker,spill", [(3, "process", True), (7, "process", False),
+                                                        (10_000, "process", True), (3, "thread", True),
+                                                        (10_000, "thread", False)])
+def test_streamed_gate_decides_what_the_in_memory_gate_decides(tmp_path, validator, chunk_rows, gx_worker, spill,
                                                                monkeypatch):
     monkeypatch.setattr(quality.gx_worker, "UNIQUE_BUCKET_ROWS", 4)  # uniqueness validated in hash buckets too
     monkeypatch.setenv("TRUEUP_GX_WORKER", gx_worker)
     rows = _rows()
     wh = _warehouse(tmp_path, rows)
+    scratch = tmp_path / "scratch" if spill else None   # the uniqueness keys wait on disk
     got = gate_partitions(wh, CONTRACT, [DAY1, DAY2], "run-1", tmp_path / "reports", validator,
-                          chunk_rows=chunk_rows)
+                          chunk_rows=chunk_rows, scratch_dir=scratch)
+    if spill:
+        assert scratch.is_dir() and not any(scratch.iterdir())   # used, and cleaned up
     expected = _expected(rows, validator)
     for day in (DAY1, DAY2):
         o, e = got[day][0], expected[day]
@@ -193,10 +197,13 @@ def test_a_gx_worker_that_dies_fails_the_gate_clearly(tmp_path, validator, monke
     wh = _warehouse(tmp_path, rows)
     ensure_quality_tables(wh)
     monkeypatch.setenv("TRUEUP_GX_WORKER", "process")
+    monkeypatch.setattr(quality.gx_worker, "UNIQUE_BUCKET_ROWS", 4)  # so the worker spills its keys
     monkeypatch.setattr(quality.gx_worker.GxTally, "_validate", lambda self, *a, **k: os._exit(9))  # e.g. OOM-killed
     with pytest.raises(GxWorkerError, match="ended without an answer"):
-        gate_partitions(wh, CONTRACT, [DAY1, DAY2], "run-1", tmp_path / "reports", validator, chunk_rows=4)
+        gate_partitions(wh, CONTRACT, [DAY1, DAY2], "run-1", tmp_path / "reports", validator, chunk_rows=4,
+                        scratch_dir=tmp_path / "scratch")
     _nothing_left(wh)
+    assert not any((tmp_path / "scratch").iterdir())   # the dead worker's spilled keys are gone too
 
 
 def test_the_gx_worker_setting_is_validated(monkeypatch):

@@ -52,7 +52,8 @@ def build_gate_asset(contract: Contract, partitions_def):
         from quality.gx_suites import GxValidator
 
         wh = context.resources.warehouse.get()
-        reports = context.resources.settings.get().reports_dir
+        settings = context.resources.settings.get()
+        reports = settings.reports_dir
         validator = GxValidator()
         totals = {"rows_in": 0, "rows_passed": 0, "rows_quarantined": 0}
         failures: dict[str, int] = {}
@@ -60,7 +61,8 @@ def build_gate_asset(contract: Contract, partitions_def):
         partitions = list(context.partition_keys)
         facts = {p: _facts(context, f"validated/{contract.object}", p) for p in partitions}
         try:
-            results = gate_partitions(wh, contract, partitions, context.run.run_id, reports, validator)
+            results = gate_partitions(wh, contract, partitions, context.run.run_id, reports, validator,
+                                      scratch_dir=settings.scratch_dir)
         except Exception as exc:
             write_sync_runs(wh, list(facts.values()), exc)
             _fail_fast(exc)

@@ -53,8 +53,11 @@ def batch_sql(obj: str, columns: list[str], key: str) -> str:
 
 
 def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], run_id: str, reports_dir: Path,
-                    validator=None, chunk_rows: int = CHUNK_ROWS) -> dict[str, tuple[GateOutcome, Path]]:
+                    validator=None, chunk_rows: int = CHUNK_ROWS,
+                    scratch_dir: Path | None = None) -> dict[str, tuple[GateOutcome, Path]]:
     """Gate every partition in `partitions` (a contiguous range) with one validation.
+    `scratch_dir` (under TRUEUP_HOME) takes the keys GX's uniqueness check needs at the end,
+    so that they wait on disk; without it they wait in memory.
 
     Memory is bounded by a chunk, not the batch: the warehouse counts the batch's rows per day
     and finds its duplicated keys, then raw streams through in chunks — GX validates them in a
@@ -81,7 +84,8 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
         if raw_columns:
             sql = batch_sql(obj, raw_columns, key)
             expected_rows, duplicates = _batch_facts(wh, conn, contract, sql, raw_columns, params)
-            run = GateRun(contract, references, expected_rows, duplicates, validator, TOMBSTONE)
+            run = GateRun(contract, references, expected_rows, duplicates, validator, TOMBSTONE,
+                          scratch_dir=scratch_dir)
             threads = run.duckdb_threads if wh.dialect == "duckdb" else None
             if threads:   # a database-wide setting: the stream's own connection shares it
                 conn.execute(sa.text(f"SET threads = {int(threads)}"))
