@@ -1,5 +1,6 @@
 """The ledger of writes to systems of record: a write planned twice in one call is one entry and
-is handed back once (sending it twice would double-post)."""
+is handed back once (sending it twice would double-post), and a planned write is the same write
+in the next run."""
 from __future__ import annotations
 
 from assets.publish.ledger import Write, plan
@@ -16,3 +17,36 @@ def test_a_write_planned_twice_in_one_call_is_recorded_and_returned_once(tmp_pat
     assert int(wh.scalar("SELECT count(*) FROM ops.sor_writes")) == 2
     assert plan(wh, [again], run_id="r2") == [again]   # still planned, not yet sent: handed back, not re-recorded
     assert int(wh.scalar("SELECT count(*) FROM ops.sor_writes")) == 2
+
+
+def test_a_new_customer_is_the_same_write_whatever_order_the_deals_come_in(monkeypatch):
+    """The deals view has no row order; a new ERP customer takes its currency from the company's
+    earliest deal, so a crashed run's planned customer write is the very write the next run
+    plans (before, it could differ and stay `planned` in the ledger for ever)."""
+    import datetime as dt
+
+    import pandas as pd
+
+    import assets.publish.plan as plan_mod
+
+    deals = pd.DataFrame({"id": ["12", "11", "13"], "amount": ["100.00", "200.00", "300.00"],
+                          "deal_currency_code": ["USD", "EUR", "GBP"], "company_id": ["7", "7", "7"],
+                          "close_date": [dt.date(2026, 10, 2), dt.date(2026, 10, 2), dt.date(2026, 10, 1)]})
+    erp_orders = pd.DataFrame({c: pd.Series(dtype=object) for c in
+                               ("order_number", "customer_number", "crm_deal_id", "order_date", "total_amount",
+                                "currency", "source")})
+    erp_customers = pd.DataFrame({"customer_number": pd.Series(dtype=object),
+                                  "crm_company_id": pd.Series(dtype=object)})
+    monkeypatch.setattr(plan_mod, "read_erp", lambda engine: (erp_orders, erp_customers))
+    monkeypatch.setattr(plan_mod, "crosswalk", lambda wh, customers: ({}, set()))
+    monkeypatch.setattr(plan_mod, "_companies", lambda wh: pd.DataFrame(
+        {"id": ["7"], "name": ["Acme"], "country": ["DE"], "erp_customer_number": [None]}))
+    planned = []
+    for order in ([0, 1, 2], [2, 1, 0], [1, 0, 2]):
+        monkeypatch.setattr(plan_mod, "eligible_deals", lambda wh, a, b, o=order: deals.iloc[o].reset_index(drop=True))
+        p = plan_mod.build_plan(None, None, publish_from=dt.date(2026, 9, 1), through=dt.date(2026, 10, 31),
+                                reporting_currency="USD", approval_threshold=1e9, approved=set())
+        assert len(p.customers) == 1 and len(p.orders) == 3
+        planned.append(p.customers[0])
+    assert {c.write_id for c in planned} == {planned[0].write_id}
+    assert planned[0].payload["currency"] == "GBP"   # deal 13 closed first

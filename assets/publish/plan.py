@@ -102,7 +102,11 @@ def build_plan(wh: Warehouse, engine, *, publish_from: dt.date, through: dt.date
     plan = Plan(not_eligible_before_golive=deals.attrs.get("before_golive", 0))
     orders, customers = read_erp(engine)
     linked_deals = set(orders["crm_deal_id"].dropna().astype(str))
+    # in a fixed order (earliest close first): a new customer takes its currency from the company's
+    # first deal, and the view's row order varies between runs — a customer write planned by a
+    # crashed run must be the same write in the next one, or it stays open in the ledger for ever
     todo = deals[~deals["id"].astype(str).isin(linked_deals)]
+    todo = todo.assign(_id=todo["id"].astype(str)).sort_values(["close_date", "_id"], kind="stable").drop(columns="_id")
     if todo.empty:
         return plan
     xwalk, ambiguous = crosswalk(wh, customers)
