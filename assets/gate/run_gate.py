@@ -27,6 +27,7 @@ from quality.store import (
 )
 
 TOMBSTONE = "archived"
+QUARANTINE_BATCH_ROWS = 20_000
 
 
 def batch_sql(obj: str, columns: list[str], key: str) -> str:
@@ -94,11 +95,12 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
                 now = _now()
                 # partition order matters only across days: a key's quarantine entry records its latest failure
                 ordered = sql + (" ORDER BY _partition" if first != last else "")
+                failing = _FailingRows(wh, conn, contract, run_id, now)
                 for chunk in wh.frames(ordered, params, chunk_rows):
                     _passed, quarantined = run.feed(chunk, keep_passed=False)
-                    upsert_quarantine(wh, conn, contract, quarantined, run_id, now)
-                    _stage_failed_keys(wh, conn, quarantined[[PARTITION, key]])
+                    failing.add(quarantined)
                     del chunk, quarantined
+                failing.flush()
                 clock.lap("stream: split + quarantine")
                 if threads:   # GX has only its short tail left: the copy gets every core (5M rows: 10.9 → 5.8 s)
                     conn.execute(sa.text("RESET threads"))
@@ -183,6 +185,31 @@ def _batch_facts(wh: Warehouse, conn, contract: Contract, sql: str, raw_columns:
         found = facts[facts["rule"] == rule.id]
         duplicates[rule.id] = found[["p", "v"]].reset_index(drop=True) if len(found) else empty
     return expected, duplicates
+
+
+class _FailingRows:
+    """Failing rows on their way to the quarantine, written in batches of QUARANTINE_BATCH_ROWS:
+    each write is a few statements against the whole quarantine table, whatever its size."""
+
+    def __init__(self, wh: Warehouse, conn, contract: Contract, run_id: str, now) -> None:
+        self.wh, self.conn, self.contract, self.run_id, self.now = wh, conn, contract, run_id, now
+        self.pending: list[pd.DataFrame] = []
+        self.rows = 0
+
+    def add(self, quarantined: pd.DataFrame) -> None:
+        if len(quarantined):
+            self.pending.append(quarantined)
+            self.rows += len(quarantined)
+        if self.rows >= QUARANTINE_BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        rows = pd.concat(self.pending, ignore_index=True) if len(self.pending) > 1 else self.pending[0]
+        self.pending, self.rows = [], 0
+        upsert_quarantine(self.wh, self.conn, self.contract, rows, self.run_id, self.now)
+        _stage_failed_keys(self.wh, self.conn, rows[[PARTITION, self.contract.key]])
 
 
 def _reset_failed_keys(conn) -> None:
