@@ -65,6 +65,13 @@ SUMMARY_FACTS = [
     ("reconciliation breaks resolved", "SELECT count(*) FROM recon.breaks WHERE status = 'resolved'"),
 ]
 MONEY_AT_RISK_SQL = "SELECT sum(amount_at_risk) FROM recon.breaks WHERE status = 'open'"
+#: leakage after go-live whose order waits for a person (held, or awaiting approval): it counts as
+#: leakage by definition (no order past the SLA), but it is a decision pending, not a dropped deal
+HELD_LEAKAGE_SQL = (
+    "SELECT count(*) AS deals, coalesce(sum(f.revenue_leakage), 0) AS amount FROM marts.fct_quote_to_cash f "
+    "WHERE f.period = 'current' AND f.revenue_leakage > 0 AND EXISTS (SELECT 1 FROM ops.sor_writes w "
+    "WHERE w.target_object = 'sales_orders' AND w.business_key = f.deal_id "
+    "AND w.state IN ('held', 'awaiting_approval'))")
 
 #: ROI measures shown before/after: (column of marts.roi_summary, label, format)
 ROI_MEASURES = [
@@ -148,8 +155,9 @@ def demo_summary(settings: Settings) -> str:
 
     try:
         roi = wh.query_df("SELECT * FROM marts.roi_summary ORDER BY period")
+        held = wh.query_df(HELD_LEAKAGE_SQL).iloc[0]
     except ProgrammingError:   # no ROI marts yet
-        roi = None
+        roi = held = None
     finally:
         wh.dispose()
     if roi is None or roi.empty:
@@ -167,4 +175,7 @@ def demo_summary(settings: Settings) -> str:
         label = f"{label} ({cur})" if kind == "money" else label
         b, a = before.get(c), after.get(c)
         lines.append(f"  {label:<{w}}  {_fmt(b, kind):>15}  {_fmt(a, kind):>15}  {_change(b, a):>7}")
+    if held is not None and int(held["deals"]):
+        lines.append(f"  of the leakage after go-live, {cur} {_fmt(held['amount'], 'money')} is "
+                     f"{int(held['deals'])} deal(s) whose order waits for a person (held or awaiting approval)")
     return "\n".join(lines)

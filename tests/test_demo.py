@@ -159,6 +159,10 @@ def test_demo_tells_the_story_with_progress_and_a_true_summary(demo_run):
         cur = con.execute("SELECT * FROM marts.roi_summary")
         cols = [d[0] for d in cur.description]
         roi = {row[cols.index("period")]: dict(zip(cols, row)) for row in cur.fetchall()}
+        held_deals, held_amount = con.execute(
+            "SELECT count(*), sum(f.revenue_leakage) FROM marts.fct_quote_to_cash f WHERE f.period = 'current' "
+            "AND f.revenue_leakage > 0 AND f.deal_id IN (SELECT business_key FROM ops.sor_writes WHERE "
+            "target_object = 'sales_orders' AND state IN ('held', 'awaiting_approval'))").fetchone()
     finally:
         con.close()
     for label, value in expect.items():
@@ -186,6 +190,16 @@ def test_demo_tells_the_story_with_progress_and_a_true_summary(demo_run):
     before, after = _roi_row(out, "revenue leakage (USD)")[:2]
     assert _num(before) == pytest.approx(float(roi["baseline"]["revenue_leakage"]), abs=0.51)
     assert _num(after) == pytest.approx(float(roi["current"]["revenue_leakage"]), abs=0.51)
+    # the part of it that waits for a person is said, and is part of it
+    footnote = re.search(r"^  of the leakage after go-live, USD ([\d,]+) is (\d+) deal\(s\) whose order waits "
+                         r"for a person", out, re.M)
+    if held_deals:
+        assert footnote, "the held part of the leakage is explained"
+        assert int(footnote.group(2)) == held_deals
+        assert _num(footnote.group(1)) == pytest.approx(float(held_amount), abs=0.51)
+        assert float(held_amount) <= float(roi["current"]["revenue_leakage"]) + 0.01
+    else:
+        assert footnote is None
 
 
 def _roi_row(stdout: str, label: str) -> list[str]:
