@@ -155,9 +155,12 @@ def demo_summary(settings: Settings) -> str:
 
     try:
         roi = wh.query_df("SELECT * FROM marts.roi_summary ORDER BY period")
-        held = wh.query_df(HELD_LEAKAGE_SQL).iloc[0]
     except ProgrammingError:   # no ROI marts yet
-        roi = held = None
+        roi = None
+    try:   # the ROI table stands without it
+        held = wh.query_df(HELD_LEAKAGE_SQL).iloc[0]
+    except ProgrammingError:
+        held = None
     finally:
         wh.dispose()
     if roi is None or roi.empty:
