@@ -39,7 +39,7 @@ def ident(name: str) -> str:
     return name
 
 
-def _to_pandas(table: pa.Table) -> pd.DataFrame:
+def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
     # a column with one value per chunk (the partition day) is stored once, as a category
     for i, name in enumerate(table.column_names):
         if name == "_partition" and pa.types.is_string(table.schema.field(i).type):
@@ -115,6 +115,13 @@ class Warehouse:
         """A query's result as DataFrames of at most `chunk_rows` rows, read on a connection of
         its own (its own snapshot), so the caller may write in another transaction meanwhile.
         Text stays pandas' Arrow-backed string dtype on DuckDB. Parameters are `:name` style."""
+        for chunk in self.chunks(sql, params, chunk_rows):
+            yield arrow_to_pandas(chunk) if isinstance(chunk, pa.Table) else chunk
+
+    def chunks(self, sql: str, params: dict | None = None,
+               chunk_rows: int = 500_000) -> Iterator[pa.Table | pd.DataFrame]:
+        """As `frames`, but DuckDB's chunks stay Arrow tables (no pandas conversion for a
+        reader that only scans them); other dialects give DataFrames."""
         params = params or {}
         with self.engine.connect() as conn:
             if self.dialect == "duckdb":
@@ -126,10 +133,10 @@ class Warehouse:
                     pending = pa.Table.from_batches([batch]) if pending is None else pa.concat_tables(
                         [pending, pa.Table.from_batches([batch])])
                     while pending.num_rows >= chunk_rows:
-                        yield _to_pandas(pending.slice(0, chunk_rows))
+                        yield pending.slice(0, chunk_rows)
                         pending = pending.slice(chunk_rows)
                 if pending is not None and pending.num_rows:
-                    yield _to_pandas(pending)
+                    yield pending
             else:
                 result = conn.execution_options(stream_results=True, max_row_buffer=chunk_rows).execute(
                     sa.text(sql), params)

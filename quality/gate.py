@@ -2,10 +2,13 @@
 row-level split agrees with Great Expectations, and split passed from quarantined.
 
 A batch is fed to a `GateRun` in chunks, so memory is bounded by the chunk, not the batch:
-every failing row is found with set-based SQL (in-process DuckDB) while GX validates the same
-chunk in a worker (quality/gx_worker.py: a forked process, or a thread) — GX's work overlaps
-the split and the writes instead of adding to them. Uniqueness needs the whole batch, so its column(s) are read once up front. When the
-batch is finished, GX's counts must equal ours rule for rule, and rows and money must balance.
+every failing row is found with set-based SQL (in-process DuckDB, quality/evaluate.py) while GX
+validates the same chunk in a worker (quality/gx_worker.py: a forked process, or a thread) —
+GX's work overlaps the split and the writes instead of adding to them. Each side prepares the
+raw rows itself (SQL here, `prepare_batch` in pandas for GX), so the work is shared between the
+two cores and the agreement proof covers the preparation too. Uniqueness needs the whole batch,
+so its duplicated values are found up front. When the batch is finished, GX's counts must equal
+ours rule for rule, and rows and money must balance.
 
 No Dagster and no warehouse here: `evaluate_partitions` is a pure function of (contract, rows,
 reference key sets), so it can be tested and benchmarked on its own.
@@ -20,18 +23,18 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.errors import SyncError
+from connectors.warehouse import arrow_to_pandas
 
 from .batch import PARTITION, ROW, blank_to_null, money_values, prepare_batch
 from .contracts.rules import Contract, Rule
-from .evaluate import failing_rows
+from .evaluate import ChunkEvaluator, is_text
 from .gx_worker import (
-    SET_RULES,
     UNIQUE_BUCKET_ROWS,
     GateDisagreement,
     GxCounts,
-    rule_columns,
     whole_batch_columns,
 )
 
@@ -76,12 +79,6 @@ class GateOutcome:
         return sorted(((k, v) for k, v in self.unexpected_counts.items() if v), key=lambda kv: -kv[1])[:n]
 
 
-def _money(values: pd.Series | None) -> float:
-    if values is None or values.empty:
-        return 0.0
-    return float(money_values(values).sum())
-
-
 @dataclass
 class _Tally:
     rows_in: int = 0
@@ -115,9 +112,11 @@ class GateRun:
         self.tallies: dict[str, _Tally] = {}
         self.expected_rows = expected_rows
         self.duplicates = duplicates
-        self.row_rules = [r for r in contract.rules if r.kind not in SET_RULES]
-        self.gx_columns = list(dict.fromkeys(col for r in self.row_rules for col in rule_columns(r)))
-        self.whole_columns = [PARTITION] + whole_batch_columns(contract)
+        # what GX's worker needs of each chunk's rows, raw: every rule column and the day
+        self.gx_input = list(dict.fromkeys([PARTITION, *(c for r in contract.rules
+                                                          for c in (r.column, r.other, r.when[0] if r.when else None)
+                                                          if c)]))
+        self.evaluator = ChunkEvaluator(contract, references, duplicates, self.duckdb_threads)
 
     @property
     def duckdb_threads(self) -> int | None:
@@ -126,69 +125,108 @@ class GateRun:
         time falling from 5.6–8.1 s to 4.6–5.9 s), DuckDB's default otherwise."""
         return 1 if self.gx.mode == "process" and (os.cpu_count() or 1) <= 2 else None
 
-    def _tombstones(self, rows: pd.DataFrame) -> np.ndarray:
+    def _tombstones(self, rows: pa.Table) -> np.ndarray:
+        """Rows whose tombstone column holds the text "true" (a deletion: nothing to check)."""
         col = self.tombstone_column
-        if col and col in rows.columns:
-            return (rows[col].astype(str) == "true").to_numpy()
-        return np.zeros(len(rows), bool)
+        if not col or col not in rows.column_names or not is_text(rows.schema.field(col).type):
+            return np.zeros(rows.num_rows, bool)   # not text: no value reads as "true" (as `str(True)`)
+        return pc.fill_null(pc.equal(rows.column(col), "true"), False).to_numpy(zero_copy_only=False)
 
-    def feed(self, chunk: pd.DataFrame, keep_passed: bool = True) -> tuple[pd.DataFrame | None, pd.DataFrame]:
-        """Evaluate one chunk: (passed rows or None, quarantined rows with `failed_expectations`).
-        A streamed gate writes passed rows set-based in the warehouse, so it need not keep them."""
-        c = self.contract
-        chunk = chunk.reset_index(drop=True)
-        if PARTITION not in chunk.columns:
-            chunk = chunk.assign(**{PARTITION: "batch"})
-        is_tomb = self._tombstones(chunk)
-        live_idx = np.flatnonzero(~is_tomb)
-        live = chunk.iloc[live_idx].reset_index(drop=True) if is_tomb.any() else chunk
-        batch = prepare_batch(c, live)
+    def feed(self, chunk: pa.Table | pd.DataFrame,
+             keep_passed: bool = True) -> tuple[pd.DataFrame | None, pd.DataFrame]:
+        """Evaluate one chunk — an Arrow table (the warehouse's reader) or a DataFrame (an
+        in-memory batch): (passed rows or None, quarantined rows with `failed_expectations`).
+        A streamed gate writes passed rows set-based in the warehouse, so it need not keep them.
+
+        The chunk stays Arrow on this side: GX's worker gets its live rows raw and prepares them
+        itself, on its own core, while the same rows are prepared and evaluated here in SQL;
+        only the failing rows become pandas (for the quarantine)."""
+        frame = None
+        if isinstance(chunk, pd.DataFrame):
+            frame = chunk.reset_index(drop=True)
+            if PARTITION not in frame.columns:
+                frame = frame.assign(**{PARTITION: "batch"})
+            chunk = _arrow_or_none(frame)
+            if chunk is None:   # a column mixing Python types, which Arrow cannot hold
+                return self._feed_mixed(frame, keep_passed)
+        elif PARTITION not in chunk.column_names:
+            chunk = chunk.append_column(PARTITION, pa.array(["batch"] * chunk.num_rows, pa.string()))
+        table = chunk.append_column(ROW, pa.array(np.arange(chunk.num_rows, dtype=np.int64)))
+        is_tomb = self._tombstones(table)
+        live = table.filter(pa.array(~is_tomb)) if is_tomb.any() else table
         # GX starts while we find the failing rows
-        self.gx.submit(self.row_rules, batch[self.gx_columns], batch[self.whole_columns])
-        fails = failing_rows(c, batch, self.references, self.duplicates, threads=self.duckdb_threads)
-        del batch
-        bad_idx = fails[ROW].to_numpy()
-        mask = fails[self.rule_ids].to_numpy(dtype=bool)
-        failed = _failed_rule_lists(mask, self.rule_ids)
-        quarantined = live.iloc[bad_idx].reset_index(drop=True)
-        quarantined["failed_expectations"] = pd.Series(failed, dtype=object)
-        passes = np.ones(len(chunk), bool)          # per chunk row: tombstones pass untested
-        passes[live_idx[bad_idx]] = False
-        self._tally(chunk, passes, quarantined, mask, live[PARTITION].to_numpy()[bad_idx])
-        passed = chunk[passes].reset_index(drop=True) if keep_passed else None
+        self.gx.submit(live.select([c for c in self.gx_input if c in live.column_names]))
+        fails = self.evaluator.failing_raw(live)
+        del live
+        bad = fails[ROW].to_numpy()
+        quarantined = (frame.iloc[bad].reset_index(drop=True) if frame is not None
+                       else arrow_to_pandas(chunk.take(pa.array(bad))))
+        self._tally(self.evaluator.totals(chunk), fails, quarantined)
+        passed = None
+        if keep_passed:
+            passes = np.ones(chunk.num_rows, bool)
+            passes[bad] = False
+            passed = (frame[passes].reset_index(drop=True) if frame is not None
+                      else arrow_to_pandas(chunk.filter(pa.array(passes))))
         return passed, quarantined
 
-    def _tally(self, chunk: pd.DataFrame, passes: np.ndarray, quarantined: pd.DataFrame, mask: np.ndarray,
-               failing_part: np.ndarray) -> None:
+    def _feed_mixed(self, frame: pd.DataFrame, keep_passed: bool) -> tuple[pd.DataFrame | None, pd.DataFrame]:
+        """`feed` for a DataFrame Arrow cannot hold: prepared in pandas, scanned by DuckDB as is."""
+        col = self.tombstone_column
+        is_tomb = ((frame[col].astype(str) == "true").to_numpy() if col and col in frame.columns
+                   else np.zeros(len(frame), bool))
+        live_idx = np.flatnonzero(~is_tomb)
+        live = frame.iloc[live_idx].reset_index(drop=True) if is_tomb.any() else frame
+        self.gx.submit(live[[c for c in self.gx_input if c in live.columns]])
+        fails = self.evaluator.failing_prepared(prepare_batch(self.contract, live))
+        bad = live_idx[fails[ROW].to_numpy()]
+        fails[ROW] = bad
+        quarantined = frame.iloc[bad].reset_index(drop=True)
         money = self.contract.money_column
-        has_money = bool(money) and money in chunk.columns
-        # money is parsed once for the rows read and separately for the quarantined rows as stored;
-        # what reached validated is summed again in the warehouse (assets/gate/run_gate.py)
-        amounts = money_values(chunk[money]) if has_money else None
-        part = chunk[PARTITION].to_numpy()
-        parts = pd.unique(part)
-        for p in parts:
-            single = len(parts) == 1
-            in_chunk = slice(None) if single else part == p
-            qs = quarantined if single else quarantined[quarantined[PARTITION] == p]
+        has_money = bool(money) and money in frame.columns
+        amounts = money_values(frame[money]) if has_money else np.zeros(len(frame))
+        fails["_money"] = amounts[bad]
+        totals = (pd.DataFrame({"p": frame[PARTITION].astype(str).to_numpy(), "money": amounts})
+                  .groupby("p", sort=False).agg(n=("money", "size"), money=("money", "sum")).reset_index())
+        self._tally(totals, fails, quarantined)
+        passes = np.ones(len(frame), bool)
+        passes[bad] = False
+        return (frame[passes].reset_index(drop=True) if keep_passed else None), quarantined
+
+    def _tally(self, totals: pd.DataFrame, fails: pd.DataFrame, quarantined: pd.DataFrame) -> None:
+        """Add a chunk to the per-day tallies: rows and money read (`totals`: p, n, money), and of
+        them the failing rows (`fails`, row for row with `quarantined`), per rule. What passed is
+        the rest; what reached validated is counted again in the warehouse (run_gate.py)."""
+        mask = fails[self.rule_ids].to_numpy(dtype=bool)
+        quarantined["failed_expectations"] = pd.Series(_failed_rule_lists(mask, self.rule_ids), dtype=object)
+        for p, n, money in totals.itertuples(index=False, name=None):
             t = self.tallies.setdefault(p, _Tally(counts={r: 0 for r in self.rule_ids}))
-            t.rows_in += len(chunk) if single else int(in_chunk.sum())
-            t.rows_passed += int(passes[in_chunk].sum())
-            t.rows_quarantined += len(qs)
-            if has_money:
-                t.money_in += float(amounts[in_chunk].sum())
-                t.money_passed += float(amounts[in_chunk][passes[in_chunk]].sum())
-                t.money_quarantined += _money(qs[money])
-            for rid, n in zip(self.rule_ids, mask[slice(None) if single else failing_part == p].sum(axis=0)):
-                t.counts[rid] += int(n)
-            if sum(len(s) for s in t.samples) < SAMPLE_ROWS and len(qs):
-                t.samples.append(qs.head(SAMPLE_ROWS))
+            t.rows_in += int(n)
+            t.rows_passed += int(n)
+            t.money_in += float(money)
+            t.money_passed += float(money)
+        days = fails[PARTITION].astype(str).to_numpy()
+        for p in pd.unique(days):
+            mine = days == p
+            t = self.tallies[p]
+            q = int(mine.sum())
+            m = float(fails["_money"].to_numpy()[mine].sum())
+            t.rows_quarantined += q
+            t.rows_passed -= q
+            t.money_quarantined += m
+            t.money_passed -= m
+            for rid, k in zip(self.rule_ids, mask[mine].sum(axis=0)):
+                t.counts[rid] += int(k)
+            if sum(len(s) for s in t.samples) < SAMPLE_ROWS:
+                t.samples.append(quarantined[mine].head(SAMPLE_ROWS))
 
     def abandon(self) -> None:
         self.gx.abandon()
+        self.evaluator.close()
 
     def finish(self) -> dict[str, GateOutcome]:
         c = self.contract
+        self.evaluator.close()
         gx_counts, gx_success = self.gx.result()
         ours = {rid: sum(t.counts[rid] for t in self.tallies.values()) for rid in self.rule_ids}
         diff = {k: (ours[k], gx_counts[k]) for k in ours if ours[k] != gx_counts[k]}
@@ -206,6 +244,13 @@ class GateRun:
             _apply_block_policy(o)
             outcomes[p] = o
         return outcomes
+
+
+def _arrow_or_none(frame: pd.DataFrame) -> pa.Table | None:
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
 
 
 def batch_facts(contract: Contract, rows: pd.DataFrame,

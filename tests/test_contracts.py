@@ -162,6 +162,51 @@ def test_a_batch_where_every_row_is_bad_is_blocked(validator):
     assert "batch blocked" in out.block_reason and "method_known (250)" in out.block_reason
 
 
+@pytest.mark.parametrize("as_arrow", [False, True], ids=["dataframe", "arrow-chunk"])
+def test_a_deletion_passes_untested_whatever_its_fields(validator, as_arrow):
+    """A tombstone (archived = "true") carries no fields to check: it passes as it is, in an
+    in-memory batch and in a chunk as the streamed gate reads it (an Arrow table)."""
+    import pyarrow as pa
+
+    from quality.gate import GateRun, batch_facts
+
+    contract = contract_for("crm_deals")
+    rows = pd.DataFrame([
+        dict(GOOD["crm_deals"], id="1"),
+        dict(GOOD["crm_deals"], id="2", amount="N/A", dealname=None, archived="true"),   # deleted: passes
+        dict(GOOD["crm_deals"], id="3", amount="N/A"),                                   # live: quarantined
+        dict(GOOD["crm_deals"], id="4", archived=None),                                  # not a deletion
+    ]).assign(_partition="2026-10-01")
+    expected, duplicates = batch_facts(contract, rows)
+    run = GateRun(contract, REFS, expected, duplicates, validator, gx_mode="thread")
+    passed, quarantined = run.feed(pa.Table.from_pandas(rows, preserve_index=False) if as_arrow else rows)
+    o = run.finish()["2026-10-01"]
+    assert sorted(passed["id"]) == ["1", "2", "4"] and list(quarantined["id"]) == ["3"]
+    assert (o.rows_in, o.rows_passed, o.rows_quarantined) == (4, 3, 1)
+    assert o.unexpected_counts["amount_is_decimal"] == 1 and o.unexpected_counts["dealname_present"] == 0
+    # the deletion's "N/A" counts as 0, the live "N/A" went to quarantine
+    assert o.money_in == pytest.approx(o.money_passed) == pytest.approx(2 * 1200.50)
+
+
+def test_a_column_mixing_numbers_and_text_is_judged_value_by_value(validator):
+    """A JSON API may send an amount as a number in one record and as text in the next: such a
+    column is not Arrow-typed, so the gate prepares it in pandas (`GateRun._feed_mixed`); each
+    value is still judged on its own, and money still balances."""
+    contract = contract_for("erp_invoices")
+    rows = [dict(GOOD["erp_invoices"], invoice_number=f"INV-{i}") for i in range(4)]
+    rows[1]["amount"] = 12.5       # a number where text was expected: a plain decimal, passes
+    rows[2]["amount"] = "12,50"    # wrong text
+    rows[3]["amount"] = -3         # a negative number
+    out = evaluate_batch(contract, pd.DataFrame(rows), REFS, validator)
+    assert (out.rows_in, out.rows_passed, out.rows_quarantined) == (4, 2, 2)
+    assert sorted(out.passed["invoice_number"]) == ["INV-0", "INV-1"]
+    reasons = dict(zip(out.quarantined["invoice_number"], out.quarantined["failed_expectations"].map(list)))
+    assert reasons == {"INV-2": ["amount_is_decimal"], "INV-3": ["amount_plausible"]}
+    # 99.90 + 12.5 passed; "12,50" counts as 0 and -3 as -3
+    assert out.money_passed == pytest.approx(112.4) and out.money_quarantined == pytest.approx(-3.0)
+    assert out.money_in == pytest.approx(out.money_passed + out.money_quarantined)
+
+
 def test_a_dropped_column_fails_its_rules_instead_of_crashing(validator):
     rows = pd.DataFrame([GOOD["erp_invoices"]]).drop(columns=["currency"])
     out = evaluate_batch(contract_for("erp_invoices"), rows, REFS, validator)

@@ -96,7 +96,7 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
                 # partition order matters only across days: a key's quarantine entry records its latest failure
                 ordered = sql + (" ORDER BY _partition" if first != last else "")
                 failing = _FailingRows(wh, conn, contract, run_id, now)
-                for chunk in wh.frames(ordered, params, chunk_rows):
+                for chunk in wh.chunks(ordered, params, chunk_rows):
                     _passed, quarantined = run.feed(chunk, keep_passed=False)
                     failing.add(quarantined)
                     del chunk, quarantined
