@@ -41,6 +41,10 @@ UNIQUE_BUCKET_ROWS = 250_000
 # slices fill up with the batch's last chunk, so the last one is not left for the end
 WHOLE_SLICE_ROWS = 2_500_000
 SET_RULES = ("unique", "in_reference")
+# row rules go to GX in pieces of at least this many rows (two 125k-row chunks): a validation
+# costs ~0.08 s whatever its size (row rules: 0.18 s at 125k rows, 0.25 s at 250k), so pieces
+# of two chunks cut GX's time by ~0.4 s per 1M rows for ~+50 MB in the worker (measured)
+ROW_PIECE_ROWS = 250_000
 # chunks a worker process may have been handed and not yet validated (one being validated, one
 # waiting in the pipe): the caller never waits for GX's rhythm, memory grows by one chunk
 IN_FLIGHT = 2
@@ -107,6 +111,8 @@ class GxTally:
         self.busy_by: dict[str, float] = {}
         self._suites: dict[tuple[str, ...], object] = {}
         self.set_rules = [r for r in contract.rules if r.kind in SET_RULES]
+        self._row_parts: list[pd.DataFrame] = []
+        self._row_rows = 0
         self._ref_parts: list[pd.DataFrame] = []
         slices = max(1, -(-batch_rows // WHOLE_SLICE_ROWS))
         self._slice_rows = -(-batch_rows // slices) if batch_rows else WHOLE_SLICE_ROWS
@@ -118,18 +124,27 @@ class GxTally:
 
     def take(self, rows: pa.Table | pd.DataFrame, answer=None) -> None:
         """One chunk's live rows, raw: prepared here as for the gate's own evaluation
-        (`prepare_batch`), its row rules validated, then `answer()` (the chunk is done with, the
-        caller may send the next) and its whole-batch columns kept."""
+        (`prepare_batch`), its row rules validated (in pieces of ROW_PIECE_ROWS), then `answer()`
+        (the chunk is done with, the caller may send the next) and its whole-batch columns kept."""
         from connectors.warehouse import arrow_to_pandas
 
         batch = prepare_batch(self.contract, arrow_to_pandas(rows) if isinstance(rows, pa.Table) else rows)
         if len(batch) and self.row_rules:
-            self.validate(self.row_rules, batch[self.row_columns])
+            self._row_parts.append(batch[self.row_columns])
+            self._row_rows += len(batch)
+            if self._row_rows >= ROW_PIECE_ROWS:
+                self._validate_rows()
         whole = batch[self.whole_columns]
         del batch
         if answer is not None:
             answer()
         self.collect(whole)
+
+    def _validate_rows(self) -> None:
+        if self._row_parts:
+            piece = pd.concat(self._row_parts, ignore_index=True) if len(self._row_parts) > 1 else self._row_parts[0]
+            self._row_parts, self._row_rows = [], 0
+            self.validate(self.row_rules, piece)
 
     def validate(self, rule_ids: list[str], frame: pd.DataFrame, references: dict | None = None) -> None:
         started = time.perf_counter()
@@ -198,6 +213,7 @@ class GxTally:
         """The rest of the whole-batch validations: the last reference slice, then uniqueness in
         hash buckets of UNIQUE_BUCKET_ROWS (copies share a bucket, so the counts add up exactly;
         GX's check needs ~300 bytes per row, 1.4 GB at 5M rows in one piece)."""
+        self._validate_rows()
         self._validate_references()
         if self._spilled is not None:
             for rule_id, frame in self._spilled.read_back():

@@ -86,6 +86,8 @@ def _expected(rows: pd.DataFrame, validator):
 def test_streamed_gate_decides_what_the_in_memory_gate_decides(tmp_path, validator, chunk_rows, gx_worker, spill,
                                                                monkeypatch):
     monkeypatch.setattr(quality.gx_worker, "UNIQUE_BUCKET_ROWS", 4)  # uniqueness validated in hash buckets too
+    monkeypatch.setattr(quality.gx_worker, "ROW_PIECE_ROWS", 5)      # GX gets row rules in pieces of chunks
+    monkeypatch.setattr(quality.gx_worker, "WHOLE_SLICE_ROWS", 6)    # and references in several slices
     monkeypatch.setenv("TRUEUP_GX_WORKER", gx_worker)
     rows = _rows()
     wh = _warehouse(tmp_path, rows)
@@ -227,3 +229,21 @@ def test_where_no_worker_process_can_start_gx_runs_in_a_thread(tmp_path, validat
     for day in (DAY1, DAY2):
         assert got[day][0].unexpected_counts == expected[day].unexpected_counts
         assert got[day][0].rows_passed == expected[day].rows_passed
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_gx_counts_the_last_rows_of_a_batch_too(validator, monkeypatch, mode):
+    """GX's worker validates row rules in pieces of several chunks: the rows of the last,
+    unfinished piece are counted when the batch ends, not lost."""
+    import pyarrow as pa
+
+    from quality.gx_worker import GxCounts
+
+    monkeypatch.setattr(quality.gx_worker, "ROW_PIECE_ROWS", 4)
+    rows = pd.DataFrame([_invoice(n, DAY1) for n in range(1, 8)] + [_invoice(8, DAY1, currency="XXX")])
+    gx = GxCounts(CONTRACT, {"erp_order_numbers": ["SO-1001"], "erp_customer_numbers": ["C1001"]}, validator,
+                  mode, batch_rows=len(rows))
+    for start in (0, 3, 6):   # chunks of 3, 3 and 2 rows: the bad row is in the last, short piece
+        gx.submit(pa.Table.from_pandas(rows.iloc[start:start + 3], preserve_index=False))
+    counts, success = gx.result()
+    assert counts["currency_iso"] == 1 and sum(counts.values()) == 1 and not success
