@@ -39,8 +39,10 @@ from .gx_worker import (
 )
 
 # rows per chunk: bounds the memory of the split and of GX (which copies what it validates).
-# Measured at 5M rows on 2 cores (python -m bench gate): 125k rows peak at 932 MB (gate process
-# 733 + GX worker 199) in 26.2 s; 180k at 1,050 MB in 25.4 s; 250k at 1,150-1,190 MB in 23-24 s
+# Measured at 5M rows on 2 cores (python -m bench gate, before chunks stayed Arrow): 125k rows
+# peak at 932 MB (gate process 733 + GX worker 199) in 26.2 s; 180k at 1,050 MB in 25.4 s; 250k
+# at 1,150-1,190 MB in 23-24 s. Today 125k peaks at 930-965 MB (GX's worker takes two chunks
+# per validation, quality/gx_worker.ROW_PIECE_ROWS)
 CHUNK_ROWS = 125_000
 SAMPLE_ROWS = 20   # quarantined rows kept per partition for the gate report
 
