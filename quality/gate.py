@@ -338,8 +338,8 @@ def evaluate_partitions(contract: Contract, rows: pd.DataFrame, references: dict
     """Validate an in-memory batch of one or many partitions (uniqueness is scoped to each
     partition) and return one outcome per partition, with its passed and quarantined rows."""
     rows = rows.reset_index(drop=True)
-    if PARTITION not in rows.columns:
-        rows = rows.assign(**{PARTITION: "batch"})
+    # a day is text, as the gate's SQL tallies it (a date object would not match its own tally)
+    rows = rows.assign(**{PARTITION: rows[PARTITION].astype(str) if PARTITION in rows.columns else "batch"})
     # a small in-memory batch: GX in a thread (a fork would cost more than it saves)
     expected, duplicates = batch_facts(contract, rows, tombstone_column)
     run = GateRun(contract, references, expected, duplicates, validator, tombstone_column, gx_mode="thread")

@@ -240,3 +240,18 @@ def test_counts_agree_with_gx_far_beyond_its_failing_row_cap(validator):
     out = evaluate_batch(contract, pd.DataFrame(rows), REFS, validator)
     assert out.unexpected_counts["email_format"] == 1000 == out.rows_quarantined
     assert out.blocked  # a third of the batch failing is an upstream problem, not a few bad rows
+
+
+def test_days_given_as_dates_are_gated_as_their_text(validator):
+    """An in-memory batch may carry its day as a date: the outcome is keyed by the day's text,
+    and each day keeps its own passed and quarantined rows."""
+    import datetime as dt
+
+    from quality.gate import evaluate_partitions
+
+    day = [dt.date(2026, 10, 1), dt.date(2026, 10, 2)]
+    rows = pd.DataFrame([dict(GOOD["erp_invoices"], invoice_number=f"INV-{i}", _partition=day[i % 2]) for i in range(4)]
+                        + [dict(GOOD["erp_invoices"], invoice_number="INV-9", currency="XXX", _partition=day[0])])
+    out = evaluate_partitions(contract_for("erp_invoices"), rows, REFS, validator)
+    assert {p: (o.rows_in, len(o.passed), list(o.quarantined["invoice_number"])) for p, o in out.items()} == {
+        "2026-10-01": (3, 2, ["INV-9"]), "2026-10-02": (2, 2, [])}
