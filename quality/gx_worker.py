@@ -35,15 +35,16 @@ from .contracts.rules import Contract, Rule
 # buckets of at most this many rows, split by a hash of the value: copies share a bucket, and
 # the bucket counts add up to the batch's count exactly
 UNIQUE_BUCKET_ROWS = 250_000
-# reference rules over the whole batch go to GX in equal slices of at most this many rows: each
-# validation costs ~0.4 s per rule whatever its size (GX re-serialises the value set), so at
-# 5M rows 2 slices instead of 5 saved ~4 s of the worker's time, for +50 MB (measured); equal
+# reference rules over the whole batch go to GX in equal slices of at most this many rows (a
+# reference's value set made each validation cost ~0.35 s per rule until
+# gx_suites.configurations_once_per_validation; slices still take far fewer validations than
+# pieces: 5M rows, 2 rules, 0.8 s in 1M-row slices against 3.4 s per 250k-row piece). Equal
 # slices fill up with the batch's last chunk, so the last one is not left for the end
-WHOLE_SLICE_ROWS = 2_500_000
+WHOLE_SLICE_ROWS = 1_000_000
 SET_RULES = ("unique", "in_reference")
 # row rules go to GX in pieces of at least this many rows (two 125k-row chunks): a validation
-# costs ~0.08 s whatever its size (row rules: 0.18 s at 125k rows, 0.25 s at 250k), so pieces
-# of two chunks cut GX's time by ~0.4 s per 1M rows for ~+50 MB in the worker (measured)
+# costs ~0.06 s whatever its size (row rules: 0.15 s at 125k rows, 0.22 s at 250k), so pieces
+# of two chunks cut GX's time by ~0.3 s per 1M rows for ~+50 MB in the worker (measured)
 ROW_PIECE_ROWS = 250_000
 # chunks a worker process may have been handed and not yet validated (one being validated, one
 # waiting in the pipe): the caller never waits for GX's rhythm, memory grows by one chunk
@@ -77,8 +78,8 @@ def rule_columns(rule: Rule) -> list[str]:
 
 def whole_batch_columns(contract: Contract) -> list[str]:
     """Columns GX validates over the whole batch at once, besides `_partition`: uniqueness
-    needs every row, and a reference rule carries a value set whose cost GX pays per validation
-    (it re-serialises the expectation's configuration, ~0.1 ms per value, many times over)."""
+    needs every row, and a reference rule is cheaper in a few large slices than per piece
+    (GX's cost per validation is fixed, its value set the same for every row)."""
     return list(dict.fromkeys(c for r in contract.rules if r.kind in SET_RULES
                               for c in (r.column, r.when[0] if r.when else None) if c))
 

@@ -233,17 +233,20 @@ def test_where_no_worker_process_can_start_gx_runs_in_a_thread(tmp_path, validat
 
 @pytest.mark.parametrize("mode", ["thread", "process"])
 def test_gx_counts_the_last_rows_of_a_batch_too(validator, monkeypatch, mode):
-    """GX's worker validates row rules in pieces of several chunks: the rows of the last,
-    unfinished piece are counted when the batch ends, not lost."""
+    """GX's worker validates row rules in pieces of several chunks and references in slices:
+    the rows of the last, unfinished piece and slice are counted when the batch ends, not lost."""
     import pyarrow as pa
 
     from quality.gx_worker import GxCounts
 
     monkeypatch.setattr(quality.gx_worker, "ROW_PIECE_ROWS", 4)
-    rows = pd.DataFrame([_invoice(n, DAY1) for n in range(1, 8)] + [_invoice(8, DAY1, currency="XXX")])
+    monkeypatch.setattr(quality.gx_worker, "WHOLE_SLICE_ROWS", 4)
+    rows = pd.DataFrame([_invoice(n, DAY1) for n in range(1, 7)]
+                        + [_invoice(7, DAY1, order_number="SO-404"), _invoice(8, DAY1, currency="XXX")])
     gx = GxCounts(CONTRACT, {"erp_order_numbers": ["SO-1001"], "erp_customer_numbers": ["C1001"]}, validator,
                   mode, batch_rows=len(rows))
-    for start in (0, 3, 6):   # chunks of 3, 3 and 2 rows: the bad row is in the last, short piece
+    for start in (0, 3, 6):   # chunks of 3, 3 and 2 rows: the bad rows are in the last, short piece
         gx.submit(pa.Table.from_pandas(rows.iloc[start:start + 3], preserve_index=False))
     counts, success = gx.result()
-    assert counts["currency_iso"] == 1 and sum(counts.values()) == 1 and not success
+    assert counts["currency_iso"] == 1 and counts["order_exists"] == 1 and sum(counts.values()) == 2
+    assert not success
