@@ -118,14 +118,17 @@ class Warehouse:
         for chunk in self.chunks(sql, params, chunk_rows):
             yield arrow_to_pandas(chunk) if isinstance(chunk, pa.Table) else chunk
 
-    def chunks(self, sql: str, params: dict | None = None,
-               chunk_rows: int = 500_000) -> Iterator[pa.Table | pd.DataFrame]:
+    def chunks(self, sql: str, params: dict | None = None, chunk_rows: int = 500_000,
+               tables: dict[str, pa.Table] | None = None) -> Iterator[pa.Table | pd.DataFrame]:
         """As `frames`, but DuckDB's chunks stay Arrow tables (no pandas conversion for a
-        reader that only scans them); other dialects give DataFrames."""
+        reader that only scans them); other dialects give DataFrames. On DuckDB, `tables`
+        (name → Arrow table) are visible to the query by name."""
         params = params or {}
         with self.engine.connect() as conn:
             if self.dialect == "duckdb":
                 raw = conn.connection.driver_connection
+                for name, table in (tables or {}).items():
+                    raw.register(name, table)
                 # a relation streams (a DB-API result would first copy every row)
                 reader = raw.sql(re.sub(r"(?<![:\w]):(\w+)", r"$\1", sql), params=params).to_arrow_reader(chunk_rows)
                 pending: pa.Table | None = None
