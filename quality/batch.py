@@ -54,10 +54,9 @@ def prepare_batch(contract: Contract, df: pd.DataFrame) -> pd.DataFrame:
     """A copy with every rule column present (missing ones as all-null, so a dropped column
     fails its rules instead of crashing), "" as null, a row number, and numeric shadows."""
     out = df.copy(deep=False)   # copy-on-write: a column that needs no change is shared, not copied
-    for rule in contract.rules:
-        for col in (rule.column, rule.other, rule.when[0] if rule.when else None):
-            if col and col not in out.columns:
-                out[col] = None
+    for col in contract.rule_columns:
+        if col not in out.columns:
+            out[col] = None
     for col in out.columns:
         s = out[col]
         # pandas' (Arrow-backed) string dtype is kept: Python objects cost ~5× the memory and

@@ -141,8 +141,7 @@ class ChunkEvaluator:
     def _prepare_sql(self, schema: pa.Schema) -> str:
         """`prepare_batch` in SQL over the registered `chunk`."""
         present = dict(zip(schema.names, schema.types))
-        rule_cols = list(dict.fromkeys(c for r in self.contract.rules
-                                       for c in (r.column, r.other, r.when[0] if r.when else None) if c))
+        rule_cols = self.contract.rule_columns
         replaced = [f"nullif({_q(c)}, '') AS {_q(c)}" for c in rule_cols if c in present and is_text(present[c])]
         select = "*" + (f" REPLACE ({', '.join(replaced)})" if replaced else "")
         added = [f"CAST(NULL AS VARCHAR) AS {_q(c)}" for c in rule_cols if c not in present]

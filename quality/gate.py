@@ -106,18 +106,15 @@ class GateRun:
     def __init__(self, contract: Contract, references: dict[str, list[str]], expected_rows: dict[str, int],
                  duplicates: dict[str, pd.DataFrame], validator=None, tombstone_column: str | None = "archived",
                  gx_mode: str | None = None, scratch_dir=None):
-        self.contract, self.references = contract, references
+        self.contract = contract
         self.tombstone_column = tombstone_column
         self.rule_ids = [r.id for r in contract.rules]
         self.gx = GxCounts(contract, references, validator, gx_mode, batch_rows=sum(expected_rows.values()),
                            scratch_dir=scratch_dir)
         self.tallies: dict[str, _Tally] = {}
         self.expected_rows = expected_rows
-        self.duplicates = duplicates
         # what GX's worker needs of each chunk's rows, raw: every rule column and the day
-        self.gx_input = list(dict.fromkeys([PARTITION, *(c for r in contract.rules
-                                                          for c in (r.column, r.other, r.when[0] if r.when else None)
-                                                          if c)]))
+        self.gx_input = list(dict.fromkeys([PARTITION, *contract.rule_columns]))
         self.evaluator = ChunkEvaluator(contract, references, duplicates, self.duckdb_threads)
 
     @property

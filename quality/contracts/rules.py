@@ -63,5 +63,11 @@ class Contract:
         return next(r for r in self.rules if r.id == rule_id)
 
     @property
+    def rule_columns(self) -> list[str]:
+        """Every column a rule reads (its own, the one it compares with, its condition's), once."""
+        return list(dict.fromkeys(c for r in self.rules for c in (r.column, r.other, r.when[0] if r.when else None)
+                                  if c))
+
+    @property
     def references(self) -> set[str]:
         return {r.reference for r in self.rules if r.reference}
