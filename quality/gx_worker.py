@@ -17,6 +17,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -309,16 +310,17 @@ def _value_buckets(values: pd.Series, buckets: int) -> np.ndarray:
         con.unregister("vals")
 
 
-_HASHING: dict[int, duckdb.DuckDBPyConnection] = {}
+_HASHING: dict[tuple[int, int], duckdb.DuckDBPyConnection] = {}
 
 
 def _hashing_connection() -> duckdb.DuckDBPyConnection:
-    """One in-memory DuckDB per process for the hashing (opening one per chunk cost more than
-    the hashing); keyed by process id, so a forked worker never uses its parent's."""
-    pid = os.getpid()
-    if pid not in _HASHING:
-        _HASHING[pid] = duckdb.connect(":memory:")
-    return _HASHING[pid]
+    """One in-memory DuckDB per process and thread for the hashing (opening one per chunk cost
+    more than the hashing); keyed by process id, so a forked worker never uses its parent's,
+    and by thread, as a DuckDB connection is not for two threads at once."""
+    key = (os.getpid(), threading.get_ident())
+    if key not in _HASHING:
+        _HASHING[key] = duckdb.connect(":memory:")
+    return _HASHING[key]
 
 
 class GxCounts:
