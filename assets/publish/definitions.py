@@ -74,11 +74,14 @@ class ApproveConfig(Config):
 def approve_write_op(context: dg.OpExecutionContext, config: ApproveConfig) -> str:
     from assets.publish.ledger import approve
 
-    n = approve(context.resources.warehouse.get(), config.idempotency_key, config.actor)
-    if not n:
+    p = approve(context.resources.warehouse.get(), config.idempotency_key, config.actor)
+    if p is None:
         raise dg.Failure(f"no write awaiting approval with key {config.idempotency_key}", allow_retries=False)
-    context.log.info(f"{config.actor} approved {config.idempotency_key}; the next publish run sends it")
-    return f"approved {config.idempotency_key} (by {config.actor}); the next publish run sends it"
+    what = (f"{p.get('total_amount')} {p.get('currency')} for customer {p.get('customer_number')}"
+            if "total_amount" in p else f"payload {p['payload_hash']}")
+    context.log.info(f"{config.actor} approved {config.idempotency_key} ({what}); the next publish run sends it")
+    return (f"approved {config.idempotency_key}: {what} (by {config.actor}); the next publish run sends it; "
+            f"a change to the deal needs a new approval")
 
 
 @dg.job(description="Release a write held for approval (audited: who and when).")

@@ -5,6 +5,14 @@ sent, then `sent`, then `confirmed`, `rejected` (with the target's error) or `un
 (timeout, crash). Writes a person must release wait as `awaiting_approval` or `held`.
 `unknown` and interrupted `sent` writes are resolved by reading the target back, never by
 blindly sending again. A write whose payload hash is already confirmed is skipped.
+
+An approval binds to one write, i.e. to one exact payload (its hash) and the approver: when
+the source changes the payload (amount, currency, customer…), the new payload is a new write
+that needs its own approval, and every open write of the same key with another payload is
+recorded `superseded` (with `superseded_by`, `superseded_at`; an approval it carried no longer
+counts). A write that failed transiently (target unreachable, 5xx, 429 after the client's
+retries) goes back to `planned` with `failing_since` kept, so later runs send it again; only
+a target's explicit refusal is `rejected`.
 """
 from __future__ import annotations
 
@@ -16,14 +24,20 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from connectors.warehouse import Warehouse
+from connectors.warehouse import Warehouse, ident
 
 DDL = """CREATE TABLE IF NOT EXISTS ops.sor_writes (
     write_id TEXT PRIMARY KEY, idempotency_key TEXT, target_system TEXT, target_object TEXT, operation TEXT,
     business_key TEXT, payload_hash TEXT, payload TEXT, state TEXT, attempts INTEGER, run_id TEXT, error TEXT,
     created_at TIMESTAMP, updated_at TIMESTAMP, hold_reason TEXT, approved_by TEXT, approved_at TIMESTAMP,
-    correlation_id TEXT, business_date TEXT, target_version TEXT)"""
+    correlation_id TEXT, business_date TEXT, target_version TEXT, superseded_by TEXT, superseded_at TIMESTAMP,
+    failing_since TIMESTAMP, alerted_at TIMESTAMP, decided_by TEXT, decided_at TIMESTAMP, decision TEXT)"""
+#: columns added after the first release: an existing ledger gets them on first use
+ADDED_COLUMNS = {"superseded_by": "TEXT", "superseded_at": "TIMESTAMP", "failing_since": "TIMESTAMP",
+                 "alerted_at": "TIMESTAMP", "decided_by": "TEXT", "decided_at": "TIMESTAMP", "decision": "TEXT"}
 OPEN_STATES = ("planned", "sent", "unknown")
+#: states a newer payload of the same key replaces (a `sent`/`unknown` write is read back first)
+REPLACEABLE_STATES = ("planned", "awaiting_approval", "held")
 
 
 def now() -> dt.datetime:
@@ -56,6 +70,10 @@ def ensure_ledger(wh: Warehouse) -> None:
     with wh.begin() as conn:
         conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))
         conn.execute(sa.text(DDL))
+        have = set(wh.table_columns(conn, "ops", "sor_writes"))
+        for col, typ in ADDED_COLUMNS.items():   # names and types from the fixed list above
+            if col not in have:
+                conn.execute(sa.text(f"ALTER TABLE ops.sor_writes ADD COLUMN {ident(col)} {typ}"))
 
 
 def ledger_rows(wh: Warehouse, target_object: str | None = None) -> pd.DataFrame:
@@ -71,19 +89,41 @@ def ledger_rows(wh: Warehouse, target_object: str | None = None) -> pd.DataFrame
 def plan(wh: Warehouse, writes: list[Write], run_id: str, state: str = "planned", hold_reason: str | None = None,
          correlation_id: str | None = None, business_date: str | None = None) -> list[Write]:
     """Record intended writes; returns those that still need sending. A write already
-    confirmed with the same payload is skipped; one already recorded keeps its state."""
+    confirmed with the same payload is skipped; one already recorded keeps its state.
+
+    Open writes of the same keys with another payload (planned, awaiting approval, held) are
+    `superseded` by these: the payload they carried is no longer what the source says. A write
+    superseded earlier whose payload comes back is recorded again in `state`; an approval it
+    carried stays void (the person approved it before it was replaced)."""
     if not writes:
         return []
     ensure_ledger(wh)
     at = now()
     with wh.begin() as conn:
-        existing = wh.read_df(conn, "SELECT write_id, state, approved_by FROM ops.sor_writes")
+        existing = wh.read_df(conn, "SELECT write_id, state FROM ops.sor_writes")
         known = dict(zip(existing["write_id"], existing["state"]))
         confirmed_keys = set(wh.read_df(conn, "SELECT idempotency_key, payload_hash FROM ops.sor_writes "
                                               "WHERE state = 'confirmed'").itertuples(index=False, name=None))
         # one entry per write: the same write may come twice in one call (identical writes share
         # their id); a bulk insert of both broke the ledger's primary key
         writes = list({w.write_id: w for w in writes}.values())
+        current = {w.idempotency_key: w.write_id for w in writes}
+        stale = wh.read_df(conn, "SELECT write_id, idempotency_key FROM ops.sor_writes WHERE state IN "
+                                 "('planned', 'awaiting_approval', 'held')")
+        stale = stale[stale["idempotency_key"].isin(list(current))
+                      & (stale["write_id"] != stale["idempotency_key"].map(current))]
+        for wid, key in zip(stale["write_id"], stale["idempotency_key"]):
+            conn.execute(sa.text(
+                "UPDATE ops.sor_writes SET state = 'superseded', superseded_by = :new, superseded_at = :at, "
+                "updated_at = :at, run_id = :run, error = 'the source changed the payload; replaced by a new write' "
+                "WHERE write_id = :w"), {"new": current[key], "at": at, "run": run_id, "w": wid})
+        revived = [w for w in writes if known.get(w.write_id) == "superseded"
+                   and (w.idempotency_key, w.payload_hash) not in confirmed_keys]
+        for w in revived:
+            conn.execute(sa.text(
+                "UPDATE ops.sor_writes SET state = :s, hold_reason = :why, run_id = :run, updated_at = :at, "
+                "superseded_by = NULL, error = 'the source went back to this payload' WHERE write_id = :w"),
+                {"s": state, "why": hold_reason, "run": run_id, "at": at, "w": w.write_id})
         new = [w for w in writes if w.write_id not in known and (w.idempotency_key, w.payload_hash)
                not in confirmed_keys]
         if new:   # one bulk load (a row-by-row INSERT took ~1.3 ms per write on DuckDB)
@@ -95,7 +135,7 @@ def plan(wh: Warehouse, writes: list[Write], run_id: str, state: str = "planned"
                 "payload": [json.dumps(w.payload, sort_keys=True, default=str) for w in new],
                 "state": state, "attempts": 0, "run_id": run_id, "error": None, "created_at": at, "updated_at": at,
                 "hold_reason": hold_reason, "correlation_id": correlation_id, "business_date": business_date}))
-        states = {**known, **{w.write_id: state for w in new}}
+        states = {**known, **{w.write_id: state for w in new + revived}}
     return [w for w in writes if states.get(w.write_id) in ("planned",)]
 
 
@@ -129,18 +169,33 @@ def pending(wh: Warehouse, target_object: str) -> pd.DataFrame:
                        "('planned', 'sent', 'unknown')", {"t": target_object})
 
 
-def approve(wh: Warehouse, idempotency_key: str, actor: str) -> int:
-    """Release a write held for approval: audited (who, when); the next publish run sends it."""
+def approve(wh: Warehouse, idempotency_key: str, actor: str) -> dict | None:
+    """Release the write awaiting approval under this key: audited (who, when), bound to that
+    write's exact payload (its hash). Returns the payload approved, or None if none awaits.
+    Only the newest awaiting payload of the key is approved; older ones are superseded."""
     ensure_ledger(wh)
+    at = now()
     with wh.begin() as conn:
-        n = conn.execute(sa.text(
-            "UPDATE ops.sor_writes SET state = 'planned', approved_by = :who, approved_at = :at, updated_at = :at "
-            "WHERE idempotency_key = :k AND state = 'awaiting_approval'"),
-            {"who": actor, "at": now(), "k": idempotency_key}).rowcount
-    return int(n or 0)
+        rows = wh.read_df(conn, "SELECT write_id, payload, payload_hash FROM ops.sor_writes WHERE idempotency_key = :k "
+                                "AND state = 'awaiting_approval' ORDER BY created_at DESC, write_id", {"k": idempotency_key})
+        if rows.empty:
+            return None
+        wid = rows["write_id"].iloc[0]
+        for older in rows["write_id"].iloc[1:]:
+            conn.execute(sa.text("UPDATE ops.sor_writes SET state = 'superseded', superseded_by = :new, "
+                                 "superseded_at = :at, updated_at = :at WHERE write_id = :w"),
+                         {"new": wid, "at": at, "w": older})
+        conn.execute(sa.text(
+            "UPDATE ops.sor_writes SET state = 'planned', approved_by = :who, approved_at = :at, updated_at = :at, "
+            "superseded_at = NULL WHERE write_id = :w AND state = 'awaiting_approval'"),
+            {"who": actor, "at": at, "w": wid})
+    return {**json.loads(rows["payload"].iloc[0]), "payload_hash": rows["payload_hash"].iloc[0]}
 
 
-def approved_keys(wh: Warehouse) -> set[str]:
+def approvals(wh: Warehouse) -> set[tuple[str, str]]:
+    """(idempotency key, payload hash) of every approval still standing: an approval counts
+    for the exact payload approved, never for another payload of the same key."""
     ensure_ledger(wh)
-    df = wh.query_df("SELECT idempotency_key FROM ops.sor_writes WHERE approved_by IS NOT NULL")
-    return set(df["idempotency_key"])
+    df = wh.query_df("SELECT idempotency_key, payload_hash FROM ops.sor_writes WHERE approved_by IS NOT NULL "
+                     "AND superseded_at IS NULL AND state <> 'superseded'")
+    return set(df.itertuples(index=False, name=None))

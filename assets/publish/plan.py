@@ -97,7 +97,9 @@ def read_erp(engine) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def build_plan(wh: Warehouse, engine, *, publish_from: dt.date, through: dt.date, reporting_currency: str,
-               approval_threshold: float, approved: set[str]) -> Plan:
+               approval_threshold: float, approved: set[tuple[str, str]]) -> Plan:
+    """`approved`: (idempotency key, payload hash) of standing approvals — an approval releases
+    the exact payload a person saw, never a changed one."""
     deals = eligible_deals(wh, publish_from, through)
     plan = Plan(not_eligible_before_golive=deals.attrs.get("before_golive", 0))
     orders, customers = read_erp(engine)
@@ -145,7 +147,7 @@ def build_plan(wh: Warehouse, engine, *, publish_from: dt.date, through: dt.date
             plan.held.append((write, f"possible duplicate of manual order {', '.join(near['order_number'])}"))
             continue
         reporting = to_reporting(amount, deal.deal_currency_code, reporting_currency)
-        if reporting > approval_threshold and write.idempotency_key not in approved:
+        if reporting > approval_threshold and (write.idempotency_key, write.payload_hash) not in approved:
             plan.awaiting_approval.append((write, f"{reporting:,.2f} {reporting_currency} is above the approval "
                                                   f"threshold {approval_threshold:,.0f}"))
             continue
