@@ -89,6 +89,7 @@ class Settings:
     dagster_home: Path
     sandbox_port: int
     uses_sandbox_crm: bool
+    write_alert_after_hours: float = 24.0   # a write failing transiently for longer is alerted on
 
     @property
     def crm_token(self) -> str:
@@ -173,4 +174,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").resolve(),
         sandbox_port=port,
         uses_sandbox_crm=uses_sandbox,
+        write_alert_after_hours=_parse_hours("TRUEUP_WRITE_ALERT_AFTER_HOURS",
+                                             env.get("TRUEUP_WRITE_ALERT_AFTER_HOURS") or "24"),
     )
+
+
+def _parse_hours(name: str, value: str) -> float:
+    try:
+        hours = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number of hours") from None
+    if not hours >= 0 or hours == float("inf"):
+        raise ConfigError(f"{name}={value!r} must be 0 or more hours")
+    return hours

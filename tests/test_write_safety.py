@@ -88,8 +88,7 @@ def erp_orders(w) -> pd.DataFrame:
 def ledger(key: str) -> pd.DataFrame:
     wh = Warehouse(load_settings().warehouse_url)
     try:
-        df = wh.query_df("SELECT write_id, state, payload, payload_hash, approved_by, superseded_by, created_at "
-                         "FROM ops.sor_writes WHERE idempotency_key = :k ORDER BY created_at", {"k": key})
+        df = wh.query_df("SELECT * FROM ops.sor_writes WHERE idempotency_key = :k ORDER BY created_at", {"k": key})
     finally:
         wh.dispose()
     return df.assign(amount=[json.loads(p)["total_amount"] for p in df["payload"]])
@@ -106,7 +105,7 @@ def test_an_approval_binds_to_the_payload_approved_not_to_the_deal(tiny_world):
     """Approve a USD 300,000 order, raise the deal to USD 9,000,000 in the CRM: the next night
     posts nothing; the 9M payload waits for its own approval and the old approval is superseded."""
     w = tiny_world
-    day = w.days()[-1]
+    day, next_day = w.days()[1], w.days()[2]    # go-live is the second day
     deal = a_won_deal(w, day, "300000.00")
     key = f"erp-order:crm-deal:{deal}"
     nightly(day)
@@ -115,11 +114,11 @@ def test_an_approval_binds_to_the_payload_approved_not_to_the_deal(tiny_world):
 
     r = trueup(w.env, "approve", key, "--actor", "cfo@example")
     assert r.returncode == 0, r.stderr
-    assert "300000.00 USD" in r.stdout
 
-    set_deal(w, int(deal), day, 13, amount="9000000.00")   # the rep changes the deal after the approval
-    nightly(day)
+    set_deal(w, int(deal), next_day, 13, amount="9000000.00")   # the rep raises the deal the next day
+    nightly(next_day)
     assert deal not in set(erp_orders(w)["crm_deal_id"].dropna())   # nothing posted without an approval
+    assert "300000.00 USD" in r.stdout   # the approver was shown what they approved
     rows = ledger(key).set_index("amount")
     assert rows.loc["300000.00", "state"] == "superseded"
     assert rows.loc["300000.00", "approved_by"] == "cfo@example"        # the old decision stays on record
@@ -130,10 +129,114 @@ def test_an_approval_binds_to_the_payload_approved_not_to_the_deal(tiny_world):
     # the 9M order needs and gets its own approval; it is posted once, with its approver
     r = trueup(w.env, "approve", key, "--actor", "ceo@example")
     assert r.returncode == 0 and "9000000.00 USD" in r.stdout, r.stderr
-    nightly(day)
+    nightly(next_day)
     orders = erp_orders(w)
     mine = orders[orders["crm_deal_id"] == deal]
     assert mine["total_amount"].astype(float).tolist() == [9_000_000.0]
     rows = ledger(key).set_index("amount")
     assert rows.loc["9000000.00", "state"] == "confirmed" and rows.loc["9000000.00", "approved_by"] == "ceo@example"
     assert rows.loc["300000.00", "state"] == "superseded"
+
+
+# ---------------------------------------------------------------------- CRM outages, unknowns
+DRY_RUN = {"ops": {"publish__erp_orders": {"config": {"dry_run": True}}}}
+
+
+def publish_once(w, run_id: str, **kw):
+    """One publishing pass as the asset runs it, with a real client for the sandbox CRM (two
+    retries per call, so an outage is given up on in seconds rather than the default minute)."""
+    from assets.publish.run import publish
+    from connectors.hubspot import HubSpotClient
+
+    s = load_settings()
+    wh = Warehouse(s.warehouse_url)
+    client = HubSpotClient(s.crm_base_url, w.token, max_retries=2, backoff_base=0.05, timeout=5)
+    try:
+        return publish(wh, make_erp_engine(s.erp_url), client, home=s.home, through=w.days()[-1],
+                       publish_from=s.publish_from, reporting_currency="USD", run_id=run_id, **kw)
+    finally:
+        client.close()
+        wh.dispose()
+
+
+def crm_values(w, obj: str, ids, prop: str) -> dict[str, str | None]:
+    store = CrmStore(w.paths.crm_db)
+    try:
+        return {str(i): (store.get(obj, int(i)) or {}).get("properties", {}).get(prop) for i in ids}
+    finally:
+        store.close()
+
+
+def writebacks() -> pd.DataFrame:
+    wh = Warehouse(load_settings().warehouse_url)
+    try:
+        return wh.query_df("SELECT * FROM ops.sor_writes WHERE target_system = 'crm'")
+    finally:
+        wh.dispose()
+
+
+@pytest.fixture
+def won_deals(tiny_world):
+    """Three deals won on the last day, ingested and gated; nothing published yet."""
+    w = tiny_world
+    day = w.days()[-1]
+    deals = []
+    for i in range(3):
+        deals.append(a_won_deal(w, day, f"{1000 + i}.00", hour=10 + i))
+    outcome = run_job(load_settings(), "nightly_sync", day, run_config=DRY_RUN)
+    assert outcome.success, outcome.error
+    return w, deals
+
+
+def test_a_crm_outage_during_publish_loses_no_write_back(won_deals):
+    """The CRM is down while orders are posted: the ERP gets its orders, the write-backs wait
+    (retried by later runs, attempts counted, alerted when failing too long), and once the CRM
+    is back every deal gets its ERP order number exactly once."""
+    from sandbox.crm.server import SandboxServer
+    from tests.fixtures_crm import QUIET_KNOBS
+
+    w, deals = won_deals
+    port = w.server.port
+    w.server.stop()   # the CRM goes away
+    s = publish_once(w, "outage-1", alert_after=dt.timedelta(0))
+    orders = erp_orders(w)
+    posted = orders[orders["crm_deal_id"].isin(deals)]
+    assert sorted(posted["crm_deal_id"]) == sorted(deals)          # the ERP side is not held back
+    backs = writebacks()
+    deal_backs = backs[backs.target_object == "deals"]
+    assert len(deal_backs) == 3 and set(deal_backs["state"]) == {"planned"}, deal_backs[["state", "error"]]
+    assert deal_backs["failing_since"].notna().all() and (deal_backs["attempts"] >= 0).all()
+    assert "rejected" not in set(backs["state"])                      # an outage is no refusal
+    assert s.retry_later == len(backs) and {f["idempotency_key"] for f in s.failing_too_long} == \
+        set(backs["idempotency_key"])                                 # alerted once, all of them
+
+    s = publish_once(w, "outage-2", alert_after=dt.timedelta(0))     # still down: nothing lost, no new alert
+    assert s.failing_too_long == [] and set(writebacks()["state"]) == {"planned"}
+    assert (writebacks()["attempts"] >= 2).all()                      # attempts counted per try
+
+    w.server = SandboxServer(w.paths.crm_db, w.token, port=port, knobs=dict(QUIET_KNOBS)).start()   # back
+    publish_once(w, "after-outage")
+    numbers = dict(zip(posted["crm_deal_id"], posted["order_number"]))
+    assert crm_values(w, "deals", deals, "erp_order_number") == numbers
+    backs = writebacks()
+    assert set(backs["state"]) == {"confirmed"} and backs["failing_since"].isna().all()
+    assert backs["idempotency_key"].is_unique                         # one write per write-back
+    w.server.faults.reset_stats()
+    publish_once(w, "again")
+    assert "batch_update" not in w.server.stats()["requests_by_kind"]   # nothing is sent twice
+
+
+def test_writes_a_2xx_answer_does_not_acknowledge_are_unknown_and_read_back(won_deals):
+    w, deals = won_deals
+    w.server.set_knobs(unacknowledged_rate=1.0)   # every batch answer leaves one applied input out
+    s = publish_once(w, "silent-1")
+    backs = writebacks()
+    unknown = backs[backs.state == "unknown"]
+    n_batches = backs["target_object"].nunique()
+    assert len(unknown) >= 1 and s.unknown == len(unknown), backs[["target_object", "state"]]
+    assert len(unknown) <= n_batches                  # only what the answers left out
+    w.server.set_knobs(unacknowledged_rate=0.0)
+    w.server.faults.reset_stats()
+    s = publish_once(w, "silent-2")
+    assert set(writebacks()["state"]) == {"confirmed"} and s.resolved_from_earlier_runs >= len(unknown)
+    assert "batch_update" not in w.server.stats()["requests_by_kind"]   # resolved by reading, not resending

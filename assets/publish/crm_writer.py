@@ -59,8 +59,15 @@ def resolve_pending_crm(wh: Warehouse, client, target_object: str, run_id: str) 
     return len(done)
 
 
-def send_crm(wh: Warehouse, client, writes: list[Write], run_id: str) -> dict[str, int]:
-    counts = {"confirmed": 0, "rejected": 0, "unknown": 0}
+def send_crm(wh: Warehouse, client, writes: list[Write], run_id: str, down: SyncError | None = None) -> dict[str, int]:
+    """Send CRM writes in batches of 100. Per input: acknowledged in the answer → `confirmed`;
+    refused by the target with a reason (a 4xx, or an input a 207 names) → `rejected`, final;
+    not mentioned in a 2xx answer, or the batch's outcome unknown → `unknown`, read back by the
+    next run. A transient failure that outlived the client's retries (refused connection, 5xx,
+    429) leaves the batch `planned` with `failing_since` kept, for later runs — and the writes
+    not sent yet wait too: once the target is down (or `down` says it already is), this run
+    stops calling it."""
+    counts = {"confirmed": 0, "rejected": 0, "unknown": 0, "deferred": 0}
     by_obj: dict[tuple[str, str], list[Write]] = {}
     for w in writes:
         by_obj.setdefault((w.target_object, w.operation), []).append(w)
@@ -68,6 +75,11 @@ def send_crm(wh: Warehouse, client, writes: list[Write], run_id: str) -> dict[st
         for i in range(0, len(ws), 100):
             chunk = ws[i:i + 100]
             ids = {str(w.payload["id"]): w for w in chunk}
+            if down is not None:
+                set_state(wh, [w.write_id for w in chunk], "planned", run_id, failing=True, count_attempt=True,
+                          error=f"not sent: the CRM failed earlier in this run ({str(down)[:200]})")
+                counts["deferred"] += len(chunk)
+                continue
             set_state(wh, [w.write_id for w in chunk], "sent", run_id, count_attempt=True)
             try:
                 if chunk[0].operation == "upsert":  # by a unique property, e.g. erp_customer_number
@@ -78,8 +90,13 @@ def send_crm(wh: Warehouse, client, writes: list[Write], run_id: str) -> dict[st
                     outcome = client.batch_update(obj, [w.payload for w in chunk])
             except SyncError as exc:
                 if getattr(exc, "outcome_unknown", False):
-                    set_state(wh, [w.write_id for w in chunk], "unknown", run_id, error=str(exc)[:300])
+                    set_state(wh, [w.write_id for w in chunk], "unknown", run_id, error=str(exc)[:300], failing=True)
                     counts["unknown"] += len(chunk)
+                    continue
+                if exc.error_class == "transient":
+                    set_state(wh, [w.write_id for w in chunk], "planned", run_id, error=str(exc)[:300], failing=True)
+                    counts["deferred"] += len(chunk)
+                    down = exc
                     continue
                 set_state(wh, [w.write_id for w in chunk], "rejected", run_id, error=str(exc)[:300])
                 counts["rejected"] += len(chunk)
@@ -92,9 +109,15 @@ def send_crm(wh: Warehouse, client, writes: list[Write], run_id: str) -> dict[st
                 if rid in failed:
                     set_state(wh, [w.write_id], "rejected", run_id, error=(failed[rid] or "")[:300])
                     counts["rejected"] += 1
+            applied = set(map(str, outcome.applied_ids))
             versions = {str(r.get("id")): r.get("updatedAt") for r in outcome.results}
-            ok = [w for rid, w in ids.items() if rid not in failed]
+            ok = [w for rid, w in ids.items() if rid not in failed and rid in applied]
+            silent = [w for rid, w in ids.items() if rid not in failed and rid not in applied]
             set_state(wh, [w.write_id for w in ok], "confirmed", run_id,
                       target_versions={w.write_id: versions.get(str(w.payload["id"])) for w in ok})
+            set_state(wh, [w.write_id for w in silent], "unknown", run_id,
+                      error="the CRM's answer did not acknowledge this input; read back before resending")
             counts["confirmed"] += len(ok)
+            counts["unknown"] += len(silent)
+    counts["down"] = down   # type: ignore[assignment]  — the failure that stopped this run's sending, if any
     return counts

@@ -141,9 +141,10 @@ def plan(wh: Warehouse, writes: list[Write], run_id: str, state: str = "planned"
 
 def set_state(wh: Warehouse, write_ids: list[str], state: str, run_id: str, error: str | None = None,
               count_attempt: bool = False, target_version: str | None = None,
-              target_versions: dict[str, str | None] | None = None) -> None:
+              target_versions: dict[str, str | None] | None = None, failing: bool = False) -> None:
     """Move writes to `state` in one transaction and one set-based UPDATE (row-by-row updates
-    cost ~0.9 ms per write on DuckDB). `target_versions` gives each write its own version."""
+    cost ~0.9 ms per write on DuckDB). `target_versions` gives each write its own version.
+    `failing`: a transient failure — `failing_since` keeps the first one; `confirmed` clears it."""
     if not write_ids:
         return
     versions = target_versions or {}
@@ -157,9 +158,27 @@ def set_state(wh: Warehouse, write_ids: list[str], state: str, run_id: str, erro
         wh.insert_df(conn, temp, "ledger_stage", staged)
         conn.execute(sa.text(
             "UPDATE ops.sor_writes SET state = :s, run_id = :run, error = :e, updated_at = :at, "
-            "attempts = attempts + :inc, target_version = coalesce(st.target_version, ops.sor_writes.target_version) "
+            "attempts = attempts + :inc, target_version = coalesce(st.target_version, ops.sor_writes.target_version), "
+            "failing_since = CASE WHEN :failing THEN coalesce(ops.sor_writes.failing_since, :at) "
+            "WHEN :s = 'confirmed' THEN NULL ELSE ops.sor_writes.failing_since END "
             "FROM ledger_stage st WHERE ops.sor_writes.write_id = st.write_id"),
-            {"s": state, "run": run_id, "e": error, "at": now(), "inc": 1 if count_attempt else 0})
+            {"s": state, "run": run_id, "e": error, "at": now(), "inc": 1 if count_attempt else 0,
+             "failing": bool(failing)})
+
+
+def failing_too_long(wh: Warehouse, older_than: dt.timedelta, at: dt.datetime | None = None) -> pd.DataFrame:
+    """Open writes that have been failing transiently for longer than `older_than` and were not
+    alerted yet (one alert per write); marks them alerted."""
+    ensure_ledger(wh)
+    at = at or now()
+    with wh.begin() as conn:
+        df = wh.read_df(conn, "SELECT write_id, idempotency_key, target_system, target_object, attempts, error, "
+                              "failing_since FROM ops.sor_writes WHERE failing_since IS NOT NULL AND alerted_at IS NULL "
+                              "AND state IN ('planned', 'sent', 'unknown') AND failing_since < :cut",
+                        {"cut": at - older_than})
+        for wid in df["write_id"]:
+            conn.execute(sa.text("UPDATE ops.sor_writes SET alerted_at = :at WHERE write_id = :w"), {"at": at, "w": wid})
+    return df
 
 
 def pending(wh: Warehouse, target_object: str) -> pd.DataFrame:

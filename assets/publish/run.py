@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from connectors.errors import SyncError
 from connectors.warehouse import Warehouse
 from quality.contracts import OUTBOUND
 from quality.gate import evaluate_batch
@@ -17,7 +18,7 @@ from quality.store import persist_gates
 
 from . import crm_writer, erp_writer
 from .financials import financial_writes
-from .ledger import Write, approvals, plan
+from .ledger import Write, approvals, failing_too_long, plan
 from .plan import build_plan
 
 DEFAULT_APPROVAL_THRESHOLD = 250_000.0
@@ -32,6 +33,8 @@ class PublishSummary:
     crm_financials: int = 0
     rejected: int = 0
     unknown: int = 0
+    retry_later: int = 0       # writes a transient failure left for later runs (the target was down)
+    failing_too_long: list[dict] = field(default_factory=list)   # to alert on (one alert per write)
     resolved_from_earlier_runs: int = 0
     held: list[tuple[str, str]] = field(default_factory=list)
     awaiting_approval: list[tuple[str, str]] = field(default_factory=list)
@@ -114,7 +117,7 @@ def json_key(payload: str, key: str) -> str:
 def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publish_from: dt.date,
             reporting_currency: str, run_id: str, dry_run: bool = False, tz: str = "UTC",
             approval_threshold: float = DEFAULT_APPROVAL_THRESHOLD, correlation_id: str | None = None,
-            crm_writebacks: bool = True) -> PublishSummary:
+            crm_writebacks: bool = True, alert_after: dt.timedelta = dt.timedelta(hours=24)) -> PublishSummary:
     s = PublishSummary(dry_run=dry_run)
     day = through.isoformat()
     with publish_lock(home):
@@ -148,16 +151,26 @@ def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publ
         s.orders_created, s.rejected = sent["confirmed"], s.rejected + sent["rejected"]
         land_confirmed_writes(wh, engine, tz, run_id)
         if crm_writebacks and client is not None:
+            down = None   # the CRM unreachable (after the client's retries): every write waits for a later run
             for obj in ("deals", "companies"):
-                s.resolved_from_earlier_runs += crm_writer.resolve_pending_crm(wh, client, obj, run_id)
+                try:
+                    s.resolved_from_earlier_runs += crm_writer.resolve_pending_crm(wh, client, obj, run_id)
+                except SyncError as exc:
+                    if exc.error_class != "transient":
+                        raise
+                    down = exc
+                    break
             backs = crm_writer.writeback_writes(wh, "sales_orders") + crm_writer.writeback_writes(wh, "customers")
             to_send = plan(wh, backs, run_id, correlation_id=correlation_id, business_date=day)
-            out = crm_writer.send_crm(wh, client, to_send, run_id)
+            out = crm_writer.send_crm(wh, client, to_send, run_id, down=down)
             s.crm_updates, s.rejected, s.unknown = out["confirmed"], s.rejected + out["rejected"], out["unknown"]
+            s.retry_later += out["deferred"]
             # receivables reach the CRM; an unchanged payload is skipped by the ledger
             to_send = plan(wh, financial_writes(wh, through), run_id, correlation_id=correlation_id,
                            business_date=day)
-            out = crm_writer.send_crm(wh, client, to_send, run_id)
+            out = crm_writer.send_crm(wh, client, to_send, run_id, down=down or out.get("down"))
             s.crm_financials = out["confirmed"]
             s.rejected, s.unknown = s.rejected + out["rejected"], s.unknown + out["unknown"]
+            s.retry_later += out["deferred"]
+        s.failing_too_long = failing_too_long(wh, alert_after).astype(str).to_dict("records")
     return s

@@ -16,6 +16,8 @@ KNOB_SPECS: dict[str, tuple[type, Any]] = {
     "drop_rate": (float, 0.0),                # probability the socket is closed without a response
                                               # (AFTER the request was applied: an "unknown" outcome)
     "malformed_rate": (float, 0.0),           # probability a 200 body is truncated JSON
+    "unacknowledged_rate": (float, 0.0),      # probability a batch write's 2xx answer leaves one applied
+                                              # input out of its results (an "unknown" outcome)
     "frozen_timestamp_ms": (int, None),       # stamp every API write with this ms while set
     "search_visibility_delay_ms": (int, 0),   # API writes visible to search only after N ms
     "seed": (int, None),                      # seed of the fault RNG

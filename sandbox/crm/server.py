@@ -37,6 +37,8 @@ log = logging.getLogger("trueup.sandbox.crm")
 _OBJ = re.compile(r"^/crm/v3/objects/([^/]+)(?:/([^/]+))?(?:/([^/]+))?/?$")
 _ASSOC = re.compile(r"^/crm/v4/associations/([^/]+)/([^/]+)/batch/read/?$")
 _GATEWAY = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+#: a batch of 100 inputs is a few tens of kB; anything far larger is refused unread (413)
+MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 def is_loopback(host: str) -> bool:
@@ -123,9 +125,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = url.path
         kind, status, records, note = "other", 0, 0, ""
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length > 0 else b""
-            kind, status, records, note = self._dispatch(app, method, path, url.query, raw)
+            kind, status, records, note = self._dispatch(app, method, path, url.query)
         except Exception:  # noqa: BLE001 - a sandbox bug must not kill the connection silently
             log.exception("sandbox CRM internal error on %s %s", method, path)
             status = 500
@@ -134,8 +134,18 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("%s %s %s -> %s %s %.1fms", self.client_address[0], method, path + ("?" + url.query if url.query
                  else ""), status, note, (time.monotonic() - t0) * 1000)
 
-    def _dispatch(self, app: "SandboxServer", method: str, path: str, query: str,
-                  raw: bytes) -> tuple[str, int | str, int, str]:
+    def _body(self) -> bytes | None:
+        """The request body, read only once the caller is authenticated; None if it is larger
+        than MAX_BODY_BYTES (or its length is not a number)."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return None
+        if length < 0 or length > MAX_BODY_BYTES:
+            return None
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _dispatch(self, app: "SandboxServer", method: str, path: str, query: str) -> tuple[str, int | str, int, str]:
         faults = app.faults
         m = _OBJ.match(path)
         kind = "admin" if path.startswith("/_sandbox/") else "other"
@@ -161,9 +171,17 @@ class _Handler(BaseHTTPRequestHandler):
             body = error_body("Authentication credentials not found. This API supports OAuth 2.0 authentication "
                               "and you can find more details at https://developers.hubspot.com/docs/methods/auth/"
                               "oauth-overview", category="INVALID_AUTHENTICATION")
+            self.close_connection = True   # its body is never read: the connection cannot be reused
             self._send(401, json.dumps(body).encode())
             faults.record(kind, 401)
             return kind, 401, 0, ""
+        raw = self._body()
+        if raw is None:
+            self.close_connection = True
+            self._send(413, json.dumps(error_body(f"Request body larger than {MAX_BODY_BYTES} bytes",
+                                                  category="VALIDATION_ERROR")).encode())
+            faults.record(kind, 413)
+            return kind, 413, 0, ""
 
         # --- admin endpoints: no rate limit, no faults
         if kind == "admin":
@@ -215,6 +233,11 @@ class _Handler(BaseHTTPRequestHandler):
             faults.record(kind, "dropped", fault="drop")
             return kind, "dropped", 0, "fault=drop"
         note = ""
+        if status in (200, 207) and kind in ("batch_update", "batch_upsert") and body.get("results") \
+                and faults.roll("unacknowledged_rate"):
+            body = {**body, "results": body["results"][1:]}   # applied, but one input left out of the answer
+            payload = json.dumps(body, separators=(",", ":")).encode()
+            note = "fault=unacknowledged"
         if status == 200 and faults.roll("malformed_rate"):
             payload = payload[: max(1, len(payload) // 2)]
             note = "fault=malformed"
