@@ -465,9 +465,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
+    from orchestration.runner import RunRefused
     from sandbox.control import SandboxError
 
-    expected = (CliError, ConfigError, SandboxError)
+    expected = (CliError, ConfigError, SandboxError, RunRefused)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, expected):
         return text

@@ -54,6 +54,81 @@ def event_log_kept_open(instance, run_id: str):
             conn.close()
 
 
+class RunRefused(RuntimeError):
+    """The run was not started (another run holds one of its business days); the message is the story."""
+
+
+def _run_days(tags) -> tuple[str, str] | None:
+    """The business days a run covers, from its tags (one day, or a range)."""
+    day = tags.get("trueup/business_date") or tags.get("dagster/partition")
+    if day:
+        return day, day
+    lo, hi = tags.get("dagster/asset_partition_range_start"), tags.get("dagster/asset_partition_range_end")
+    return (lo, hi) if lo and hi else None
+
+
+@contextlib.contextmanager
+def business_days_claimed(settings: Settings, start: dt.date, end: dt.date, run_id: str):
+    """One active run per business day, whoever starts it. A run started here (execute_in_process)
+    is never queued, so the run queue's per-day limits (dagster.yaml) cannot hold it back: it takes
+    a lock per day for its whole length — a PostgreSQL advisory lock when the warehouse is
+    PostgreSQL (across machines), else a file lock under TRUEUP_HOME. Then `refuse_if_running`
+    checks Dagster's own record of runs in progress (the schedule's, the sensors', the UI's).
+    A day held either way refuses the run with one line: which run holds it, since when."""
+    from connectors.locks import LockBusy, try_lock
+    from connectors.warehouse import Warehouse
+
+    days = [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+    wh = Warehouse(settings.warehouse_url) if settings.warehouse_is_postgres else None
+    held = []
+    try:
+        for day in days:
+            try:
+                held.append(try_lock(f"business day {day}", home=settings.home, owner=f"run {run_id}",
+                                     pg_engine=wh.engine if wh else None))
+            except LockBusy as exc:
+                raise RunRefused(f"{exc}; not starting a second run of that day") from None
+        yield
+    finally:
+        for lk in reversed(held):
+            lk.release()
+        if wh is not None:
+            wh.dispose()
+
+
+@contextlib.contextmanager
+def open_instance(settings: Settings):
+    """The Dagster instance; opened under a lock, because several processes creating a fresh
+    instance's SQLite storage at once collide on its schema stamp."""
+    from dagster import DagsterInstance
+
+    from connectors.locks import lock
+
+    ensure_dagster_home(settings)
+    with lock("dagster instance", home=settings.home, owner="trueup"):
+        instance = DagsterInstance.get()
+    with instance:
+        yield instance
+
+
+def refuse_if_running(instance, start: dt.date, end: dt.date, run_id: str) -> None:
+    """Raise RunRefused if a run Dagster knows as queued or in progress covers one of the days."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    lo, hi = start.isoformat(), end.isoformat()
+    active = instance.get_run_records(filters=RunsFilter(statuses=[
+        DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+        DagsterRunStatus.STARTED]))
+    for rec in active:
+        span = _run_days(rec.dagster_run.tags)
+        if span and span[0] <= hi and lo <= span[1] and rec.dagster_run.run_id != run_id:
+            since = rec.start_time or rec.create_timestamp.timestamp()
+            since_text = dt.datetime.fromtimestamp(since, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+            raise RunRefused(f"business day {max(span[0], lo)} is held by run {rec.dagster_run.run_id} "
+                             f"({rec.dagster_run.status.value.lower()}) since {since_text}; "
+                             f"not starting a second run of that day")
+
+
 @dataclass
 class RunOutcome:
     run_id: str
@@ -92,7 +167,9 @@ def run_job(settings: Settings, job_name: str, start: dt.date, end: dt.date | No
         # the CLI prints its own account; step-by-step events stay in the instance (and the UI)
         run_config.setdefault("loggers", {"console": {"config": {"log_level": "ERROR"}}})
     run_id = str(uuid.uuid4())
-    with DagsterInstance.get() as instance, event_log_kept_open(instance, run_id):
+    with business_days_claimed(settings, start, end or start, run_id), open_instance(settings) as instance, \
+            event_log_kept_open(instance, run_id):
+        refuse_if_running(instance, start, end or start, run_id)
         with progress(instance, run_id) if progress else contextlib.nullcontext():
             result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config,
                                             raise_on_error=False, run_id=run_id, **kwargs)

@@ -240,3 +240,48 @@ def test_writes_a_2xx_answer_does_not_acknowledge_are_unknown_and_read_back(won_
     s = publish_once(w, "silent-2")
     assert set(writebacks()["state"]) == {"confirmed"} and s.resolved_from_earlier_runs >= len(unknown)
     assert "batch_update" not in w.server.stats()["requests_by_kind"]   # resolved by reading, not resending
+
+
+# ---------------------------------------------------------------------------------- concurrency
+@pytest.mark.parametrize("backend", ["duckdb", "postgresql"])
+def test_five_concurrent_nightly_runs_of_one_day_one_runs(backend, tmp_path, monkeypatch, request):
+    """5 × `trueup nightly --date D` at once: exactly one runs; the others exit non-zero at once
+    with one line naming the run that holds the day; nothing is written twice."""
+    from tests.world_fixtures import TINY_WORLD, make_world
+
+    url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    w = make_world(tmp_path / "home", cfg=TINY_WORLD, warehouse_url=url)
+    try:
+        for k, v in w.env.items():
+            monkeypatch.setenv(k, v)
+        day = w.days()[-1]
+        deals = [a_won_deal(w, day, f"{2000 + i}.00", hour=10 + i) for i in range(2)]
+        base = {k: v for k, v in os.environ.items() if not k.startswith("TRUEUP_") and k != "DAGSTER_HOME"}
+        env = {**base, **w.env, "DO_NOT_TRACK": "1"}
+        procs = [subprocess.Popen([*TRUEUP, "nightly", "--date", day.isoformat()], env=env, cwd=ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(5)]
+        results = [(p.wait(timeout=600), *p.communicate()) for p in procs]
+        ok = [r for r in results if r[0] == 0]
+        refused = [r for r in results if r[0] != 0]
+        assert len(ok) == 1, [(c, e[-500:]) for c, _, e in results]
+        import re
+
+        run_id = re.search(r"^run ([0-9a-f-]{36}) \(", ok[0][1], re.M).group(1)   # "run <id> (<day>): success"
+        for code, out, err in refused:
+            lines = err.strip().splitlines()
+            assert len(lines) == 1 and "Traceback" not in err + out, err
+            assert f"business day {day}" in lines[0] and run_id in lines[0] and " since " in lines[0], lines[0]
+        orders = erp_orders(w)
+        assert sorted(orders.loc[orders["crm_deal_id"].isin(deals), "crm_deal_id"]) == sorted(deals)
+        wh = Warehouse(load_settings().warehouse_url)
+        try:
+            runs = wh.query_df("SELECT DISTINCT run_id FROM ops.sync_runs")
+            dup = wh.query_df("SELECT idempotency_key, count(*) AS n FROM ops.sor_writes WHERE state = 'confirmed' "
+                              "GROUP BY idempotency_key HAVING count(*) > 1")
+        finally:
+            wh.dispose()
+        assert runs["run_id"].tolist() == [run_id] and dup.empty   # only the one run wrote anything
+        mine = orders[orders["crm_deal_id"].isin(deals)]
+        assert crm_values(w, "deals", deals, "erp_order_number") == dict(zip(mine["crm_deal_id"], mine["order_number"]))
+    finally:
+        w.server.stop()

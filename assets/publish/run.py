@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,16 +46,16 @@ class PublishSummary:
 
 
 @contextlib.contextmanager
-def publish_lock(home: Path):
-    """One publisher at a time on this machine; the target's unique keys are the last line."""
-    path = home / "locks" / "publish.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def publish_lock(home: Path, wh: Warehouse | None = None, owner: str = "a publisher"):
+    """One publisher at a time: a PostgreSQL advisory lock on the warehouse when it is PostgreSQL
+    (holds across machines), else a file lock under TRUEUP_HOME (a DuckDB warehouse is one local
+    file). A second publisher waits; the ledger then shows it what the first one did. The
+    target's unique keys stay the last line."""
+    from connectors.locks import lock
+
+    pg = wh.engine if wh is not None and wh.dialect == "postgresql" else None
+    with lock("publish", home=home, owner=owner, pg_engine=pg):
+        yield
 
 
 def _outbound_check(wh: Warehouse, writes: list[Write], obj: str, partition: str, run_id: str,
@@ -120,7 +119,7 @@ def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publ
             crm_writebacks: bool = True, alert_after: dt.timedelta = dt.timedelta(hours=24)) -> PublishSummary:
     s = PublishSummary(dry_run=dry_run)
     day = through.isoformat()
-    with publish_lock(home):
+    with publish_lock(home, wh, owner=f"run {run_id}"):
         if not dry_run:
             for obj in ("customers", "sales_orders"):
                 s.resolved_from_earlier_runs += erp_writer.resolve_pending(wh, engine, obj, run_id)
