@@ -46,6 +46,49 @@ RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 TOKEN_HINT = "check TRUEUP_CRM_TOKEN"
 
 
+def require_safe_url(base_url: str) -> None:
+    """The bearer token travels in every request: plain http:// only to this machine."""
+    from urllib.parse import urlsplit
+    import ipaddress
+
+    parts = urlsplit(base_url)
+    if parts.scheme == "https":
+        return
+    host = (parts.hostname or "").lower()
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if parts.scheme != "http" or not loopback:
+        raise PermanentError(f"refusing CRM URL {parts.scheme}://{parts.hostname or ''}…: the token would travel in "
+                             f"clear; use https:// (plain http:// only to 127.0.0.1) — check TRUEUP_CRM_BASE_URL")
+
+
+def check_crm(base_url: str, token: str, timeout: float = 5.0) -> None:
+    """One request, no retries: is the CRM there, and does it take the token? Raises a one-line
+    TransientError (unreachable, overloaded) or PermanentError (token refused) — so a run fails
+    in seconds instead of after minutes of retries."""
+    require_safe_url(base_url)
+    url = base_url.rstrip("/") + "/crm/v3/objects/companies"
+    try:
+        with requests.Session() as session:
+            session.trust_env = False
+            resp = session.get(url, params={"limit": 1}, timeout=timeout,
+                               headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+    except requests.RequestException as exc:
+        kind, _ = HubSpotClient._network_failure(exc)
+        raise TransientError(f"CRM at {base_url} is not reachable ({kind.replace('_', ' ')})") from None
+    if resp.status_code == 401:
+        raise PermanentError(f"CRM at {base_url} rejected the token (401) — {TOKEN_HINT}", status=401)
+    if resp.status_code == 403:
+        raise PermanentError(f"CRM at {base_url} refused the token (403): it lacks a required scope — {TOKEN_HINT}",
+                             status=403)
+    if resp.status_code >= 500:
+        raise TransientError(f"CRM at {base_url} answers {resp.status_code}: try again later", status=resp.status_code)
+    if resp.status_code == 404:
+        raise PermanentError(f"CRM at {base_url} has no CRM v3 API (404) — check TRUEUP_CRM_BASE_URL", status=404)
+
+
 def default_modified_property(object_type: str) -> str:
     """Contacts call it ``lastmodifieddate``; everything else ``hs_lastmodifieddate``."""
     return "lastmodifieddate" if object_type == "contacts" else "hs_lastmodifieddate"
@@ -250,6 +293,7 @@ class HubSpotClient:
             raise PermanentError("CRM client: empty base URL — check TRUEUP_CRM_BASE_URL")
         if not token:
             raise PermanentError(f"CRM client: empty token — {TOKEN_HINT}")
+        require_safe_url(base_url)
         self.base_url = base_url.rstrip("/")
         self.__token = token
         self.max_concurrency = max(1, int(max_concurrency))

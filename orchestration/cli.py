@@ -95,15 +95,14 @@ def _print_run(settings: Settings, outcome) -> None:
     print(f"run {outcome.run_id} ({outcome.partitions}): {'success' if outcome.success else 'FAILED'}")
     print(run_summary(settings, outcome.run_id))
     if not outcome.success:
-        raise CliError(outcome.error or "run failed")
+        raise CliError(f"{outcome.error or 'run failed'} (run {outcome.run_id}; full log: {outcome.log_path})")
 
 
 def cmd_nightly(args, settings: Settings) -> None:
     from orchestration.runner import run_job
     from sandbox.control import require_running
 
-    if settings.uses_sandbox_crm:
-        require_running(settings)
+    require_running(settings)   # reachable, and the token accepted: fail in seconds, not after retries
     day = args.date or (dt.date.today() - dt.timedelta(days=1))
     _print_run(settings, run_job(settings, "nightly_sync", day))
 
@@ -112,8 +111,7 @@ def cmd_backfill(args, settings: Settings) -> None:
     from orchestration.runner import run_job
     from sandbox.control import require_running
 
-    if settings.uses_sandbox_crm:
-        require_running(settings)
+    require_running(settings)
     start, end = args.start, args.end
     if start is None or end is None:
         world = settings.sandbox.read_world()

@@ -145,6 +145,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     port = int(env.get("TRUEUP_SANDBOX_PORT") or DEFAULT_SANDBOX_PORT)
     crm_base_url = (env.get("TRUEUP_CRM_BASE_URL") or f"http://127.0.0.1:{port}").rstrip("/")
     uses_sandbox = not env.get("TRUEUP_CRM_BASE_URL")
+    from connectors.errors import PermanentError
+    from connectors.hubspot import require_safe_url
+
+    try:
+        require_safe_url(crm_base_url)
+    except PermanentError as exc:
+        raise ConfigError(str(exc)) from None
 
     warehouse_url = env.get("TRUEUP_WAREHOUSE_URL") or f"duckdb:///{home / 'warehouse.duckdb'}"
     if not (warehouse_url.startswith("duckdb:///") or warehouse_url.startswith("postgresql")):

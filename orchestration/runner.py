@@ -136,6 +136,7 @@ class RunOutcome:
     partitions: str
     error: str | None
     summary: str | None = None
+    log_path: Path | None = None   # the run's whole story, stack traces included
 
 
 def run_job(settings: Settings, job_name: str, start: dt.date, end: dt.date | None = None,
@@ -164,8 +165,9 @@ def run_job(settings: Settings, job_name: str, start: dt.date, end: dt.date | No
         label = f"{start} .. {end}"
     run_config = dict(run_config or {})
     if not os.environ.get("TRUEUP_DEBUG"):
-        # the CLI prints its own account; step-by-step events stay in the instance (and the UI)
-        run_config.setdefault("loggers", {"console": {"config": {"log_level": "ERROR"}}})
+        # the CLI prints its own account (one line on failure); every event, stack traces included,
+        # stays in the run's event log (the UI) and is copied to $TRUEUP_HOME/logs/<run id>.log
+        run_config.setdefault("loggers", {"console": {"config": {"log_level": "CRITICAL"}}})
     run_id = str(uuid.uuid4())
     with business_days_claimed(settings, start, end or start, run_id), open_instance(settings) as instance, \
             event_log_kept_open(instance, run_id):
@@ -173,10 +175,41 @@ def run_job(settings: Settings, job_name: str, start: dt.date, end: dt.date | No
         with progress(instance, run_id) if progress else contextlib.nullcontext():
             result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config,
                                             raise_on_error=False, run_id=run_id, **kwargs)
+        log_path = write_run_log(settings, instance, result.run_id)
     error = None
     if not result.success:
         error = _first_failure(result)
-    return RunOutcome(result.run_id, result.success, label, error)
+    return RunOutcome(result.run_id, result.success, label, error, log_path=log_path)
+
+
+def write_run_log(settings: Settings, instance, run_id: str) -> Path:
+    """The run's whole story (every event, failures with their stack traces) as text in
+    $TRUEUP_HOME/logs/<run id>.log (folder 0700, file 0600: it may name customers)."""
+    import datetime as _dt
+
+    folder = settings.home / "logs"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(folder, 0o700)
+    path = folder / f"{run_id}.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        for entry in instance.all_logs(run_id):
+            at = _dt.datetime.fromtimestamp(entry.timestamp, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            event = entry.dagster_event
+            kind = event.event_type_value if event is not None else logging_level_name(entry.level)
+            fh.write(f"{at} {kind} {entry.step_key or '-'} {entry.message or ''}\n")
+            if event is not None and event.is_step_failure and event.step_failure_data.error is not None:
+                err = event.step_failure_data.error
+                while err is not None:
+                    fh.write("    " + err.to_string().replace("\n", "\n    ") + "\n")
+                    err = err.cause
+    return path
+
+
+def logging_level_name(level) -> str:
+    import logging
+
+    return logging.getLevelName(level) if isinstance(level, int) else str(level)
 
 
 def _first_failure(result) -> str:
@@ -210,7 +243,7 @@ def run_unpartitioned_job(settings: Settings, job_name: str, run_config: dict | 
     tags = {"trueup/correlation_id": str(uuid.uuid4()), "trueup/trigger": "cli"}
     run_config = dict(run_config or {})
     if not os.environ.get("TRUEUP_DEBUG"):
-        run_config.setdefault("loggers", {"console": {"config": {"log_level": "ERROR"}}})
+        run_config.setdefault("loggers", {"console": {"config": {"log_level": "CRITICAL"}}})
     with DagsterInstance.get() as instance:
         result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config, raise_on_error=False)
     summary = None

@@ -85,9 +85,15 @@ def sandbox_down(settings: Settings) -> str:
 
 
 def require_running(settings: Settings) -> None:
-    """Fail with one clear line when the CRM cannot be reached."""
-    if is_answering(settings, timeout=3):
-        return
-    if settings.uses_sandbox_crm:
-        raise SandboxError(f"sandbox CRM is not running at {settings.crm_base_url}: start it with `trueup sandbox up`")
-    raise SandboxError(f"CRM at {settings.crm_base_url} is not reachable")
+    """Fail with one clear line when the CRM cannot be reached or refuses the token: one
+    request, no retries (a run would otherwise spend minutes retrying before it fails)."""
+    from connectors.errors import SyncError
+    from connectors.hubspot import check_crm
+
+    try:
+        check_crm(settings.crm_base_url, settings.crm_token, timeout=3)
+    except SyncError as exc:
+        if settings.uses_sandbox_crm and exc.error_class == "transient" and exc.status is None:
+            raise SandboxError(f"sandbox CRM is not running at {settings.crm_base_url}: start it with "
+                               f"`trueup sandbox up`") from None
+        raise SandboxError(str(exc)) from None

@@ -20,6 +20,7 @@ from connectors.warehouse import Warehouse
 from orchestration.config import load_settings
 from orchestration.runner import run_job
 from sandbox.crm.store import CrmStore
+from tests.fixtures_crm import crm_sandbox  # noqa: F401 - fixture
 from tests.world_fixtures import tiny_world  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
@@ -285,3 +286,76 @@ def test_five_concurrent_nightly_runs_of_one_day_one_runs(backend, tmp_path, mon
         assert crm_values(w, "deals", deals, "erp_order_number") == dict(zip(mine["crm_deal_id"], mine["order_number"]))
     finally:
         w.server.stop()
+
+
+# ------------------------------------------------------------------------------ one-line errors
+def assert_one_line(r: subprocess.CompletedProcess, *needles: str) -> str:
+    assert r.returncode != 0, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr + r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, f"{len(lines)} lines on stderr: {r.stderr[:2000]}"
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("how", ["real_crm_url", "sandbox"])
+def test_a_wrong_token_is_one_line_in_seconds(crm_sandbox, tmp_path, how):
+    import time
+
+    env = {"TRUEUP_HOME": str(tmp_path / "home"), "TRUEUP_CRM_TOKEN": "not-the-token"}
+    if how == "real_crm_url":
+        env["TRUEUP_CRM_BASE_URL"] = crm_sandbox.base_url
+    else:   # the sandbox answering 401 is a bad token, not "sandbox not running"
+        env["TRUEUP_SANDBOX_PORT"] = crm_sandbox.base_url.rsplit(":", 1)[1]
+    t0 = time.monotonic()
+    r = trueup(env, "nightly", "--date", "2026-09-03", timeout=60)
+    line = assert_one_line(r, "rejected the token (401)", "TRUEUP_CRM_TOKEN")
+    assert "not-the-token" not in line and "not running" not in line
+    assert time.monotonic() - t0 < 20
+
+
+def test_an_unreachable_crm_fails_in_seconds_with_one_line(tmp_path):
+    import time
+
+    url = f"http://127.0.0.1:{free_port()}"   # nothing listens there
+    t0 = time.monotonic()
+    r = trueup({"TRUEUP_HOME": str(tmp_path / "home"), "TRUEUP_CRM_BASE_URL": url, "TRUEUP_CRM_TOKEN": "x" * 20},
+               "nightly", "--date", "2026-09-03", timeout=100)
+    assert_one_line(r, url, "not reachable")
+    assert time.monotonic() - t0 < 20
+
+
+@pytest.mark.parametrize("url", ["http://crm.example.com", "http://10.1.2.3:8080"])
+def test_a_plain_http_crm_url_off_this_machine_is_refused(tmp_path, url):
+    r = trueup({"TRUEUP_HOME": str(tmp_path / "home"), "TRUEUP_CRM_BASE_URL": url, "TRUEUP_CRM_TOKEN": "secret-123456"},
+               "nightly", "--date", "2026-09-03", timeout=60)
+    line = assert_one_line(r, "TRUEUP_CRM_BASE_URL", "https://")
+    assert "secret-123456" not in line
+
+
+def test_a_failed_run_is_one_line_with_its_run_id_and_log(tiny_world):
+    """A tampered export stops the night: one line with the reason, the run id and the log file;
+    the log (private) holds the whole story, stack trace included."""
+    import re
+
+    w = tiny_world
+    day = w.days()[-1]
+    export = w.paths.landing_dir / "exports" / day.isoformat() / "invoices.csv"
+    export.write_text(export.read_text() + "INV-999999,SO-1,C1,2026-09-03,2026-10-03,USD,1.00,open,x,y\n")
+    r = trueup(w.env, "nightly", "--date", day.isoformat())
+    line = assert_one_line(r)
+    m = re.search(r"\(run ([0-9a-f-]{36}); full log: (\S+)\)$", line)
+    assert m, line
+    log = Path(m.group(2))
+    assert log.is_file() and (log.stat().st_mode & 0o077) == 0 and (log.parent.stat().st_mode & 0o077) == 0
+    text = log.read_text()
+    assert m.group(1) in log.name and "STEP_FAILURE" in text and "File \"" in text   # the stack trace
