@@ -239,7 +239,7 @@ class FakeSearchApi:
 
 
 def _fake_client(records):
-    client = HubSpotClient("http://fake", "tok", searches_per_second=1e6, requests_per_10s=10**9)
+    client = HubSpotClient("https://fake", "tok", searches_per_second=1e6, requests_per_10s=10**9)
     api = FakeSearchApi(records)
     client._request = api  # type: ignore[method-assign]
     return client, api
@@ -291,7 +291,7 @@ def test_search_respects_half_open_window_and_empty_windows():
 
 
 def test_batch_outcome_maps_207_errors_to_input_ids():
-    client = HubSpotClient("http://fake", "tok")
+    client = HubSpotClient("https://fake", "tok")
     chunk = [{"id": "A"}, {"id": "B"}, {"id": "C"}]
     data = {"results": [{"id": "11", "properties": {"erp_order_number": "A"}}],
             "errors": [{"category": "VALIDATION_ERROR", "message": "bad amount", "context": {"ids": ["B"]}},
@@ -305,7 +305,7 @@ def test_batch_outcome_maps_207_errors_to_input_ids():
 
 
 def test_client_repr_and_messages_never_show_the_token():
-    client = HubSpotClient("http://fake", "sekrit-token-123")
+    client = HubSpotClient("https://fake", "sekrit-token-123")
     assert "sekrit" not in repr(client)
     assert client._scrub("oops sekrit-token-123 leaked") == "oops *** leaked"
 
@@ -344,7 +344,7 @@ class ScriptedSession:
 def _scripted(script, **kw):
     clock = FakeClock()
     th = Throttle(100, 10.0, 5, clock=clock, sleep=clock.sleep)
-    client = HubSpotClient("http://fake", "tok", throttle=th, sleep=clock.sleep, rng_seed=0, **kw)
+    client = HubSpotClient("https://fake", "tok", throttle=th, sleep=clock.sleep, rng_seed=0, **kw)
     client._session = ScriptedSession(script)
     return client, clock
 
