@@ -5,12 +5,22 @@ An export folder ``<landing>/exports/<YYYY-MM-DD>/`` is complete only when
 every listed file exists with the manifest's sha256 and data-row count (CSV records,
 so a quoted newline inside a field counts once). Anything else is rejected whole with
 a one-line reason. This module never imports ``sandbox``.
+
+Symbolic links (the folder, the manifest, a file) are rejected: an export is what the ERP
+wrote into the landing folder, nothing it points to. Each file is read once; the bytes whose
+checksum was verified are the bytes parsed (``ExportCheck.data``) — a file changed between
+check and load cannot slip in. Column names must be plain lower-case identifiers (the
+warehouse's rule), or the export is rejected like any other contract violation.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+import os
+import re
+import stat
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -39,6 +49,35 @@ class ExportCheck:
     files: dict[str, Path] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
     manifest: dict | None = None
+    data: dict[str, bytes] = field(default_factory=dict, repr=False)   # the verified bytes of each file
+
+
+SAFE_COLUMN = re.compile(r"^[a-z_][a-z0-9_]*$")   # as connectors.warehouse.ident accepts
+MAX_FILE_BYTES = 2 * 1024 ** 3
+
+
+def _is_link(path: Path) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of a regular file, refusing symbolic links (O_NOFOLLOW) and anything else."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError("not a regular file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise OSError(f"larger than {MAX_FILE_BYTES} bytes")
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _parse_date(text: str) -> date | None:
@@ -58,14 +97,13 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _count_records(path: Path) -> tuple[int, bool]:
-    """(data records, has_header). Blank lines are not records (as in pandas)."""
-    with open(path, "r", encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh, strict=True)
-        header = next(reader, None)
-        if header is None:
-            return 0, False
-        return sum(1 for row in reader if row), True
+def _count_records(data: bytes) -> tuple[int, list[str] | None]:
+    """(data records, header). Blank lines are not records (as in pandas)."""
+    reader = csv.reader(io.StringIO(data.decode("utf-8"), newline=""), strict=True)
+    header = next(reader, None)
+    if header is None:
+        return 0, None
+    return sum(1 for row in reader if row), header
 
 
 def _short(h: object) -> str:
@@ -85,14 +123,18 @@ def check_export(folder: Path) -> ExportCheck:
 
     if check.export_date is None:
         return fail(f"folder name {folder.name!r} is not a YYYY-MM-DD date")
+    if _is_link(folder):
+        return fail("export folder is a symbolic link")
     if not folder.is_dir():
         return fail("export folder missing")
 
     mpath = folder / MANIFEST
+    if _is_link(mpath):
+        return fail("manifest.json is a symbolic link")
     if not mpath.is_file():
         return fail("manifest.json missing")
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        manifest = json.loads(_read_regular(mpath).decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return fail(f"manifest.json unparseable: {exc}")
     except OSError as exc:
@@ -133,24 +175,34 @@ def check_export(folder: Path) -> ExportCheck:
     for name in list(EXPECTED_FILES) + [n for n in listed if n not in EXPECTED_FILES]:
         entry = listed[name]
         path = folder / name
+        if _is_link(path):
+            return fail(f"{name}: is a symbolic link")
         if not path.is_file():
             return fail(f"{name}: file missing")
-        actual = _sha256(path)
+        try:
+            data = _read_regular(path)
+        except OSError as exc:
+            return fail(f"{name}: unreadable ({exc.strerror or exc})")
+        actual = hashlib.sha256(data).hexdigest()
         expected = entry["sha256"].lower()
         if actual != expected:
             return fail(f"{name}: checksum mismatch (manifest {_short(expected)}, file {_short(actual)})")
         try:
-            n, has_header = _count_records(path)
+            n, header = _count_records(data)
         except UnicodeDecodeError:
             return fail(f"{name}: not valid UTF-8")
         except csv.Error as exc:
             return fail(f"{name}: malformed CSV ({exc})")
-        if not has_header:
+        if header is None:
             return fail(f"{name}: empty file (no header row)")
+        bad = [c for c in header if not SAFE_COLUMN.match(c)]
+        if bad:
+            return fail(f"{name}: unsafe column name {bad[0]!r} (columns must be lower-case letters, digits and _)")
         if n != entry["rows"]:
             return fail(f"{name}: {n} rows, manifest says {entry['rows']}")
         check.files[name] = path
         check.rows[name] = n
+        check.data[name] = data
 
     check.ok = True
     check.reason = None
@@ -169,10 +221,11 @@ def list_exports(landing_dir: Path) -> list[ExportCheck]:
     return [check_export(p) for _, p in sorted(dated)]
 
 
-def read_export_file(path: Path) -> pd.DataFrame:
-    """Read one export CSV with every column as a string ('' for empty fields)."""
+def read_export_file(source: Path | bytes) -> pd.DataFrame:
+    """Read one export CSV with every column as a string ('' for empty fields); `source` is
+    best the verified bytes (``ExportCheck.data``), so what is parsed is what was hashed."""
     return pd.read_csv(
-        path,
+        io.BytesIO(source) if isinstance(source, bytes) else source,
         dtype=str,
         keep_default_na=False,
         na_filter=False,

@@ -359,3 +359,63 @@ def test_a_failed_run_is_one_line_with_its_run_id_and_log(tiny_world):
     assert log.is_file() and (log.stat().st_mode & 0o077) == 0 and (log.parent.stat().st_mode & 0o077) == 0
     text = log.read_text()
     assert m.group(1) in log.name and "STEP_FAILURE" in text and "File \"" in text   # the stack trace
+
+
+# ---------------------------------------------------------------------------------- ERP exports
+def rewrite_export(folder: Path, name: str, text: str) -> None:
+    """The ERP (or someone) rewrites one file and updates the manifest to match: the export verifies."""
+    (folder / name).write_text(text, encoding="utf-8")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for f in manifest["files"]:
+        if f["name"] == name:
+            import hashlib
+
+            f["sha256"] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_an_unsafe_column_name_rejects_that_export_and_the_other_days_load(tiny_world):
+    w = tiny_world
+    first, bad_day, last = w.days()
+    folder = w.paths.landing_dir / "exports" / bad_day.isoformat()
+    text = (folder / "payments.csv").read_text(encoding="utf-8")
+    header, rest = text.split("\n", 1)
+    rewrite_export(folder, "payments.csv", header.replace("method", "Bad Col") + "\n" + rest)
+    outcome = run_job(load_settings(), "nightly_sync", first, last)
+    assert not outcome.success and "Bad Col" in (outcome.error or "")
+    wh = Warehouse(load_settings().warehouse_url)
+    try:
+        loads = wh.query_df("SELECT export_date, status, reason FROM ops.export_loads")
+    finally:
+        wh.dispose()
+    status = {str(d)[:10]: s for d, s in zip(loads["export_date"], loads["status"])}
+    assert status == {first.isoformat(): "loaded", bad_day.isoformat(): "rejected", last.isoformat(): "loaded"}
+    assert "unsafe column name 'Bad Col'" in loads.loc[loads.status == "rejected", "reason"].iloc[0]
+
+
+def test_an_export_file_that_is_a_symbolic_link_is_rejected(tmp_path):
+    from connectors.erp_exports import check_export, read_export_file
+
+    folder = tmp_path / "exports" / "2026-09-03"
+    folder.mkdir(parents=True)
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_text("payment_id,invoice_number,amount,currency,received_at,method,created_at,updated_at\n"
+                       "PAY-1,INV-1,1.00,USD,2026-09-03T00:00:00,wire,2026-09-03T00:00:00,2026-09-03T00:00:00\n")
+    (folder / "invoices.csv").write_text("invoice_number,amount\nINV-1,1.00\n")
+    (folder / "payments.csv").symlink_to(outside)
+    import hashlib
+
+    files = [{"name": n, "rows": 1, "sha256": hashlib.sha256((folder / n).read_bytes()).hexdigest()}
+             for n in ("invoices.csv", "payments.csv")]
+    (folder / "manifest.json").write_text(json.dumps({"export_date": "2026-09-03", "files": files}))
+    check = check_export(folder)
+    assert not check.ok and "symbolic link" in check.reason
+    # a regular file verifies, and what is parsed is the very bytes that were hashed
+    (folder / "payments.csv").unlink()
+    (folder / "payments.csv").write_bytes(outside.read_bytes())
+    check = check_export(folder)
+    assert check.ok, check.reason
+    verified = check.data["payments.csv"]
+    assert hashlib.sha256(verified).hexdigest() == files[1]["sha256"]
+    (folder / "payments.csv").write_text("payment_id\nPAY-666\n")   # changed after verification
+    assert read_export_file(verified)["payment_id"].tolist() == ["PAY-1"]

@@ -76,7 +76,7 @@ def read_verified_export(landing_dir: Path, day: str, objects: dict[str, SourceO
         raise ExportRejected(f"ERP export {day} rejected: {check.reason}")
     frames, new_columns = {}, {}
     for name, obj in objects.items():
-        df = read_export_file(check.files[f"{obj.source_name}.csv"])
+        df = read_export_file(check.data[f"{obj.source_name}.csv"])   # the bytes whose checksum was verified
         new_columns[name] = check_columns(obj, df, f"ERP export {day} {obj.source_name}.csv")
         frames[name] = df
     return check, frames, new_columns
