@@ -448,8 +448,12 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore", message=".*(beta|superseded|deprecated).*")
     args = build_parser().parse_args(argv)
     func: Callable = args.func
+    # TRUEUP_HOME holds the warehouse (contact PII), the ERP copy, logs and the sandbox token:
+    # everything this process creates is private to its user (folders 0700, files 0600)
+    os.umask(0o077)
     try:
         settings = load_settings()
+        settings.make_home_private()
         func(args, settings)
         return 0
     except KeyboardInterrupt:

@@ -91,6 +91,22 @@ class Settings:
     uses_sandbox_crm: bool
     write_alert_after_hours: float = 24.0   # a write failing transiently for longer is alerted on
 
+    def __repr__(self) -> str:
+        """Never a password: database URLs are shown with their credentials masked."""
+        shown = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "crm_token_env"}
+        shown["warehouse_url"], shown["erp_url"] = mask_url(self.warehouse_url), mask_url(self.erp_url)
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+    __str__ = __repr__
+
+    def make_home_private(self) -> None:
+        """TRUEUP_HOME (and the Dagster home inside it) exist and are 0700: the warehouse holds PII."""
+        for folder in (self.home, self.dagster_home):
+            if folder == self.dagster_home and self.home not in folder.parents:
+                continue
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(folder, 0o700)
+
     @property
     def crm_token(self) -> str:
         """The CRM bearer token: TRUEUP_CRM_TOKEN, else the sandbox's own (made on first use)."""
@@ -116,6 +132,13 @@ class Settings:
     def scratch_dir(self) -> Path:
         """Short-lived files of a running step (a gate's spilled keys); each step removes its own."""
         return self.home / "scratch"
+
+
+def mask_url(url: str) -> str:
+    """A database URL with any password replaced by ***."""
+    import re
+
+    return re.sub(r"(://[^/@:\s]*):[^/@\s]*@", r"\1:***@", url)
 
 
 class ConfigError(ValueError):

@@ -419,3 +419,46 @@ def test_an_export_file_that_is_a_symbolic_link_is_rejected(tmp_path):
     assert hashlib.sha256(verified).hexdigest() == files[1]["sha256"]
     (folder / "payments.csv").write_text("payment_id\nPAY-666\n")   # changed after verification
     assert read_export_file(verified)["payment_id"].tolist() == ["PAY-1"]
+
+
+# ------------------------------------------------------------------------------- private state
+def test_trueup_home_and_its_files_are_private(tmp_path):
+    home = tmp_path / "home"
+    r = trueup({"TRUEUP_HOME": str(home), "TRUEUP_SANDBOX_PORT": str(free_port())},
+               "sandbox", "seed", "--days", "2", "--scale", "0.2", timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = trueup({"TRUEUP_HOME": str(home), "TRUEUP_SANDBOX_PORT": str(free_port())}, "quarantine", "list")
+    assert r.returncode == 0, r.stderr   # opens (creates) the warehouse
+    seen = [home, *home.rglob("*")]
+    assert any(p.name == "erp.sqlite" for p in seen) and any(p.suffix == ".duckdb" for p in seen)
+    loose = [(str(p.relative_to(tmp_path)), oct(p.stat().st_mode & 0o777)) for p in seen
+             if not p.is_symlink() and p.stat().st_mode & 0o077]
+    assert loose == [], loose
+
+
+def test_settings_never_show_a_database_password():
+    from orchestration.config import load_settings
+
+    s = load_settings({"TRUEUP_HOME": "/tmp/trueup-nowhere", "TRUEUP_CRM_TOKEN": "tok-0123456789",
+                       "TRUEUP_WAREHOUSE_URL": "postgresql://etl:pg-s3cret@db.internal:5432/wh",
+                       "TRUEUP_ERP_URL": "postgresql://erp:erp-s3cret@erp.internal/erp"})
+    for text in (repr(s), str(s), f"{s}"):
+        assert "pg-s3cret" not in text and "erp-s3cret" not in text and "tok-0123456789" not in text
+        assert "postgresql://etl:***@db.internal:5432/wh" in text
+    assert s.warehouse_url.endswith("pg-s3cret@db.internal:5432/wh")   # the value itself is intact
+
+
+def test_the_sandbox_checks_the_token_before_reading_a_body(crm_sandbox):
+    import socket
+
+    host, port = crm_sandbox.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        # announces 1 GB and sends nothing: an unauthenticated caller gets its 401 at once
+        s.sendall(b"POST /crm/v3/objects/deals/batch/update HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Authorization: Bearer wrong\r\nContent-Length: 1000000000\r\n\r\n")
+        s.settimeout(5)
+        head = s.recv(200)
+    assert head.startswith(b"HTTP/1.1 401") or head.startswith(b"HTTP/1.0 401"), head
+    r = crm_sandbox.post("/crm/v3/objects/deals/batch/update", data=b"x" * (5 * 1024 * 1024),
+                         headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
