@@ -169,6 +169,61 @@ def cmd_quarantine_discard(args, settings: Settings) -> None:
     print(f"discarded {args.id} (by {_actor(args)}: {args.reason})")
 
 
+def cmd_writes_list(args, settings: Settings) -> None:
+    from assets.publish.ledger import waiting
+    from connectors.warehouse import Warehouse
+
+    wh = Warehouse(settings.warehouse_url)
+    try:
+        df = waiting(wh)
+    finally:
+        wh.dispose()
+    if df.empty:
+        print("no writes waiting for a person")
+        return
+    for r in df.itertuples():
+        amount = f"{r.amount} {r.currency}" if r.amount else "-"
+        print(f"{r.idempotency_key:<34} {r.state:<17} {amount:>18}  {r.age_days:5.1f} days  {r.hold_reason or ''}")
+    print(f"{len(df)} waiting; `trueup approve KEY` (awaiting approval), `trueup writes release KEY` or "
+          f"`trueup writes link KEY --order SO-…` (held)")
+
+
+def _writes_decision(args, settings: Settings, fn) -> None:
+    from connectors.warehouse import Warehouse
+
+    wh = Warehouse(settings.warehouse_url)
+    try:
+        print(fn(wh))
+    except LookupError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        wh.dispose()
+
+
+def cmd_writes_release(args, settings: Settings) -> None:
+    from assets.publish.ledger import decide
+
+    _writes_decision(args, settings, lambda wh: decide(wh, args.key, _actor(args), "release")
+                     + "; the next publish run sends it")
+
+
+def cmd_writes_link(args, settings: Settings) -> None:
+    import re
+
+    from assets.publish.ledger import decide
+
+    if not re.fullmatch(r"SO-\d+", args.order):
+        raise CliError(f"--order {args.order!r} is not an ERP order number (SO-<digits>)")
+    _writes_decision(args, settings, lambda wh: decide(wh, args.key, _actor(args), "link", args.order)
+                     + "; nothing will be sent for it")
+
+
+def cmd_writes_undo(args, settings: Settings) -> None:
+    from assets.publish.ledger import undo
+
+    _writes_decision(args, settings, lambda wh: undo(wh, args.key, _actor(args)))
+
+
 def _actor(args) -> str:
     import getpass
 
@@ -423,6 +478,23 @@ def build_parser() -> argparse.ArgumentParser:
     qd.add_argument("--reason", required=True)
     qd.add_argument("--actor", default=None)
     qd.set_defaults(func=cmd_quarantine_discard)
+    wr = sub.add_parser("writes", help="writes waiting for a person: list, release, link, undo").add_subparsers(
+        dest="action", required=True)
+    wr.add_parser("list", help="held and awaiting-approval writes, with amount and age").set_defaults(
+        func=cmd_writes_list)
+    wrr = wr.add_parser("release", help="send a held write after all (a recorded decision)")
+    wrr.add_argument("key", help="idempotency key, e.g. erp-order:crm-deal:20000123")
+    wrr.add_argument("--actor", default=None)
+    wrr.set_defaults(func=cmd_writes_release)
+    wrl = wr.add_parser("link", help="a held write is an existing ERP order: record it, send nothing")
+    wrl.add_argument("key")
+    wrl.add_argument("--order", required=True, help="the ERP order number, e.g. SO-000123")
+    wrl.add_argument("--actor", default=None)
+    wrl.set_defaults(func=cmd_writes_link)
+    wru = wr.add_parser("undo", help="take back a release or a link not acted on yet")
+    wru.add_argument("key")
+    wru.add_argument("--actor", default=None)
+    wru.set_defaults(func=cmd_writes_undo)
     ui = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)

@@ -462,3 +462,61 @@ def test_the_sandbox_checks_the_token_before_reading_a_body(crm_sandbox):
     r = crm_sandbox.post("/crm/v3/objects/deals/batch/update", data=b"x" * (5 * 1024 * 1024),
                          headers={"Content-Type": "application/json"})
     assert r.status_code == 413
+
+
+# ------------------------------------------------------------------------------- held writes
+def a_deal_a_clerk_already_keyed(w, day: dt.date, amount: str, order_number: str, hour: int) -> str:
+    """A deal won on `day` for a company the ERP knows, and a clerk's manual order for the same
+    customer and amount that day without the deal id: Trueup must hold the deal's order."""
+    from connectors.erp_schema import customers, sales_orders
+
+    deal = a_won_deal(w, day, amount, hour=hour)
+    store = CrmStore(w.paths.crm_db)
+    company = int(store.get("deals", int(deal))["company_id"])
+    name = store.get("companies", company)["properties"]["name"]
+    store.close()
+    at = dt.datetime(day.year, day.month, day.day, 8)
+    engine = make_erp_engine(w.paths.erp_url)
+    with engine.begin() as conn:   # the ERP knows the company's customer (linked), and the clerk keys the order
+        if not conn.execute(sa.select(customers.c.customer_number).where(
+                customers.c.crm_company_id == str(company))).first():
+            conn.execute(customers.insert(), [{"customer_number": f"C1{company}", "name": name, "country": "DE",
+                                               "currency": "USD", "crm_company_id": str(company),
+                                               "credit_limit": "50000.00", "created_at": at, "updated_at": at}])
+        conn.execute(sales_orders.insert(), [{"order_number": order_number, "customer_number": f"C1{company}",
+                                              "crm_deal_id": None, "order_date": day, "currency": "USD",
+                                              "total_amount": amount, "status": "open", "source": "manual",
+                                              "created_at": at, "updated_at": at}])
+    engine.dispose()
+    return deal
+
+
+def test_held_writes_are_listed_released_linked_and_undone_from_the_cli(tiny_world):
+    w = tiny_world
+    day = w.days()[-1]
+    released = a_deal_a_clerk_already_keyed(w, day, "4321.00", "SO-7000001", hour=10)
+    linked = a_deal_a_clerk_already_keyed(w, day, "5432.00", "SO-7000002", hour=12)
+    nightly(day)
+    r = trueup(w.env, "writes", "list")
+    assert r.returncode == 0, r.stderr
+    for deal, amount, order in ((released, "4321.00", "SO-7000001"), (linked, "5432.00", "SO-7000002")):
+        line = next(ln for ln in r.stdout.splitlines() if f"erp-order:crm-deal:{deal}" in ln)
+        assert "held" in line and f"{amount} USD" in line and "days" in line and order in line, line
+
+    assert trueup(w.env, "writes", "release", f"erp-order:crm-deal:{released}", "--actor", "ops@x").returncode == 0
+    r = trueup(w.env, "writes", "link", f"erp-order:crm-deal:{linked}", "--order", "SO-7000002", "--actor", "ops@x")
+    assert r.returncode == 0, r.stderr
+    r = trueup(w.env, "writes", "undo", f"erp-order:crm-deal:{linked}", "--actor", "ops@y")   # reversible
+    assert r.returncode == 0 and "held again" in r.stdout, r.stderr
+    assert trueup(w.env, "writes", "link", f"erp-order:crm-deal:{linked}", "--order", "SO-7000002").returncode == 0
+    nightly(day)
+    orders = erp_orders(w)
+    assert orders.loc[orders["crm_deal_id"] == released, "source"].tolist() == ["integration"]   # sent once
+    assert linked not in set(orders["crm_deal_id"].dropna())                                      # nothing sent
+    rows = ledger(f"erp-order:crm-deal:{released}")
+    assert rows["state"].tolist() == ["confirmed"] and rows["decided_by"].tolist() == ["ops@x"]
+    rows = ledger(f"erp-order:crm-deal:{linked}")
+    assert rows["state"].tolist() == ["linked"] and rows["decision"].tolist() == ["linked to SO-7000002"]
+    assert rows["decided_at"].notna().all()
+    r = trueup(w.env, "writes", "release", "erp-order:crm-deal:0")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no held write" in r.stderr

@@ -218,3 +218,76 @@ def approvals(wh: Warehouse) -> set[tuple[str, str]]:
     df = wh.query_df("SELECT idempotency_key, payload_hash FROM ops.sor_writes WHERE approved_by IS NOT NULL "
                      "AND superseded_at IS NULL AND state <> 'superseded'")
     return set(df.itertuples(index=False, name=None))
+
+
+# -- writes held for a person: list, release, link to an existing order, undo -----------------
+WAITING_STATES = ("held", "awaiting_approval")
+
+
+def waiting(wh: Warehouse, at: dt.datetime | None = None) -> pd.DataFrame:
+    """Writes waiting for a person (held, awaiting approval), oldest first, with what they would
+    write (amount, currency, customer) and how long they have waited."""
+    ensure_ledger(wh)
+    at = at or now()
+    df = wh.query_df("SELECT idempotency_key, state, target_object, business_key, payload, hold_reason, created_at "
+                     "FROM ops.sor_writes WHERE state IN ('held', 'awaiting_approval') ORDER BY created_at, write_id")
+    payloads = [json.loads(p) for p in df["payload"]]
+    df["amount"] = [p.get("total_amount") for p in payloads]
+    df["currency"] = [p.get("currency") for p in payloads]
+    df["customer"] = [p.get("customer_number") for p in payloads]
+    df["age_days"] = [(at - pd.Timestamp(c).to_pydatetime()).total_seconds() / 86400 for c in df["created_at"]]
+    return df.drop(columns=["payload"])
+
+
+def _latest(conn, wh: Warehouse, key: str, states: tuple[str, ...]) -> pd.Series | None:
+    df = wh.read_df(conn, "SELECT write_id, state, decision FROM ops.sor_writes WHERE idempotency_key = :k "
+                          "ORDER BY created_at DESC, write_id", {"k": key})
+    df = df[df["state"].isin(states)]
+    return None if df.empty else df.iloc[0]
+
+
+def decide(wh: Warehouse, key: str, actor: str, decision: str, order_number: str | None = None) -> str:
+    """A person's decision on a held write, recorded with actor and time:
+    `release` — send it after all (the next publish run does, approval rules still apply);
+    `link` — it is the existing order `order_number` (nothing is sent).
+    Returns a sentence; raises LookupError when no held write has this key."""
+    ensure_ledger(wh)
+    at = now()
+    with wh.begin() as conn:
+        row = _latest(conn, wh, key, ("held",))
+        if row is None:
+            raise LookupError(f"no held write with key {key} (see `trueup writes list`)")
+        if decision == "release":
+            state, text = "planned", "released"
+        elif decision == "link":
+            if not order_number:
+                raise ValueError("linking needs the order number")
+            state, text = "linked", f"linked to {order_number}"
+        else:
+            raise ValueError(f"unknown decision {decision!r}")
+        conn.execute(sa.text("UPDATE ops.sor_writes SET state = :s, decision = :d, decided_by = :who, "
+                             "decided_at = :at, updated_at = :at WHERE write_id = :w"),
+                     {"s": state, "d": text, "who": actor, "at": at, "w": row["write_id"]})
+    return f"{key}: {text} (by {actor})"
+
+
+def undo(wh: Warehouse, key: str, actor: str) -> str:
+    """Take back a release or a link not acted on yet: the write is held again (recorded)."""
+    ensure_ledger(wh)
+    at = now()
+    with wh.begin() as conn:
+        row = _latest(conn, wh, key, ("planned", "linked"))
+        if row is None or not (row["decision"] or "").startswith(("released", "linked")):
+            raise LookupError(f"no released or linked write with key {key} that is still unsent")
+        conn.execute(sa.text("UPDATE ops.sor_writes SET state = 'held', decision = :d, decided_by = :who, "
+                             "decided_at = :at, updated_at = :at WHERE write_id = :w"),
+                     {"d": f"undone ({row['decision']})", "who": actor, "at": at, "w": row["write_id"]})
+    return f"{key}: held again (by {actor}; was {row['decision']})"
+
+
+def releases(wh: Warehouse) -> set[tuple[str, str]]:
+    """(idempotency key, payload hash) a person released from a hold: binds to that payload."""
+    ensure_ledger(wh)
+    df = wh.query_df("SELECT idempotency_key, payload_hash FROM ops.sor_writes WHERE decision = 'released' "
+                     "AND state <> 'superseded'")
+    return set(df.itertuples(index=False, name=None))

@@ -97,7 +97,8 @@ def read_erp(engine) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def build_plan(wh: Warehouse, engine, *, publish_from: dt.date, through: dt.date, reporting_currency: str,
-               approval_threshold: float, approved: set[tuple[str, str]]) -> Plan:
+               approval_threshold: float, approved: set[tuple[str, str]],
+               released: set[tuple[str, str]] = frozenset()) -> Plan:
     """`approved`: (idempotency key, payload hash) of standing approvals — an approval releases
     the exact payload a person saw, never a changed one."""
     deals = eligible_deals(wh, publish_from, through)
@@ -143,7 +144,7 @@ def build_plan(wh: Warehouse, engine, *, publish_from: dt.date, through: dt.date
         near = manual[(manual["customer_number"] == customer)
                       & ((manual["amount"] - amount).abs() <= max(1.0, LIKELY_DUPLICATE_TOLERANCE * abs(amount)))
                       & (manual["order_date"].map(lambda d: abs((d - deal.close_date).days)) <= LIKELY_DUPLICATE_DAYS)]
-        if len(near):
+        if len(near) and (write.idempotency_key, write.payload_hash) not in released:
             plan.held.append((write, f"possible duplicate of manual order {', '.join(near['order_number'])}"))
             continue
         reporting = to_reporting(amount, deal.deal_currency_code, reporting_currency)

@@ -17,7 +17,7 @@ from quality.store import persist_gates
 
 from . import crm_writer, erp_writer
 from .financials import financial_writes
-from .ledger import Write, approvals, failing_too_long, plan
+from .ledger import Write, approvals, failing_too_long, plan, releases
 from .plan import build_plan
 
 DEFAULT_APPROVAL_THRESHOLD = 250_000.0
@@ -124,7 +124,7 @@ def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publ
             for obj in ("customers", "sales_orders"):
                 s.resolved_from_earlier_runs += erp_writer.resolve_pending(wh, engine, obj, run_id)
         p = build_plan(wh, engine, publish_from=publish_from, through=through, reporting_currency=reporting_currency,
-                       approval_threshold=approval_threshold, approved=approvals(wh))
+                       approval_threshold=approval_threshold, approved=approvals(wh), released=releases(wh))
         s.before_golive = p.not_eligible_before_golive
         customers, qc = _outbound_check(wh, p.customers, "erp_customers", day, run_id, dry_run)
         orders, qo = _outbound_check(wh, p.orders, "erp_sales_orders", day, run_id, dry_run)
