@@ -124,6 +124,19 @@ def cmd_backfill(args, settings: Settings) -> None:
     _print_run(settings, run_job(settings, "nightly_sync", start, end))
 
 
+def cmd_migrate(args, settings: Settings) -> None:
+    """Bring the warehouse's layout up to date (re-runnable; see assets/migrations.py)."""
+    from assets.migrations import migrate
+    from connectors.warehouse import Warehouse
+
+    wh = Warehouse(settings.warehouse_url)
+    try:
+        for line in migrate(wh):
+            print(f"migration {line}")
+    finally:
+        wh.dispose()
+
+
 def cmd_replay(args, settings: Settings) -> None:
     """Through the Dagster instance, like the nightly runs: the replay shows in the UI."""
     from orchestration.runner import run_unpartitioned_job
@@ -461,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--start", type=_date, default=None, help="first day (default: start of seeded history)")
     backfill.add_argument("--end", type=_date, default=None, help="last day (default: end of seeded history)")
     backfill.set_defaults(func=cmd_backfill)
+    sub.add_parser("migrate", help="bring the warehouse's tables to the current layout (safe to run again)"
+                   ).set_defaults(func=cmd_migrate)
     rp = sub.add_parser("replay", help="re-validate open quarantined rows against their current source values")
     rp.add_argument("--actor", default=None, help="who runs it (default: $TRUEUP_ACTOR or the login name)")
     rp.set_defaults(func=cmd_replay)

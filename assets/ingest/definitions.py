@@ -1,8 +1,8 @@
 """Dagster assets for ingestion: one per source object, partitioned by business day.
 
-A single-run backfill policy lets a range of days run in one run (each day is still
-replaced on its own); transient failures are retried by the retry policy, permanent ones
-fail at once with a one-line reason.
+A single-run backfill policy lets a range of days run in one run. raw is a log of observed
+versions: a re-run adds what it sees and removes nothing. Transient failures are retried by
+the retry policy, permanent ones fail at once with a one-line reason.
 """
 
 import datetime as dt
@@ -70,44 +70,24 @@ def build_crm_asset(obj: SourceObject, partitions_def):
         required_resource_keys={"warehouse", "crm", "settings"},
     )
     def _crm_asset(context: AssetExecutionContext) -> MaterializeResult:
-        from .crm_extract import extract_crm_range
-        from .echo import platform_echoes
-        from .raw_store import land_partitions
+        from .incremental import ingest_crm
 
         wh, client = context.resources.warehouse.get(), context.resources.crm.client()
         tz = context.resources.settings.get().timezone
         windows = list(_windows(context))
-        facts = {key: _facts(context, f"raw/{obj.name}", key) for key, _, _ in windows}
-        for key, start, end in windows:
-            facts[key].window_start, facts[key].window_end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+        facts = _window_facts(context, obj, windows)
         try:
-            # one extraction for the whole range, landed day by day
-            ex = extract_crm_range(client, obj, windows[0][1], windows[-1][2], tz)
-            by_day = dict(tuple(ex.rows.groupby("_partition"))) if len(ex.rows) else {}
-            frames = {key: by_day.get(key, ex.rows.iloc[:0]).drop(columns="_partition") for key, _, _ in windows}
-            landed = land_partitions(wh, obj, frames, context.run.run_id, lambda _p: f"crm:{obj.source_name}",
-                                     earlier=ex.earlier)
-            echoes = platform_echoes(wh, obj.source_name, ex.rows)
-            per_day = []
-            for i, (key, _, _) in enumerate(windows):
-                f = facts[key]
-                f.rows_read = len(frames[key]) + (len(ex.earlier) if i == 0 else 0)
-                f.rows_written = landed[key].rows_written + landed[key].rows_merged_earlier
-                f.rows_echo = echoes.get(key, 0)
-                if i == 0:  # the requests served the whole range; count them once
-                    f.pages, f.retries = ex.stats.get("pages", 0), ex.stats.get("retries", 0)
-                per_day.append((key, len(frames[key]), len(ex.earlier) if i == 0 else 0))
+            result = ingest_crm(wh, client, obj, windows, tz, context.run.run_id)
         except Exception as exc:
             write_sync_runs(wh, list(facts.values()), exc)
             _fail_fast(exc)
             raise
+        _fill_facts(facts, result, windows)
         write_sync_runs(wh, list(facts.values()))
-        totals = {"rows_read": sum(f.rows_read for f in facts.values()),
-                  "rows_written": sum(f.rows_written for f in facts.values()),
-                  "echo_rows_not_business_changes": sum(f.rows_echo for f in facts.values()),
-                  "requests": ex.stats.get("requests", 0), "retries": ex.stats.get("retries", 0),
-                  "pages": ex.stats.get("pages", 0)}
-        return MaterializeResult(metadata=_metadata(context, totals, per_day))
+        totals = {**_totals(facts), "echo_rows_not_business_changes": sum(f.rows_echo for f in facts.values()),
+                  "requests": result.stats.get("requests", 0), "retries": result.stats.get("retries", 0),
+                  "pages": result.stats.get("pages", 0)}
+        return MaterializeResult(metadata=_metadata(context, totals, result, windows))
 
     return _crm_asset
 
@@ -121,37 +101,25 @@ def build_erp_table_asset(obj: SourceObject, partitions_def):
         required_resource_keys={"warehouse", "erp", "settings"},
     )
     def _erp_asset(context: AssetExecutionContext) -> MaterializeResult:
-        from .erp_extract import extract_erp_table_range
-        from .raw_store import land_partitions
+        from .incremental import ingest_erp_table
 
         wh, engine = context.resources.warehouse.get(), context.resources.erp.engine()
         tz = context.resources.settings.get().timezone
         windows = list(_windows(context))
-        facts = {key: _facts(context, f"raw/{obj.name}", key) for key, _, _ in windows}
+        facts = _window_facts(context, obj, windows)
         try:
-            rows, earlier, drift = extract_erp_table_range(engine, obj, windows[0][1], windows[-1][2], tz)
-            by_day = dict(tuple(rows.groupby("_partition"))) if len(rows) else {}
-            frames = {key: by_day.get(key, rows.iloc[:0]).drop(columns="_partition") for key, _, _ in windows}
-            landed = land_partitions(wh, obj, frames, context.run.run_id, lambda _p: f"erp_db:{obj.source_name}",
-                                     earlier=earlier)
+            result = ingest_erp_table(wh, engine, obj, windows, tz, context.run.run_id)
         except Exception as exc:
             write_sync_runs(wh, list(facts.values()), exc)
             _fail_fast(exc)
             raise
-        per_day = []
-        for i, (key, start, end) in enumerate(windows):
-            f = facts[key]
-            f.window_start, f.window_end = start.replace(tzinfo=None), end.replace(tzinfo=None)
-            f.rows_read = len(frames[key]) + (len(earlier) if i == 0 else 0)
-            f.rows_written = landed[key].rows_written + landed[key].rows_merged_earlier
-            per_day.append((key, len(frames[key]), len(earlier) if i == 0 else 0))
+        _fill_facts(facts, result, windows)
         write_sync_runs(wh, list(facts.values()))
-        if drift:
-            context.log.warning(f"ERP table {obj.source_name} has new column(s) carried along: {sorted(drift)}")
-        totals = {"rows_read": sum(f.rows_read for f in facts.values()),
-                  "rows_written": sum(f.rows_written for f in facts.values())}
-        return MaterializeResult(metadata={**_metadata(context, totals, per_day),
-                                           "new_source_columns": MetadataValue.json(sorted(drift))})
+        if result.new_source_columns:
+            context.log.warning(f"ERP table {obj.source_name} has new column(s) carried along: "
+                                f"{sorted(result.new_source_columns)}")
+        return MaterializeResult(metadata={**_metadata(context, _totals(facts), result, windows),
+                                           "new_source_columns": MetadataValue.json(sorted(result.new_source_columns))})
 
     return _erp_asset
 
@@ -222,13 +190,40 @@ def build_erp_export_assets(partitions_def):
     return _exports
 
 
-def _metadata(context, totals: dict, per_day: list) -> dict:
+def _window_facts(context: AssetExecutionContext, obj: SourceObject, windows) -> dict:
+    facts = {key: _facts(context, f"raw/{obj.name}", key) for key, _, _ in windows}
+    for key, start, end in windows:
+        facts[key].window_start, facts[key].window_end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+    return facts
+
+
+def _fill_facts(facts: dict, result, windows) -> None:
+    """Per day of the range: versions read and newly landed. Look-back versions belong to an
+    earlier day outside the range: they count on the range's first day, where they were read."""
+    first = windows[0][0]
+    for day, landed in result.days.items():
+        f = facts.get(day, facts[first])
+        f.rows_read += landed.rows_seen
+        f.rows_written += landed.rows_written
+        f.rows_echo += result.echoes.get(day, 0)
+    facts[first].pages, facts[first].retries = result.stats.get("pages", 0), result.stats.get("retries", 0)
+
+
+def _totals(facts: dict) -> dict:
+    return {"rows_read": sum(f.rows_read for f in facts.values()),
+            "rows_written": sum(f.rows_written for f in facts.values())}
+
+
+def _metadata(context, totals: dict, result, windows) -> dict:
     meta = {k: MetadataValue.int(int(v)) for k, v in totals.items()}
     keys = list(context.partition_keys)
     meta["window"] = MetadataValue.text(f"{keys[0]} .. {keys[-1]}" if len(keys) > 1 else keys[0])
-    if len(per_day) > 1:
-        table = "| day | rows in day | look-back rows |\n|---|---|---|\n" + "\n".join(
-            f"| {d} | {n} | {e} |" for d, n, e in per_day)
+    in_range = set(keys)
+    meta["rows_already_held"] = MetadataValue.int(sum(r.rows_seen - r.rows_written for r in result.days.values()))
+    if len(keys) > 1:
+        table = "| day | versions read | new versions |\n|---|---|---|\n" + "\n".join(
+            f"| {d}{'' if d in in_range else ' (look-back)'} | {r.rows_seen} | {r.rows_written} |"
+            for d, r in sorted(result.days.items()))
         meta["per_day"] = MetadataValue.md(table)
     return meta
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LOAD_COLUMNS = ["_run_id", "_partition", "_loaded_at", "_source"]
+#: a version's identity in raw: md5 of its content (raw_store.version_hash_sql)
+VERSION_HASH = "_version_hash"
+LOAD_COLUMNS = ["_run_id", "_partition", "_loaded_at", "_source", VERSION_HASH]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,71 @@
+"""Versioned migrations of the warehouse, recorded in ops.schema_migrations.
+
+`migrate(wh)` applies the pending ones in order, each in its own transaction, and is safe to run
+again: an applied migration is skipped, and each migration is itself re-runnable (a run cut
+short leaves nothing half done). `trueup migrate` runs it; landing into an old raw table also
+migrates that table first, so a warehouse that was never migrated by hand still stays right.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Callable
+
+import sqlalchemy as sa
+
+from connectors.warehouse import Warehouse
+
+LEDGER_DDL = ("CREATE TABLE IF NOT EXISTS ops.schema_migrations (version INTEGER PRIMARY KEY, name TEXT, "
+              "applied_at TIMESTAMP, detail TEXT)")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[Warehouse, object], str]   # (warehouse, connection) -> what it did, in words
+
+
+def _raw_version_log(wh: Warehouse, conn) -> str:
+    """raw.<obj> from per-day snapshots (a re-run replaced a day) to a log of observed versions:
+    every row kept, each given its `_version_hash`; the current views rebuilt."""
+    from assets.ingest.objects import ALL_OBJECTS
+    from assets.ingest.raw_store import migrate_raw_table
+
+    done = []
+    for name, obj in ALL_OBJECTS.items():
+        if wh.table_columns(conn, "raw", obj.raw_table):
+            rows = migrate_raw_table(wh, conn, obj)
+            done.append(f"raw.{name}: {rows} row(s) given a version hash")
+    return "; ".join(done) or "no raw tables yet"
+
+
+MIGRATIONS = (
+    Migration(1, "raw_version_log", _raw_version_log),
+)
+
+
+def applied(wh: Warehouse) -> dict[int, dict]:
+    with wh.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))
+        conn.execute(sa.text(LEDGER_DDL))
+        rows = conn.execute(sa.text("SELECT version, name, applied_at, detail FROM ops.schema_migrations"))
+        return {int(r[0]): {"name": r[1], "applied_at": r[2], "detail": r[3]} for r in rows}
+
+
+def migrate(wh: Warehouse) -> list[str]:
+    """Apply the pending migrations; one line per migration, applied now or before."""
+    done = applied(wh)
+    lines = []
+    for m in MIGRATIONS:
+        if m.version in done:
+            lines.append(f"{m.version} {m.name}: already applied {done[m.version]['applied_at']:%Y-%m-%d %H:%M}")
+            continue
+        with wh.begin() as conn:
+            detail = m.apply(wh, conn)
+            conn.execute(sa.text("INSERT INTO ops.schema_migrations (version, name, applied_at, detail) "
+                                 "VALUES (:v, :n, :at, :d)"),
+                         {"v": m.version, "n": m.name, "d": detail,
+                          "at": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)})
+        lines.append(f"{m.version} {m.name}: applied ({detail})")
+    return lines
