@@ -520,3 +520,54 @@ def test_held_writes_are_listed_released_linked_and_undone_from_the_cli(tiny_wor
     assert rows["decided_at"].notna().all()
     r = trueup(w.env, "writes", "release", "erp-order:crm-deal:0")
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no held write" in r.stderr
+
+
+def test_a_crm_stopped_mid_publish_gets_every_write_back_exactly_once(won_deals):
+    """The CRM stops while the write-backs are being sent (after the deals' batch reached it):
+    what it took is not sent again, what it missed is sent by the next run once it is back."""
+    import threading
+    import time
+
+    from sandbox.crm.server import SandboxServer
+    from tests.fixtures_crm import QUIET_KNOBS
+
+    w, deals = won_deals
+    port, server = w.server.port, w.server
+    server.set_knobs(latency_ms=300)   # each call takes a while: the stop lands between two batches
+    server.faults.reset_stats()
+    stopped = threading.Event()
+
+    def stop_after_first_write_back():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not server.stats()["requests_by_kind"].get("batch_update"):
+            time.sleep(0.01)
+        server.stop()
+        stopped.set()
+
+    killer = threading.Thread(target=stop_after_first_write_back, daemon=True)
+    killer.start()
+    s = publish_once(w, "mid-1")
+    killer.join(timeout=130)
+    assert stopped.is_set()
+    backs = writebacks()
+    hit = backs[backs.state != "confirmed"]   # what the stop caught: unknown (in flight) or planned (not sent)
+    assert "rejected" not in set(backs["state"]) and len(hit) and set(hit["state"]) <= {"unknown", "planned"}, \
+        backs[["target_object", "state"]]
+    assert s.unknown + s.retry_later == len(hit)
+    store = CrmStore(w.paths.crm_db)
+    stamped = {i: store.get("deals", int(i))["updated_ms"] for i in deals}
+    taken = {i for i, v in crm_values(w, "deals", deals, "erp_order_number").items() if v}
+    store.close()
+
+    w.server = SandboxServer(w.paths.crm_db, w.token, port=port, knobs=dict(QUIET_KNOBS)).start()
+    publish_once(w, "mid-2")
+    publish_once(w, "mid-3")
+    orders = erp_orders(w)
+    mine = orders[orders["crm_deal_id"].isin(deals)]
+    assert crm_values(w, "deals", deals, "erp_order_number") == dict(zip(mine["crm_deal_id"], mine["order_number"]))
+    store = CrmStore(w.paths.crm_db)
+    for i in taken:   # a write-back the CRM took before it stopped was not sent again
+        assert store.get("deals", int(i))["updated_ms"] == stamped[i]
+    store.close()
+    backs = writebacks()
+    assert set(backs["state"]) == {"confirmed"} and backs["idempotency_key"].is_unique
