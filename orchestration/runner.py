@@ -78,22 +78,28 @@ def business_days_claimed(settings: Settings, start: dt.date, end: dt.date, run_
     from connectors.locks import LockBusy, try_lock
     from connectors.warehouse import Warehouse
 
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
     days = [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
-    wh = Warehouse(settings.warehouse_url) if settings.warehouse_is_postgres else None
+    # each day's advisory lock lives on its own session: a range needs one connection per day,
+    # more than the warehouse's pool (2 + 2) gives
+    engine = (sa.create_engine(Warehouse(settings.warehouse_url).engine.url, poolclass=NullPool)
+              if settings.warehouse_is_postgres else None)
     held = []
     try:
         for day in days:
             try:
                 held.append(try_lock(f"business day {day}", home=settings.home, owner=f"run {run_id}",
-                                     pg_engine=wh.engine if wh else None))
+                                     pg_engine=engine))
             except LockBusy as exc:
                 raise RunRefused(f"{exc}; not starting a second run of that day") from None
         yield
     finally:
         for lk in reversed(held):
             lk.release()
-        if wh is not None:
-            wh.dispose()
+        if engine is not None:
+            engine.dispose()
 
 
 @contextlib.contextmanager
