@@ -7,6 +7,7 @@ import datetime as dt
 import pandas as pd
 import pytest
 
+from assets.ingest.objects import ALL_OBJECTS
 from assets.reconcile.engine import run_reconciliation
 from assets.reconcile.store import break_id
 from connectors.warehouse import Warehouse
@@ -57,11 +58,34 @@ CUSTOMERS = pd.DataFrame([
 
 
 def load(wh: Warehouse, tables: dict[str, pd.DataFrame]) -> None:
+    """Write the tables. `<layer>.<obj>_current` stands for an object's current state: its rows
+    become raw.<obj> (and validated.<obj>) versions of one day before AS_OF, which is what the
+    reconciliations read as of AS_OF."""
+    sql = __import__("sqlalchemy").text
+    states: dict[str, dict[str, pd.DataFrame]] = {}
+    plain = {}
+    for full, df in tables.items():
+        if full.endswith("_current"):
+            layer, name = full.removesuffix("_current").split(".")
+            states.setdefault(name, {})[layer] = df
+        else:
+            plain[full] = df
+    for name, layers in states.items():
+        obj = ALL_OBJECTS[name]
+        data = layers.get("validated", layers.get("raw")).copy()
+        if "updated_at" not in data.columns:
+            data["updated_at"] = "2026-09-01T00:00:00Z"
+        if obj.has_tombstones and "archived" not in data.columns:
+            data["archived"] = "false"
+        plain[f"raw.{name}"] = data.assign(_partition="2026-09-01", _loaded_at="2026-09-02 00:00:00",
+                                           _version_hash=[f"v{i}" for i in range(len(data))])
+        if "validated" in layers:
+            plain[f"validated.{name}"] = data.assign(_partition="2026-09-01", _validated_at="2026-09-02 00:00:00")
     with wh.begin() as conn:
-        for full, df in tables.items():
+        for full, df in plain.items():
             schema, name = full.split(".")
-            conn.execute(__import__("sqlalchemy").text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
-            conn.execute(__import__("sqlalchemy").text(f"DROP TABLE IF EXISTS {full}"))
+            conn.execute(sql(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
+            conn.execute(sql(f"DROP TABLE IF EXISTS {full}"))
             wh.ensure_text_table(conn, schema, name, list(df.columns))
             wh.insert_df(conn, schema, name, df.astype(object).where(df.notna(), None))
 

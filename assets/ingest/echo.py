@@ -23,3 +23,13 @@ def platform_echoes(wh: Warehouse, crm_object: str, rows: pd.DataFrame) -> dict[
     versions = set(ledger["target_version"])
     echo = rows[rows["updated_at"].isin(versions)]
     return echo.groupby("_partition").size().to_dict()
+
+
+def echo_versions(wh: Warehouse) -> dict[str, set[str]]:
+    """{raw object name: the CRM modification times the platform's confirmed writes produced}."""
+    try:
+        ledger = wh.query_df("SELECT target_object, target_version FROM ops.sor_writes WHERE target_system = 'crm' "
+                             "AND state = 'confirmed' AND target_version IS NOT NULL")
+    except Exception:  # noqa: BLE001 - no ledger yet: nothing was written
+        return {}
+    return {f"crm_{t}": set(g["target_version"]) for t, g in ledger.groupby("target_object")}

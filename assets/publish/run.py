@@ -72,10 +72,14 @@ def _outbound_check(wh: Warehouse, writes: list[Write], obj: str, partition: str
     return [w for w in writes if str(w.payload[contract.key]) not in bad], outcome.rows_quarantined
 
 
-def land_confirmed_writes(wh: Warehouse, engine, tz: str, run_id: str) -> int:
+def land_confirmed_writes(wh: Warehouse, engine, tz: str, run_id: str, business_day: str) -> int:
     """What the platform created in the ERP lands in the warehouse now, read back from the ERP
     and gated like any ERP row — downstream (staging, reconciliation) sees tonight's orders
-    tonight, not when the next day's ingest picks up the rows' modification day."""
+    tonight, not when the next day's ingest picks up the rows' modification day.
+
+    The versions read back belong to `business_day`, the night that wrote them (their ERP
+    modification time is the wall clock of the run): the state as of that night includes them,
+    and when a later ingest sees the same versions again, raw already holds them."""
     from assets.ingest.objects import ERP_DB_OBJECTS
     from assets.ingest.raw_store import land_partitions
     from assets.ingest.reread import reread
@@ -98,6 +102,7 @@ def land_confirmed_writes(wh: Warehouse, engine, tz: str, run_id: str) -> int:
         if not missing:
             continue
         rows = reread(obj_name, missing, tz=tz, wh=wh, erp_engine=engine)
+        rows["_partition"] = business_day
         obj = ERP_DB_OBJECTS[target]
         land_partitions(wh, obj, {}, run_id, lambda p: f"erp_db:{target} (read back after publish)", earlier=rows)
         contract = INBOUND[obj_name]
@@ -148,7 +153,7 @@ def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publ
         # approved writes wait in the ledger as `planned` from an earlier run
         sent = erp_writer.send(wh, engine, to_send, run_id)
         s.orders_created, s.rejected = sent["confirmed"], s.rejected + sent["rejected"]
-        land_confirmed_writes(wh, engine, tz, run_id)
+        land_confirmed_writes(wh, engine, tz, run_id, day)
         if crm_writebacks and client is not None:
             down = None   # the CRM unreachable (after the client's retries): every write waits for a later run
             for obj in ("deals", "companies"):

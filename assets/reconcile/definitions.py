@@ -1,9 +1,11 @@
 """Dagster assets for reconciliation: one per reconciliation (recon/<name>), partitioned by day
 like the rest, each with a health check; a `reconcile` job and its schedule.
 
-The four business reconciliations compare current state, so a run over a range of days
-reconciles once, as of the range's last day (the open breaks after it equal those after the
-nightly runs of each day). source_vs_warehouse is per partition: every day of the range is
+The four business reconciliations read the warehouse's state as of a business date
+(assets/reconcile/asof.py): a run over a range reconciles every day of it as of that day, so the
+breaks open and resolve on the business days they did, exactly as the nightly runs of those days
+would have; a re-run of an earlier day than the latest reconciled one records its findings and
+leaves the open breaks alone. source_vs_warehouse is per partition: every day of the range is
 compared with the live source on its own.
 """
 
@@ -118,10 +120,15 @@ def build_recon_asset(name: str, partitions_def):
         results = []
         try:
             if name == "source_vs_warehouse":
-                from .sources import DEFAULT_OBJECTS, read_sources_for_days
+                from assets.ingest.echo import echo_versions
+
+                from .sources import DEFAULT_OBJECTS, read_sources_for_days, source_lookup
                 clients = {"erp_engine": context.resources.erp.engine(),
                            "landing_dir": context.resources.landing.dir(),
                            "crm_client": context.resources.crm.client()}
+                lookup = source_lookup(app.timezone, wh, erp_engine=clients["erp_engine"],
+                                       crm_client=clients["crm_client"])
+                echoes = echo_versions(wh)
                 # the sources of all the run's days in one read per object, then compared day by day
                 by_day = read_sources_for_days(partitions, app.timezone, config.objects or DEFAULT_OBJECTS,
                                                **clients)
@@ -129,38 +136,50 @@ def build_recon_asset(name: str, partitions_def):
                     sources, skipped = by_day[p]
                     for obj, why in skipped.items():
                         context.log.warning(f"source_vs_warehouse {p}: {obj} not compared: {why}")
-                    r = run_source_vs_warehouse(wh, p, context.run.run_id, sources, s)
+                    r = run_source_vs_warehouse(wh, p, context.run.run_id, sources, s, lookup, echoes)
                     facts[p].rows_read, facts[p].rows_written = r.left_rows + r.right_rows, r.breaks_found
                     results.append(r)
             else:
-                as_of = dt.date.fromisoformat(partitions[-1])
-                r = run_reconciliation(wh, name, as_of, context.run.run_id, s, partition=partitions[-1])
-                facts[partitions[-1]].rows_read, facts[partitions[-1]].rows_written = (r.left_rows + r.right_rows,
-                                                                                       r.breaks_found)
-                results.append(r)
+                # every day of the range as of that day: each partition shown as materialised was
+                # reconciled as of its own business date, and breaks open and resolve on the days
+                # they did (a range gives the same history as its nightly runs)
+                for p in partitions:
+                    r = run_reconciliation(wh, name, dt.date.fromisoformat(p), context.run.run_id, s, partition=p)
+                    facts[p].rows_read, facts[p].rows_written = r.left_rows + r.right_rows, r.breaks_found
+                    results.append(r)
         except Exception as exc:
             write_sync_runs(wh, list(facts.values()), exc)
             _fail_fast(exc)
             raise
         write_sync_runs(wh, list(facts.values()))
+        # the state after the run: per partition for source_vs_warehouse, the last day's for the others
+        state = results if name == "source_vs_warehouse" else results[-1:]
         by_type: dict[str, int] = {}
-        for r in results:
+        for r in state:
             for k, v in r.by_type.items():
                 by_type[k] = by_type.get(k, 0) + v
         opened = sum(r.breaks_opened for r in results)
         resolved = sum(r.breaks_resolved for r in results)
-        risk = round(sum(r.amount_at_risk for r in results), 2)
+        risk = round(sum(r.amount_at_risk for r in state), 2)
         meta = {
-            "left_rows": MetadataValue.int(sum(r.left_rows for r in results)),
-            "right_rows": MetadataValue.int(sum(r.right_rows for r in results)),
-            "matched": MetadataValue.int(sum(r.matched for r in results)),
-            "breaks_found": MetadataValue.int(sum(r.breaks_found for r in results)),
+            "left_rows": MetadataValue.int(sum(r.left_rows for r in state)),
+            "right_rows": MetadataValue.int(sum(r.right_rows for r in state)),
+            "matched": MetadataValue.int(sum(r.matched for r in state)),
+            "breaks_found": MetadataValue.int(sum(r.breaks_found for r in state)),
             "breaks_opened": MetadataValue.int(opened), "breaks_resolved": MetadataValue.int(resolved),
             "breaks_by_type": MetadataValue.json(by_type),
             f"money_at_risk_{s.reporting_currency.lower()}": MetadataValue.float(float(risk)),
-            "largest_breaks": MetadataValue.md(_largest_md(results)),
+            "largest_breaks": MetadataValue.md(_largest_md(state)),
             "as_of": MetadataValue.text(results[-1].partition if results else partitions[-1]),
         }
+        explained: dict[str, dict[str, int]] = {}
+        for r in results:
+            for o, counts in r.explained.items():
+                for k, v in counts.items():
+                    explained.setdefault(o, {}).setdefault(k, 0)
+                    explained[o][k] += v
+        if explained:   # source_vs_warehouse: landed versions the source has moved on from (no break)
+            meta["changed_at_source_since_landed"] = MetadataValue.json(explained)
         if risk > s.money_at_risk_limit:
             check = AssetCheckResult(check_name=CHECK_NAME, passed=False, severity=AssetCheckSeverity.ERROR,
                                      description=f"{risk:,.2f} {s.reporting_currency} at risk exceeds the limit "

@@ -63,3 +63,16 @@ def read_sources_for_days(days: list[str], tz: str, objects=DEFAULT_OBJECTS, **c
 def read_sources(day: str, tz: str, objects=DEFAULT_OBJECTS, **clients) -> tuple[dict, dict]:
     """One day of read_sources_for_days."""
     return read_sources_for_days([day], tz, objects, **clients)[day]
+
+
+def source_lookup(tz: str, wh, *, erp_engine=None, crm_client=None):
+    """(SourceObject, keys) -> the source's current rows of those keys, archived CRM records
+    included: what source_vs_warehouse asks of records that left a day's window."""
+    from assets.ingest.reread import reread
+
+    def lookup(obj: SourceObject, keys: list[str]) -> pd.DataFrame:
+        if obj.system == "erp_export":
+            return pd.DataFrame(columns=[obj.key, "updated_at"])
+        return reread(obj.name, [str(k) for k in keys], tz=tz, wh=wh, crm=crm_client, erp_engine=erp_engine)
+
+    return lookup

@@ -29,6 +29,12 @@ RECON_DDL = [
         started_at TIMESTAMP, finished_at TIMESTAMP, scope TEXT, as_of DATE, breaks_found BIGINT,
         breaks_by_type TEXT, settings TEXT)""",
     "CREATE TABLE IF NOT EXISTS recon.fx_rates (currency TEXT PRIMARY KEY, usd_per_unit DOUBLE PRECISION)",
+    # the business dates a break was first and last seen as of, and resolved as of; whether a run's
+    # findings were merged into recon.breaks (a re-run of an earlier date than the latest is not)
+    "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS first_seen_as_of DATE",
+    "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS last_seen_as_of DATE",
+    "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS resolved_as_of DATE",
+    "ALTER TABLE recon.runs ADD COLUMN IF NOT EXISTS merged BOOLEAN",
 ]
 
 BREAK_COLUMNS = ("break_id", "recon_name", "break_type", "business_key", "left_system", "right_system",
@@ -57,9 +63,15 @@ def create_found_table(conn: Connection) -> None:
         "left_amount DECIMAL(18,2), right_amount DECIMAL(18,2), risk DECIMAL(18,2), currency TEXT, details TEXT)"))
 
 
-def merge_breaks(conn: Connection, recon_name: str, scope: str, run_id: str, now, reporting_currency: str) -> dict:
-    """Merge recon_found into recon.breaks for (recon_name, scope); returns the counts."""
-    p = {"name": recon_name, "scope": scope, "run": run_id, "now": now, "rep": reporting_currency}
+def latest_merged_as_of(conn: Connection, recon_name: str, scope: str):
+    """The latest business date whose findings were merged for (recon_name, scope), or None."""
+    return conn.execute(sa.text("SELECT max(as_of) FROM recon.runs WHERE recon_name = :n AND scope = :s "
+                                "AND coalesce(merged, true)"), {"n": recon_name, "s": scope}).scalar()
+
+
+def stage_breaks(conn: Connection, recon_name: str, reporting_currency: str) -> None:
+    """recon_stage: recon_found with break ids and money in the reporting currency."""
+    p = {"name": recon_name, "rep": reporting_currency}
     conn.execute(sa.text("DROP TABLE IF EXISTS recon_stage"))
     conn.execute(sa.text(
         "CREATE TEMP TABLE recon_stage AS SELECT substr(md5(:name || '|' || f.break_type || '|' || f.business_key), "
@@ -67,6 +79,24 @@ def merge_breaks(conn: Connection, recon_name: str, scope: str, run_id: str, now
         "coalesce(rr.usd_per_unit, 1) AS NUMERIC), 2) AS DECIMAL(18,2)) AS amount_at_risk "
         "FROM recon_found f LEFT JOIN recon.fx_rates r ON r.currency = f.currency "
         "LEFT JOIN recon.fx_rates rr ON rr.currency = :rep"), p)
+
+
+def found_counts(conn: Connection, recon_name: str, scope: str) -> dict:
+    """What a run found, for a run whose findings are not merged (an earlier date than the latest)."""
+    p = {"name": recon_name, "scope": scope}
+    q = lambda sql: int(conn.execute(sa.text(sql), p).scalar() or 0)  # noqa: E731
+    risk = conn.execute(sa.text("SELECT coalesce(sum(amount_at_risk), 0) FROM recon_stage")).scalar()
+    return {"breaks_found": q("SELECT count(*) FROM recon_stage"), "breaks_opened": 0, "breaks_resolved": 0,
+            "breaks_open": q("SELECT count(*) FROM recon.breaks WHERE recon_name = :name AND scope = :scope "
+                             "AND status = 'open'"), "amount_at_risk": float(risk or 0)}
+
+
+def merge_breaks(conn: Connection, recon_name: str, scope: str, run_id: str, now, reporting_currency: str,
+                 as_of=None) -> dict:
+    """Merge recon_found into recon.breaks for (recon_name, scope) as of business date `as_of`;
+    returns the counts."""
+    stage_breaks(conn, recon_name, reporting_currency)
+    p = {"name": recon_name, "scope": scope, "run": run_id, "now": now, "rep": reporting_currency, "as_of": as_of}
     q = lambda sql: int(conn.execute(sa.text(sql), p).scalar() or 0)  # noqa: E731
     opened = q("SELECT count(*) FROM recon_stage s WHERE NOT EXISTS (SELECT 1 FROM recon.breaks b "
                "WHERE b.break_id = s.break_id AND b.status = 'open')")
@@ -76,18 +106,21 @@ def merge_breaks(conn: Connection, recon_name: str, scope: str, run_id: str, now
         "UPDATE recon.breaks SET left_amount = s.left_amount, right_amount = s.right_amount, "
         "amount_at_risk = s.amount_at_risk, amount_at_risk_doc = s.risk, currency = s.currency, "
         "details = s.details, last_seen_at = :now, run_id = :run, reporting_currency = :rep, "
-        "times_seen = recon.breaks.times_seen + 1, "
+        "times_seen = recon.breaks.times_seen + 1, last_seen_as_of = :as_of, resolved_as_of = NULL, "
         "status = 'open', resolved_at = NULL FROM recon_stage s WHERE recon.breaks.break_id = s.break_id"), p)
     conn.execute(sa.text(
         "INSERT INTO recon.breaks (break_id, recon_name, break_type, business_key, left_system, right_system, "
         "left_amount, right_amount, amount_at_risk, currency, first_seen_at, last_seen_at, status, resolved_at, "
-        "details, scope, amount_at_risk_doc, reporting_currency, run_id, times_seen) "
+        "details, scope, amount_at_risk_doc, reporting_currency, run_id, times_seen, first_seen_as_of, "
+        "last_seen_as_of) "
         "SELECT s.break_id, :name, s.break_type, s.business_key, s.left_system, s.right_system, s.left_amount, "
         "s.right_amount, s.amount_at_risk, s.currency, :now, :now, 'open', NULL, s.details, :scope, s.risk, :rep, "
-        ":run, 1 FROM recon_stage s WHERE NOT EXISTS (SELECT 1 FROM recon.breaks b WHERE b.break_id = s.break_id)"),
+        ":run, 1, :as_of, :as_of FROM recon_stage s "
+        "WHERE NOT EXISTS (SELECT 1 FROM recon.breaks b WHERE b.break_id = s.break_id)"),
         p)
     conn.execute(sa.text(
-        "UPDATE recon.breaks SET status = 'resolved', resolved_at = :now, run_id = :run WHERE recon_name = :name "
+        "UPDATE recon.breaks SET status = 'resolved', resolved_at = :now, resolved_as_of = :as_of, run_id = :run "
+        "WHERE recon_name = :name "
         "AND scope = :scope AND status = 'open' AND NOT EXISTS "
         "(SELECT 1 FROM recon_stage s WHERE s.break_id = recon.breaks.break_id)"), p)
     found = q("SELECT count(*) FROM recon_stage")

@@ -45,3 +45,19 @@ class RuleContext:
 
     def as_of_sql(self) -> str:
         return "CAST(:as_of AS DATE)"
+
+    def validated(self, obj: str) -> str:
+        """validated.<obj> as of the business date: see `asof.state_as_of`."""
+        return self._as_of("validated", obj)
+
+    def raw(self, obj: str) -> str:
+        """raw.<obj> as of the business date (every landed version, gated or not)."""
+        return self._as_of("raw", obj)
+
+    def _as_of(self, layer: str, obj: str) -> str:
+        from ..asof import state_as_of
+
+        made = self.__dict__.setdefault("_as_of_tables", {})
+        if (layer, obj) not in made:
+            made[(layer, obj)] = state_as_of(self.conn, layer, obj, self.as_of)
+        return made[(layer, obj)]

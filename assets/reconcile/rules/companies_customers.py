@@ -16,9 +16,9 @@ from . import RuleContext
 def find(ctx: RuleContext) -> tuple[int, int, int]:
     d = ctx.dialect
     ctx.temp("rc_comp", f"SELECT id, name, country, tax_id, lifecyclestage, erp_customer_number, "
-                        f"{day('updated_at')} AS changed FROM validated.crm_companies_current")
+                        f"{day('updated_at')} AS changed FROM {ctx.validated('crm_companies')}")
     ctx.temp("rc_cust", "SELECT customer_number, name, country, tax_id, crm_company_id "
-                        "FROM validated.erp_customers_current")
+                        f"FROM {ctx.validated('erp_customers')}")
     ctx.temp("rc_link", "SELECT c.id AS company_id, u.customer_number FROM rc_comp c JOIN rc_cust u "
                         "ON u.crm_company_id = c.id UNION SELECT c.id, u.customer_number FROM rc_comp c "
                         "JOIN rc_cust u ON c.erp_customer_number = u.customer_number")

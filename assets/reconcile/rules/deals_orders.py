@@ -21,14 +21,16 @@ from . import RuleContext
 def find(ctx: RuleContext) -> tuple[int, int, int]:
     d = ctx.dialect
     ctx.temp("rd_deals", f"SELECT id AS deal_id, CAST(amount AS {AMOUNT}) AS amount, deal_currency_code AS currency, "
-                         f"{day('closedate')} AS close_date, company_id FROM validated.crm_deals_current "
+                         f"{day('closedate')} AS close_date, company_id FROM {ctx.validated('crm_deals')} "
                          "WHERE dealstage = 'closedwon'")
     ctx.temp("rd_orders", f"SELECT order_number, customer_number, crm_deal_id, {day('order_date')} AS order_date, "
-                          f"currency, CAST(total_amount AS {AMOUNT}) AS amount FROM validated.erp_sales_orders_current "
+                          f"currency, CAST(total_amount AS {AMOUNT}) AS amount "
+                          f"FROM {ctx.validated('erp_sales_orders')} "
                           "WHERE coalesce(status, '') <> 'cancelled'")
-    ctx.temp("rd_custmap", "SELECT crm_company_id AS company_id, customer_number FROM validated.erp_customers_current "
+    ctx.temp("rd_custmap", "SELECT crm_company_id AS company_id, customer_number "
+                           f"FROM {ctx.validated('erp_customers')} "
                            "WHERE crm_company_id IS NOT NULL UNION SELECT id, erp_customer_number "
-                           "FROM validated.crm_companies_current WHERE erp_customer_number IS NOT NULL")
+                           f"FROM {ctx.validated('crm_companies')} WHERE erp_customer_number IS NOT NULL")
     ctx.temp("rd_linked", "SELECT o.crm_deal_id AS deal_id, count(*) AS n, min(o.order_number) AS order_number, "
                           "sum(o.amount) AS amount, min(o.currency) AS ccy, max(o.currency) AS ccy_max, "
                           "min(o.customer_number) AS customer_number FROM rd_orders o "

@@ -16,11 +16,11 @@ from . import RuleContext
 def find(ctx: RuleContext) -> tuple[int, int, int]:
     d = ctx.dialect
     ctx.temp("rp_inv", f"SELECT invoice_number, order_number, {day('due_date')} AS due_date, currency, "
-                       f"CAST(amount AS {AMOUNT}) AS amount FROM validated.erp_invoices_current "
+                       f"CAST(amount AS {AMOUNT}) AS amount FROM {ctx.validated('erp_invoices')} "
                        "WHERE coalesce(status, '') NOT IN ('cancelled', 'void')")
     ctx.temp("rp_pay", f"SELECT invoice_number, count(*) AS n, sum(CAST(amount AS {AMOUNT})) AS amount, "
                        "min(currency) AS ccy, max(currency) AS ccy_max, max(received_at) AS last_received "
-                       "FROM validated.erp_payments_current GROUP BY invoice_number")
+                       f"FROM {ctx.validated('erp_payments')} GROUP BY invoice_number")
     L, R, asof = "'erp_invoices'", "'erp_payments'", ctx.as_of_sql()
     det = json_obj(d, {"payments": "p.n", "due_date": "CAST(i.due_date AS TEXT)",
                        "last_received": "p.last_received", "payment_currency": "p.ccy"})
@@ -38,8 +38,8 @@ def find(ctx: RuleContext) -> tuple[int, int, int]:
               f"i.currency, {det} {both} WHERE {same} AND i.amount - p.amount > :tol AND {asof} > i.due_date")
     ctx.found(f"SELECT 'orphan_payment', v.payment_id, {L}, {R}, NULL, {num(d, 'v.amount')}, "
               f"{num(d, 'v.amount')}, v.currency, " + json_obj(d, {"invoice_number": "v.invoice_number"}) +
-              " FROM raw.erp_payments_current v WHERE NOT EXISTS "
-              "(SELECT 1 FROM raw.erp_invoices_current i WHERE i.invoice_number = v.invoice_number)")
+              f" FROM {ctx.raw('erp_payments')} v WHERE NOT EXISTS "
+              f"(SELECT 1 FROM {ctx.raw('erp_invoices')} i WHERE i.invoice_number = v.invoice_number)")
     left = ctx.scalar("SELECT count(*) FROM rp_inv")
     right = ctx.scalar("SELECT coalesce(sum(n), 0) FROM rp_pay")
     matched = ctx.scalar(f"SELECT count(*) {both} WHERE NOT EXISTS "

@@ -17,11 +17,13 @@ from . import RuleContext
 def find(ctx: RuleContext) -> tuple[int, int, int]:
     d = ctx.dialect
     ctx.temp("ri_orders", f"SELECT order_number, {day('order_date')} AS order_date, currency, "
-                          f"CAST(total_amount AS {AMOUNT}) AS amount FROM validated.erp_sales_orders_current "
+                          f"CAST(total_amount AS {AMOUNT}) AS amount "
+                          f"FROM {ctx.validated('erp_sales_orders')} "
                           "WHERE coalesce(status, '') <> 'cancelled'")
     ctx.temp("ri_inv", f"SELECT order_number, count(*) AS n, sum(CAST(amount AS {AMOUNT})) AS amount, "
                        "min(currency) AS ccy, max(currency) AS ccy_max, min(invoice_number) AS first_invoice "
-                       "FROM validated.erp_invoices_current WHERE coalesce(status, '') NOT IN ('cancelled', 'void') "
+                       f"FROM {ctx.validated('erp_invoices')} "
+                       "WHERE coalesce(status, '') NOT IN ('cancelled', 'void') "
                        "GROUP BY order_number")
     L, R, asof = "'erp_orders'", "'erp_invoices'", ctx.as_of_sql()
     det = json_obj(d, {"invoices": "i.n", "first_invoice": "i.first_invoice", "invoice_currency": "i.ccy",
@@ -39,8 +41,8 @@ def find(ctx: RuleContext) -> tuple[int, int, int]:
               f"OR (o.amount - i.amount > :tol AND {asof} - o.order_date > :inv_complete))")
     ctx.found(f"SELECT 'orphan_invoice', v.invoice_number, {L}, {R}, NULL, {num(d, 'v.amount')}, "
               f"{num(d, 'v.amount')}, v.currency, " + json_obj(d, {"order_number": "v.order_number"}) +
-              " FROM raw.erp_invoices_current v WHERE NOT EXISTS "
-              "(SELECT 1 FROM raw.erp_sales_orders_current o WHERE o.order_number = v.order_number)")
+              f" FROM {ctx.raw('erp_invoices')} v WHERE NOT EXISTS "
+              f"(SELECT 1 FROM {ctx.raw('erp_sales_orders')} o WHERE o.order_number = v.order_number)")
     left = ctx.scalar("SELECT count(*) FROM ri_orders")
     right = ctx.scalar("SELECT coalesce(sum(n), 0) FROM ri_inv")
     matched = ctx.scalar(f"SELECT count(*) {both} WHERE NOT EXISTS "

@@ -4,22 +4,26 @@ The live source's rows for day D are read again through the ingest's own extract
 are formatted exactly as landed): the ERP database by updated_at window, the day's verified
 export files, the CRM search API. They are staged in a temp table and compared in SQL with the
 warehouse copy:
-- ERP tables and CRM objects: the latest landed version of each key whose version lies in
-  partition D (the source window holds only each record's current version too);
+- ERP tables and CRM objects: for each record the source shows in D, and each record whose
+  latest landed version lies in partition D, raw's latest version. A record raw holds for D that
+  the source no longer shows in D is looked up at the source (`extra["lookup"]`): if the source
+  has it with that version or a later one (it changed since — very often by Trueup's own
+  write-back — or is the platform's own write, landed on the night that made it), that is no
+  break; only a record the source no longer has at all is an extra_key;
 - exports: the rows of partition D as landed (a day's file is an immutable snapshot).
 Aggregates first — row count, amount sum, and a content hash (md5 over the ordered row hashes);
 only when they disagree are keys compared: missing_key (in the source, not landed), extra_key
 (landed, not in the source), content_mismatch (same key, different content). Partition-level
 breaks row_count_mismatch and amount_sum_mismatch carry no money at risk (the key-level breaks
 do), so nothing is counted twice. Breaks are scoped to the partition: a run of day D resolves
-only day D's breaks. Known limit: a record changed in the source after D was ingested and before
-D+1 is shows as extra_key for D until D+1 lands.
+only day D's breaks.
 """
 from __future__ import annotations
 
 import pandas as pd
 import sqlalchemy as sa
 
+from assets.ingest.raw_store import latest_version_sql
 from connectors.warehouse import ident
 
 from ..sql import json_obj, num
@@ -59,9 +63,12 @@ def compare_object(ctx: RuleContext, obj, source: pd.DataFrame, partition: str, 
                    f"r.updated_at DESC, r._loaded_at DESC) AS _rn FROM {raw} r WHERE r._partition = :p) x "
                    "WHERE _rn = 1")
     else:
-        wh_rows = (f"SELECT {col_list} FROM (SELECT r.*, row_number() OVER (PARTITION BY r.{key} ORDER BY "
-                   f"r.updated_at DESC, r._partition DESC, r._loaded_at DESC) AS _rn FROM {raw} r WHERE r.{key} IN "
-                   f"(SELECT {key} FROM {raw} WHERE _partition = :p)) x WHERE _rn = 1 AND _partition = :p")
+        wanted = f"{key} IN (SELECT {key} FROM sw_src UNION SELECT {key} FROM {raw} WHERE _partition = :p)"
+        ctx.temp("sw_latest", f"SELECT {col_list}, _partition FROM ({latest_version_sql(obj, wanted)}) x "
+                              f"WHERE _rn = 1 AND (_partition = :p OR {key} IN (SELECT {key} FROM sw_src))",
+                 p=partition)
+        _drop_explained(ctx, obj, wh)
+        wh_rows = f"SELECT {col_list} FROM sw_latest"
     amt = lambda a: num(d, f"{a}.{ident(amount)}") if amount else "CAST(NULL AS DECIMAL(18,2))"  # noqa: E731
     cur = lambda a: f"{a}.{ident(ccy)}" if ccy else "CAST(NULL AS TEXT)"  # noqa: E731
     for side, rows in (("sw_s", "SELECT * FROM sw_src"), ("sw_w", wh_rows)):
@@ -93,9 +100,42 @@ def compare_object(ctx: RuleContext, obj, source: pd.DataFrame, partition: str, 
     return int(s.n), int(w.n), int(matched)
 
 
+def _drop_explained(ctx: RuleContext, obj, wh) -> None:
+    """Take out of sw_latest the records raw holds for D that the source no longer shows in D but
+    still has, with that version or a later one; count them (and the platform's own writes among
+    them) in ctx.extra['explained']."""
+    key = ident(obj.key)
+    gone = [r[0] for r in ctx.conn.execute(sa.text(
+        f"SELECT {key} FROM sw_latest WHERE {key} IS NOT NULL AND {key} NOT IN "
+        f"(SELECT {key} FROM sw_src WHERE {key} IS NOT NULL)"))]
+    lookup = ctx.extra.get("lookup")
+    if not gone or lookup is None:
+        return
+    now = lookup(obj, gone)
+    ctx.temp("sw_now", "SELECT CAST(NULL AS TEXT) AS k, CAST(NULL AS TEXT) AS updated_at WHERE 1 = 0")
+    if len(now):
+        staged = now[[obj.key, "updated_at"]].set_axis(["k", "updated_at"], axis=1).astype(object)
+        wh.insert_df(ctx.conn, "temp" if ctx.dialect == "duckdb" else "pg_temp", "sw_now",
+                     staged.where(staged.notna(), None))
+    explained = [r[0] for r in ctx.conn.execute(sa.text(
+        f"SELECT l.{key} FROM sw_latest l JOIN sw_now n ON n.k = l.{key} "
+        f"WHERE n.updated_at >= l.updated_at OR l.updated_at IS NULL"))]
+    if not explained:
+        return
+    ctx.conn.execute(sa.text(f"DELETE FROM sw_latest WHERE {key} IN (SELECT l.{key} FROM sw_latest l JOIN sw_now n "
+                             f"ON n.k = l.{key} WHERE n.updated_at >= l.updated_at OR l.updated_at IS NULL)"))
+    echo = set(ctx.extra.get("echo_versions", {}).get(obj.name, ()))
+    later = now[now[obj.key].astype(str).isin(set(map(str, explained)))]
+    tally = ctx.extra.setdefault("explained", {}).setdefault(obj.name, {"changed_since": 0, "platform_echo": 0})
+    tally["changed_since"] += len(explained)
+    tally["platform_echo"] += int(later["updated_at"].isin(echo).sum())
+
+
 def find(ctx: RuleContext) -> tuple[int, int, int]:
     """ctx.extra: {'warehouse': Warehouse, 'partition': 'YYYY-MM-DD',
-    'sources': {object name: (SourceObject, DataFrame of the live source rows, snapshot?)}}"""
+    'sources': {object name: (SourceObject, DataFrame of the live source rows, snapshot?)},
+    'lookup': (SourceObject, keys) -> the source's current rows of those keys (optional),
+    'echo_versions': {object name: modification times of the platform's own confirmed writes}}"""
     totals = [0, 0, 0]
     for obj, df, snapshot in ctx.extra["sources"].values():
         if not ctx.extra["warehouse"].table_columns(ctx.conn, "raw", obj.raw_table):

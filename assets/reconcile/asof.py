@@ -1,0 +1,51 @@
+"""The warehouse's state as of a business date, for the reconciliations.
+
+raw keeps every observed version with the business day it belongs to (`_partition`: the day of
+its modification, or for the platform's own ERP writes the night that made them). The state as
+of day D is, per record, its latest version of a day on or before D, tombstoned records left
+out; validated as of D is that version where it passed its gate. Reconciling day D therefore
+reads the same rows whenever it runs — first time, re-run, or after later days were loaded —
+and finds the same breaks.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from assets.ingest.objects import ALL_OBJECTS
+from assets.ingest.raw_store import alive_sql, latest_version_sql
+from connectors.warehouse import ident
+
+
+def state_as_of(conn, layer: str, obj_name: str, as_of: dt.date) -> str:
+    """Create the temp table `<layer>_asof_<obj>` and return its name. An object never landed
+    gives an empty table with the declared columns."""
+    obj = ALL_OBJECTS[obj_name]
+    name = f"{layer}_asof_{ident(obj_name)}"
+    day = as_of.isoformat()
+    conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
+    raw_cols = _columns(conn, "raw", obj.raw_table)
+    if not raw_cols or (layer == "validated" and not _columns(conn, "validated", obj.raw_table)):
+        cols = ", ".join(f"CAST(NULL AS TEXT) AS {ident(c)}" for c in obj.columns)
+        conn.execute(sa.text(f"CREATE TEMP TABLE {name} AS SELECT {cols} WHERE 1 = 0"))
+        return name
+    latest = (f"SELECT {', '.join(ident(c) for c in raw_cols)} FROM ({latest_version_sql(obj, '_partition <= :d')})"
+              f" r WHERE _rn = 1 AND {alive_sql(obj)}")
+    if layer == "raw":
+        conn.execute(sa.text(f"CREATE TEMP TABLE {name} AS {latest}"), {"d": day})
+        return name
+    k = ident(obj.key)
+    v_cols = _columns(conn, "validated", obj.raw_table)
+    conn.execute(sa.text(
+        f"CREATE TEMP TABLE {name} AS SELECT {', '.join(ident(c) for c in v_cols)} FROM ("
+        f" SELECT v.*, row_number() OVER (PARTITION BY v.{k} ORDER BY v._validated_at DESC) AS _vn"
+        f" FROM validated.{ident(obj.raw_table)} v JOIN ({latest}) r ON v.{k} = r.{k} AND v.updated_at = r.updated_at"
+        f" WHERE v._partition <= :d) x WHERE _vn = 1"), {"d": day})
+    return name
+
+
+def _columns(conn, schema: str, table: str) -> list[str]:
+    rows = conn.execute(sa.text("SELECT column_name FROM information_schema.columns WHERE table_schema = :s "
+                                "AND table_name = :t ORDER BY ordinal_position"), {"s": schema, "t": table})
+    return [r[0] for r in rows]
