@@ -656,13 +656,13 @@ def summarise(res: dict, orders: int, crm_n: int) -> dict:
     if crm:
         cp, cr, cf = crm["platform"], crm["rerun"], crm["floor"]
         cconf = cp["ledger_by_state"].get("confirmed", {})
-        _check(cp["to_send"] == crm_n and cp["sent"] == {"confirmed": crm_n, "rejected": 0, "unknown": 0},
+        _check(cp["to_send"] == crm_n and cp["sent"] == {"confirmed": crm_n, "rejected": 0, "unknown": 0, "deferred": 0, "down": None},
                "crm: all planned+confirmed", f)
         _check(cp["crm_after"]["order_number_is_SO8_id"] == crm_n and cp["crm_after"]["with_order_number"] == crm_n,
                f"crm: deals carrying their order number == {crm_n}", f)
         _check(cconf.get("rows") == crm_n and set(cp["ledger_by_state"]) == {"confirmed"}
                and cconf.get("attempts") == crm_n, f"crm: ledger confirmed == {crm_n}, one attempt each", f)
-        _check(cr["to_send"] == 0 and cr["sent"] == {"confirmed": 0, "rejected": 0, "unknown": 0}
+        _check(cr["to_send"] == 0 and cr["sent"] == {"confirmed": 0, "rejected": 0, "unknown": 0, "deferred": 0, "down": None}
                and cr["server"]["requests_total"] == 0, "crm re-run: 0 writes, 0 CRM requests", f)
         _check(cr["crm_after"] == cp["crm_after"] and cr["ledger_by_state"] == cp["ledger_by_state"],
                "crm re-run: CRM and ledger unchanged", f)
