@@ -44,10 +44,12 @@ def rejected_exports(settings: Settings) -> list[tuple[str, str]]:
 
 
 #: rows written into raw by the latest successful load of each (asset, day): a re-run day counts once
-RAW_ROWS_SQL = (
-    "SELECT sum(rows_written) FROM (SELECT rows_written, row_number() OVER (PARTITION BY asset, partition "
-    "ORDER BY finished_at DESC) AS latest FROM ops.sync_runs WHERE asset LIKE 'raw/%' AND status = 'success') "
-    "AS loads WHERE latest = 1")
+#: versions raw holds from the sources (raw is a log: a re-run adds only what it had not seen; the
+#: ERP rows publish reads back after creating them are the platform's own, not synced)
+RAW_ROWS_SQL = "SELECT sum(n) FROM (" + " UNION ALL ".join(
+    f"SELECT count(*) AS n FROM raw.{t} WHERE _source NOT LIKE '%read back after publish%'"
+    for t in ("crm_companies", "crm_contacts", "crm_deals", "erp_customers", "erp_sales_orders", "erp_invoices",
+              "erp_payments")) + ") AS versions"
 
 #: the closing summary's rows: (label, SQL)
 SUMMARY_FACTS = [
