@@ -157,15 +157,20 @@ def test_a_range_of_days_reads_the_sources_once_and_splits_them_exactly(backfill
 def test_source_vs_warehouse_catches_a_tampered_copy(backfilled):
     w, wh, settings, _ = backfilled
     from assets.reconcile.engine import run_source_vs_warehouse
-    from assets.reconcile.sources import read_sources
+    from assets.reconcile.sources import read_sources, source_lookup
 
     counts = wh.query_df("SELECT _partition AS p, count(*) AS n FROM raw.erp_sales_orders GROUP BY _partition "
                          "ORDER BY n DESC")
     day = counts["p"][0]
     keys = wh.query_df("SELECT order_number FROM raw.erp_sales_orders WHERE _partition = :p ORDER BY order_number",
                        {"p": day})["order_number"].tolist()
-    gone, changed = keys[0], keys[1]
+    gone, changed, moved = keys[0], keys[1], keys[2]
     engine = sa.create_engine(w.paths.erp_url)
+    # `moved` changes in the ERP after the day was landed: the source no longer shows it in that day
+    with engine.begin() as conn:
+        was = conn.execute(sa.text("SELECT updated_at FROM sales_orders WHERE order_number = :k"), {"k": moved}).scalar()
+        conn.execute(sa.text("UPDATE sales_orders SET updated_at = :u WHERE order_number = :k"),
+                     {"u": "2027-01-15 10:00:00.000000", "k": moved})
     sources, _ = read_sources(day, settings.timezone, ("erp_sales_orders", "erp_invoices"), erp_engine=engine,
                               landing_dir=settings.landing_dir)
     with wh.begin() as conn:
@@ -175,8 +180,13 @@ def test_source_vs_warehouse_catches_a_tampered_copy(backfilled):
         conn.execute(sa.text("INSERT INTO raw.erp_sales_orders (order_number, customer_number, order_date, "
                              "currency, total_amount, updated_at, _partition) VALUES ('SO-GHOST', 'C1', :p, 'USD', "
                              "'50.00', :u, :p)"), {"p": day, "u": f"{day}T12:00:00.000000Z"})
-    r = run_source_vs_warehouse(wh, day, "tamper", sources)
+    lookup = source_lookup(settings.timezone, wh, erp_engine=engine)
+    r = run_source_vs_warehouse(wh, day, "tamper", sources, lookup=lookup)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE sales_orders SET updated_at = :u WHERE order_number = :k"), {"u": was, "k": moved})
     engine.dispose()
+    # the record changed since is asked about and is no break; the ghost the ERP never had is
+    assert r.explained == {"erp_sales_orders": {"changed_since": 1, "platform_echo": 0}}
     b = wh.query_df("SELECT break_type, business_key FROM recon.breaks WHERE recon_name = 'source_vs_warehouse' "
                     "AND status = 'open' AND scope = :p", {"p": day})
     assert set(map(tuple, b.values.tolist())) == {
