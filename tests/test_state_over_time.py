@@ -219,33 +219,16 @@ def state_machine(template: Path, warehouse_url):
 
         @rule(pick=st.integers(0, 10_000), at=AT)
         def erp_order_edit(self, pick, at):
-            with self.src.erp.begin() as conn:
-                orders = conn.execute(sa.select(t_orders.c.order_number, t_orders.c.updated_at)
-                                      .order_by(t_orders.c.order_number)).fetchall()
-                if not orders:
-                    return
-                number, updated = orders[pick % len(orders)]
-                when = _after_dt(updated, at)
-                conn.execute(sa.update(t_orders).where(t_orders.c.order_number == number)
-                             .values(total_amount=t_orders.c.total_amount + 1, updated_at=when))
+            self._erp_edit(t_orders, "order_number", "total_amount", pick, at)
 
         @rule(pick=st.integers(0, 10_000), at=AT)
         def erp_invoice_edit_and_reexport(self, pick, at):
             """An invoice changes; the ERP team re-exports that day (a late, corrected export)."""
-            with self.src.erp.begin() as conn:
-                rows = conn.execute(sa.select(t_invoices.c.invoice_number, t_invoices.c.updated_at)
-                                    .order_by(t_invoices.c.invoice_number)).fetchall()
-                if not rows:
-                    return
-                number, updated = rows[pick % len(rows)]
-                when = _after_dt(updated, at)
-                conn.execute(sa.update(t_invoices).where(t_invoices.c.invoice_number == number)
-                             .values(amount=t_invoices.c.amount + 1, updated_at=when))
-            day = when.date()
-            if (self.src.pending / day.isoformat()).exists():
-                return   # that day's export is still late; it arrives as it was produced
-            inv, pay = export_rows_from_db(self.src.erp, day)
-            write_export(self.src.landing, day, inv, pay)
+            when = self._erp_edit(t_invoices, "invoice_number", "amount", pick, at)
+            if when is None or (self.src.pending / when.date().isoformat()).exists():
+                return   # nothing to edit, or that day's export is still late: it arrives as it was produced
+            inv, pay = export_rows_from_db(self.src.erp, when.date())
+            write_export(self.src.landing, when.date(), inv, pay)
 
         @rule(pick=st.integers(0, 10))
         def late_export_arrives(self, pick):
@@ -277,6 +260,18 @@ def state_machine(template: Path, warehouse_url):
             seen = live[live["id"].astype(str).isin(self.model.latest.get(f"crm_{kind}", {}))]
             pool = seen if len(seen) and pick % 4 else live
             return pool.iloc[pick % len(pool)].to_dict()
+
+        def _erp_edit(self, table: sa.Table, key: str, amount: str, pick: int, at: int) -> dt.datetime | None:
+            """Add 1 to one row's amount, modified later than its last change; returns when."""
+            with self.src.erp.begin() as conn:
+                rows = conn.execute(sa.select(table.c[key], table.c.updated_at).order_by(table.c[key])).fetchall()
+                if not rows:
+                    return None
+                number, updated = rows[pick % len(rows)]
+                when = _after_dt(updated, at)
+                conn.execute(sa.update(table).where(table.c[key] == number)
+                             .values({amount: table.c[amount] + 1, "updated_at": when}))
+            return when
 
         @staticmethod
         def _after(rec: dict, at: int) -> int:

@@ -189,6 +189,12 @@ def create_current_view(wh: Warehouse, conn, obj: SourceObject) -> None:
         f"{latest_version_sql(obj)}) latest WHERE _rn = 1 AND {alive_sql(obj)}"))
 
 
+def land_partition(wh: Warehouse, obj: SourceObject, day: str, rows: pd.DataFrame, run_id: str,
+                   source: str) -> LandResult:
+    """`land_versions` for the rows of one day."""
+    return land_partitions(wh, obj, {day: rows}, run_id, lambda _p: source)[day]
+
+
 def land_partitions(wh: Warehouse, obj: SourceObject, frames: dict[str, pd.DataFrame], run_id: str, source_of,
                     earlier: pd.DataFrame | None = None) -> dict[str, LandResult]:
     """`land_versions` for rows given per day (`frames`: day → rows) plus rows that carry their
