@@ -157,18 +157,25 @@ def test_nightly_builds_the_golden_customer(world):
         method[row.customer_number] = m
         if pd.notna(row.crm_company_id) or row.customer_number in crm_link:
             assert m == "link", (row.customer_number, m)
-    assert {"link", "tax_id", "name_country"} <= set(matched.match_method), matched.match_method.value_counts()
+    # clerks' customers without a link are mostly found through their orders (deal ids)
+    assert {"link", "tax_id", "deal_order"} <= set(matched.match_method), matched.match_method.value_counts()
+    orders = wh.query_df("SELECT o.customer_number, d.company_id FROM validated.erp_sales_orders_current o "
+                         "JOIN validated.crm_deals_current d ON d.id = o.crm_deal_id")
+    for row in matched[matched.match_method == "deal_order"].itertuples():
+        # (an order linked to one of the company's deals, or its one exact unlinked match)
+        mine = orders[orders.customer_number == row.erp_customer_number]
+        assert mine.empty or set(mine.company_id) == {row.crm_company_id}, row
 
-    # a clerk's renamed customer ('Old Name …') is matched only by link or tax id, never by name
+    # a clerk's renamed customer ('Old Name …') is matched by link, tax id or its orders, never by name
     renamed = {d["details"]["customer_number"] for d in read_defects(world.paths)
                if d["kind"] == "customer_name_mismatch"}
     renamed &= set(erp.customer_number)
     assert renamed, "the world has no renamed customers to check"
     for number in renamed:
-        assert method[number] in ("link", "tax_id", "erp_only"), (number, method[number])
+        assert method[number] in ("link", "tax_id", "deal_order", "erp_only"), (number, method[number])
         linked = pd.notna(erp_links.loc[number, "crm_company_id"]) or number in crm_link
         has_tax = pd.notna(erp_links.loc[number, "tax_id"])
-        if not linked and not has_tax:
+        if not linked and not has_tax and method[number] != "deal_order":
             assert method[number] == "erp_only"
             company = number.removeprefix("C1")
             if company in customers:
