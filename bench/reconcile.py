@@ -64,7 +64,7 @@ def step_recon(db: Path) -> dict:
     import sqlalchemy as sa
 
     from assets.reconcile.config import ReconSettings
-    from assets.reconcile.rules import RuleContext
+    from assets.reconcile.rules import BASE_COLUMNS, RuleContext
     from assets.reconcile.sql import num
     from assets.reconcile.store import create_found_table, ensure_recon_tables, merge_breaks
     from connectors.warehouse import Warehouse
@@ -85,7 +85,7 @@ def step_recon(db: Path) -> dict:
                   f"abs(coalesce({num('duckdb', 's.amount')}, 0) - coalesce({num('duckdb', 'w.amount')}, 0)), "
                   "coalesce(s.currency, w.currency), NULL "
                   f"FROM ({side.format(t='src')}) s FULL OUTER JOIN ({side.format(t='wh')}) w ON s.k = w.k "
-                  f"WHERE s.k IS NULL OR w.k IS NULL OR {differs(3)}")
+                  f"WHERE s.k IS NULL OR w.k IS NULL OR {differs(3)}", BASE_COLUMNS)
         out["seconds"] = time.perf_counter() - t
         out["breaks"] = conn.execute(sa.text("SELECT count(*) FROM recon_found")).scalar()
         t = time.perf_counter()

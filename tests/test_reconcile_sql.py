@@ -31,6 +31,7 @@ ORDERS = pd.DataFrame([  # order_number, crm_deal_id, amount, currency, date
     ("SO-9", None, "999.00", "USD", "2026-10-04"),   # unlinked, no deal → missing_in_crm
 ], columns=["order_number", "crm_deal_id", "total_amount", "currency", "order_date"]).assign(
     customer_number="C10", status="open", source="manual")
+ORDERS.loc[ORDERS.order_number == "SO-6", "customer_number"] = "C11"   # deal 6 is company 11's
 INVOICES = pd.DataFrame([  # invoice, order, amount, currency, due
     ("I-1a", "SO-1", "60.00", "USD", "2026-10-20"), ("I-1b", "SO-1", "40.00", "USD", "2026-11-20"),  # split: match
     ("I-2", "SO-2", "200.02", "USD", "2026-11-20"), ("I-3", "SO-3", "300.00", "USD", "2026-11-20"),
@@ -55,6 +56,11 @@ CUSTOMERS = pd.DataFrame([
     ("C11", "Beta Holding", "AT", None, "T2"),    # paired by tax id: name and country differ
     ("C99", "Nobody", "US", None, None),          # missing_in_crm
 ], columns=["customer_number", "name", "country", "crm_company_id", "tax_id"])
+# the golden customer (dbt's marts.dim_customer) as its matching cascade would build it: the
+# reconciliations take their customer identity from it
+GOLDEN = pd.DataFrame([
+    ("10", "C10", "link"), ("11", "C11", "tax_id"), ("12", None, "crm_only"), (None, "C99", "erp_only"),
+], columns=["crm_company_id", "erp_customer_number", "match_method"])
 
 
 def load(wh: Warehouse, tables: dict[str, pd.DataFrame]) -> None:
@@ -95,7 +101,7 @@ def world_tables(**over) -> dict:
          "validated.erp_invoices_current": INVOICES, "validated.erp_payments_current": PAYMENTS,
          "validated.crm_companies_current": COMPANIES, "validated.erp_customers_current": CUSTOMERS,
          "raw.erp_sales_orders_current": ORDERS, "raw.erp_invoices_current": INVOICES,
-         "raw.erp_payments_current": PAYMENTS}
+         "raw.erp_payments_current": PAYMENTS, "marts.dim_customer": GOLDEN}
     t.update(over)
     return t
 
@@ -116,8 +122,9 @@ def run_all(wh, run_id, as_of=AS_OF, settings=None):
             for n in ("deals_vs_orders", "orders_vs_invoices", "invoices_vs_payments", "companies_vs_customers")}
 
 
-def open_breaks(wh) -> set:
-    b = wh.query_df("SELECT recon_name, break_type, business_key FROM recon.breaks WHERE status = 'open'")
+def open_breaks(wh, category: str = "break") -> set:
+    b = wh.query_df("SELECT recon_name, break_type, business_key FROM recon.breaks WHERE status = 'open' "
+                    "AND category = :c", {"c": category})
     return set(map(tuple, b.values.tolist()))
 
 
@@ -130,14 +137,19 @@ EXPECTED = {
     ("invoices_vs_payments", "overpaid", "I-2"), ("invoices_vs_payments", "currency_mismatch", "I-3"),
     ("invoices_vs_payments", "unpaid_past_due", "I-6"), ("invoices_vs_payments", "orphan_payment", "P-X"),
     ("orders_vs_invoices", "not_invoiced", "SO-4B"),  # the duplicate was (rightly) never invoiced
+    # paired by the golden customer (tax id), so one pair with two differences, not two missing records
     ("companies_vs_customers", "name_mismatch", "11"), ("companies_vs_customers", "country_mismatch", "11"),
-    ("companies_vs_customers", "missing_in_erp", "12"), ("companies_vs_customers", "missing_in_crm", "C99"),
+    # company 12 has no won deal: a prospect, not expected in the ERP
+    ("companies_vs_customers", "missing_in_crm", "C99"),
 }
+#: not breaks: a partial payment before the due date is not due yet
+TIMING = {("invoices_vs_payments", "partially_paid", "I-1b")}
 
 
 def test_breaks_tolerance_and_multi_document_matching(wh):
     results = run_all(wh, "r1")
     assert open_breaks(wh) == EXPECTED
+    assert open_breaks(wh, "timing") == TIMING and open_breaks(wh, "pending") == set()
     # SO-1 off by 0.004 and invoiced in two parts, I-1a paid by two payments: all matches
     assert results["deals_vs_orders"].matched == 2  # deal 1 (linked) and deal 6 (paired with unlinked SO-6)
     risk = wh.query_df("SELECT break_type, business_key, amount_at_risk, currency FROM recon.breaks")
@@ -209,3 +221,49 @@ def test_source_vs_warehouse_on_both_engines(wh):
     load(wh, {"raw.erp_payments": landed})  # reloaded: everything resolves
     again = run_source_vs_warehouse(wh, "2026-10-10", "s3", {"erp_payments": (obj, src, True)})
     assert again.breaks_resolved == 4 and again.breaks_open == 0
+
+
+def test_held_and_awaiting_deals_are_pending_work_and_a_link_resolves_them(wh):
+    """A deal Trueup holds (a clerk keyed an order by hand) or that waits for approval is pending
+    work with its amount — not a missing order, and the manual order is not missing its deal; a
+    person's link pairs the deal with that order (and undoing the link brings the hold back)."""
+    from assets.publish.ledger import Write, decide, plan, undo
+
+    manual = pd.DataFrame([("SO-7M", None, "700.00", "USD", "2026-10-04")],
+                          columns=["order_number", "crm_deal_id", "total_amount", "currency", "order_date"]).assign(
+        customer_number="C10", status="open", source="manual")
+    orders = pd.concat([ORDERS, manual], ignore_index=True)
+    load(wh, {"validated.erp_sales_orders_current": orders, "raw.erp_sales_orders_current": orders})
+
+    def order_write(deal: str, amount: str) -> Write:
+        return Write(f"erp-order:crm-deal:{deal}", "erp", "sales_orders", "create", deal,
+                     {"order_number": f"SO-8{deal}", "customer_number": "C10", "crm_deal_id": deal,
+                      "total_amount": amount, "currency": "USD"})
+
+    plan(wh, [order_write("7", "700.00")], "pub", state="held", hold_reason="possible duplicate of manual order SO-7M",
+         business_date="2026-10-04")
+    plan(wh, [order_write("5", "500.00")], "pub", state="awaiting_approval", hold_reason="above the threshold",
+         business_date="2026-10-02")
+    run_all(wh, "r1")
+    assert open_breaks(wh, "pending") == {("deals_vs_orders", "held_for_review", "7"),
+                                          ("deals_vs_orders", "pending_approval", "5")}
+    found = open_breaks(wh)
+    assert not {("deals_vs_orders", "missing_in_erp", "7"), ("deals_vs_orders", "missing_in_erp", "5"),
+                ("deals_vs_orders", "missing_in_crm", "SO-7M")} & found
+    held = wh.query_df("SELECT amount_at_risk, amount_pending, reason, owner_system, problem_date FROM recon.breaks "
+                       "WHERE break_type = 'held_for_review'").iloc[0]
+    assert float(held.amount_at_risk) == 0 and float(held.amount_pending) == 700.0
+    assert "SO-7M" in held.reason and "trueup writes link" in held.reason and held.owner_system == "trueup"
+    assert str(held.problem_date)[:10] == "2026-10-03"   # the close: since when the deal waits
+
+    decide(wh, "erp-order:crm-deal:7", "ann", "link", "SO-7M")
+    run_all(wh, "r2")
+    assert open_breaks(wh, "pending") == {("deals_vs_orders", "pending_approval", "5")}
+    assert not {k for k in open_breaks(wh) if k[0] == "deals_vs_orders" and k[2] in ("7", "SO-7M")}
+    linked = wh.query_df("SELECT matched FROM recon.runs WHERE run_id = 'r2' AND recon_name = 'deals_vs_orders'")
+    before = wh.query_df("SELECT matched FROM recon.runs WHERE run_id = 'r1' AND recon_name = 'deals_vs_orders'")
+    assert int(linked.matched[0]) == int(before.matched[0]) + 1
+
+    undo(wh, "erp-order:crm-deal:7", "ann")
+    run_all(wh, "r3")
+    assert ("deals_vs_orders", "held_for_review", "7") in open_breaks(wh, "pending")

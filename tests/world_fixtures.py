@@ -35,11 +35,12 @@ class World:
 
 
 def make_world(home: Path, cfg: WorldConfig = SMALL_WORLD, warehouse_url: str | None = None,
-               erp_url: str | None = None) -> World:
+               erp_url: str | None = None, seed_days: int | None = None) -> World:
+    """`seed_days`: live only the first days now (default: all); `advance_world` lives the rest."""
     sandbox_root = home / "sandbox"
     sandbox_root.mkdir(parents=True, exist_ok=True)
     paths = WorldPaths(sandbox_root, erp_url or f"sqlite:///{sandbox_root / 'erp.sqlite'}", home / "landing")
-    seed_world(paths, cfg)
+    seed_world(paths, cfg, days=seed_days)
     token = "test-token-" + os.urandom(6).hex()
     server = start_in_thread(paths.crm_db, token, knobs=dict(QUIET_KNOBS))
     env = {

@@ -31,10 +31,13 @@ DDL = """CREATE TABLE IF NOT EXISTS ops.sor_writes (
     business_key TEXT, payload_hash TEXT, payload TEXT, state TEXT, attempts INTEGER, run_id TEXT, error TEXT,
     created_at TIMESTAMP, updated_at TIMESTAMP, hold_reason TEXT, approved_by TEXT, approved_at TIMESTAMP,
     correlation_id TEXT, business_date TEXT, target_version TEXT, superseded_by TEXT, superseded_at TIMESTAMP,
-    failing_since TIMESTAMP, alerted_at TIMESTAMP, decided_by TEXT, decided_at TIMESTAMP, decision TEXT)"""
+    failing_since TIMESTAMP, alerted_at TIMESTAMP, decided_by TEXT, decided_at TIMESTAMP, decision TEXT,
+    linked_order_number TEXT)"""
 #: columns added after the first release: an existing ledger gets them on first use
 ADDED_COLUMNS = {"superseded_by": "TEXT", "superseded_at": "TIMESTAMP", "failing_since": "TIMESTAMP",
-                 "alerted_at": "TIMESTAMP", "decided_by": "TEXT", "decided_at": "TIMESTAMP", "decision": "TEXT"}
+                 "alerted_at": "TIMESTAMP", "decided_by": "TEXT", "decided_at": "TIMESTAMP", "decision": "TEXT",
+                 # a person's link of a held deal to an existing ERP order (reconciliation pairs them)
+                 "linked_order_number": "TEXT"}
 OPEN_STATES = ("planned", "sent", "unknown")
 #: states a newer payload of the same key replaces (a `sent`/`unknown` write is read back first)
 REPLACEABLE_STATES = ("planned", "awaiting_approval", "held")
@@ -266,8 +269,9 @@ def decide(wh: Warehouse, key: str, actor: str, decision: str, order_number: str
         else:
             raise ValueError(f"unknown decision {decision!r}")
         conn.execute(sa.text("UPDATE ops.sor_writes SET state = :s, decision = :d, decided_by = :who, "
-                             "decided_at = :at, updated_at = :at WHERE write_id = :w"),
-                     {"s": state, "d": text, "who": actor, "at": at, "w": row["write_id"]})
+                             "decided_at = :at, updated_at = :at, linked_order_number = :o WHERE write_id = :w"),
+                     {"s": state, "d": text, "who": actor, "at": at, "w": row["write_id"],
+                      "o": order_number if decision == "link" else None})
     return f"{key}: {text} (by {actor})"
 
 
@@ -280,7 +284,7 @@ def undo(wh: Warehouse, key: str, actor: str) -> str:
         if row is None or not (row["decision"] or "").startswith(("released", "linked")):
             raise LookupError(f"no released or linked write with key {key} that is still unsent")
         conn.execute(sa.text("UPDATE ops.sor_writes SET state = 'held', decision = :d, decided_by = :who, "
-                             "decided_at = :at, updated_at = :at WHERE write_id = :w"),
+                             "decided_at = :at, updated_at = :at, linked_order_number = NULL WHERE write_id = :w"),
                      {"d": f"undone ({row['decision']})", "who": actor, "at": at, "w": row["write_id"]})
     return f"{key}: held again (by {actor}; was {row['decision']})"
 

@@ -33,16 +33,23 @@ def state_as_of(conn, layer: str, obj_name: str, as_of: dt.date) -> str:
     latest = (f"SELECT {', '.join(ident(c) for c in raw_cols)} FROM ({latest_version_sql(obj, '_partition <= :d')})"
               f" r WHERE _rn = 1 AND {alive_sql(obj)}")
     if layer == "raw":
-        conn.execute(sa.text(f"CREATE TEMP TABLE {name} AS {latest}"), {"d": day})
+        conn.execute(sa.text(f"CREATE TEMP TABLE {name} AS SELECT *{_absent(obj, raw_cols)} FROM ({latest}) x"),
+                     {"d": day})
         return name
     k = ident(obj.key)
     v_cols = _columns(conn, "validated", obj.raw_table)
     conn.execute(sa.text(
-        f"CREATE TEMP TABLE {name} AS SELECT {', '.join(ident(c) for c in v_cols)} FROM ("
+        f"CREATE TEMP TABLE {name} AS SELECT {', '.join(ident(c) for c in v_cols)}{_absent(obj, v_cols)} FROM ("
         f" SELECT v.*, row_number() OVER (PARTITION BY v.{k} ORDER BY v._validated_at DESC) AS _vn"
         f" FROM validated.{ident(obj.raw_table)} v JOIN ({latest}) r ON v.{k} = r.{k} AND v.updated_at = r.updated_at"
         f" WHERE v._partition <= :d) x WHERE _vn = 1"), {"d": day})
     return name
+
+
+def _absent(obj, have: list[str]) -> str:
+    """The declared columns a table never had (an old or hand-made table), as NULLs: the rules can
+    name every declared column."""
+    return "".join(f", CAST(NULL AS TEXT) AS {ident(c)}" for c in obj.columns if c not in have)
 
 
 def _columns(conn, schema: str, table: str) -> list[str]:

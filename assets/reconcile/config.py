@@ -18,6 +18,8 @@ class ReconSettings:
     tolerance: float = 0.01             # absolute, in the document currency
     order_sla_days: int = 2             # a closed-won deal without an ERP order after this → missing_in_erp
     match_window_days: int = 7          # unlinked order ↔ deal pairing, and duplicate detection
+    probable_amount_pct: float = 0.25   # an unlinked order this close to a deal's amount (same customer) is
+                                        # its mistyped order: one amount_mismatch, not two missing records
     invoice_sla_days: int = 7           # an order with no invoice after this → not_invoiced
     invoice_complete_days: int = 14     # under-invoiced orders are breaks only after this
     customer_sla_days: int = 7          # a CRM customer company without ERP customer after this

@@ -42,14 +42,18 @@ CHECK_NAME = "health"
 # the publish asset writes ERP orders and customers (and lands them in validated) the same night:
 # the deal and company reconciliations run after it, so tonight's posts are not reported missing
 PUBLISH = AssetKey(["publish", "erp_orders"])
+# the golden customer: reconciliation's identity of customers (assets/reconcile/identity.py)
+GOLDEN = AssetKey(["marts", "dim_customer"])
 READS = {
     "deals_vs_orders": [validated_key("crm_deals"), validated_key("erp_sales_orders"),
-                        validated_key("erp_customers"), validated_key("crm_companies"), PUBLISH],
+                        validated_key("erp_customers"), validated_key("crm_companies"), PUBLISH, GOLDEN],
+    # after publish too: tonight's new orders are judged from the night they came into existence
     "orders_vs_invoices": [validated_key("erp_sales_orders"), validated_key("erp_invoices"),
-                           AssetKey(["raw", "erp_invoices"]), AssetKey(["raw", "erp_sales_orders"])],
+                           AssetKey(["raw", "erp_invoices"]), AssetKey(["raw", "erp_sales_orders"]), PUBLISH],
     "invoices_vs_payments": [validated_key("erp_invoices"), validated_key("erp_payments"),
                              AssetKey(["raw", "erp_payments"]), AssetKey(["raw", "erp_invoices"])],
-    "companies_vs_customers": [validated_key("crm_companies"), validated_key("erp_customers"), PUBLISH],
+    "companies_vs_customers": [validated_key("crm_companies"), validated_key("erp_customers"),
+                               validated_key("crm_deals"), validated_key("erp_sales_orders"), PUBLISH, GOLDEN],
     "source_vs_warehouse": [AssetKey(["raw", o]) for o in ALL_OBJECTS],
 }
 DESCRIPTIONS = {
@@ -66,6 +70,7 @@ class ReconConfig(Config):
     tolerance: Optional[float] = None
     order_sla_days: Optional[int] = None
     match_window_days: Optional[int] = None
+    probable_amount_pct: Optional[float] = None
     invoice_sla_days: Optional[int] = None
     invoice_complete_days: Optional[int] = None
     customer_sla_days: Optional[int] = None
@@ -155,9 +160,12 @@ def build_recon_asset(name: str, partitions_def):
         # the state after the run: per partition for source_vs_warehouse, the last day's for the others
         state = results if name == "source_vs_warehouse" else results[-1:]
         by_type: dict[str, int] = {}
+        pending: dict[str, int] = {}
         for r in state:
             for k, v in r.by_type.items():
                 by_type[k] = by_type.get(k, 0) + v
+            for k, v in r.pending_by_type.items():
+                pending[k] = pending.get(k, 0) + v
         opened = sum(r.breaks_opened for r in results)
         resolved = sum(r.breaks_resolved for r in results)
         risk = round(sum(r.amount_at_risk for r in state), 2)
@@ -168,6 +176,10 @@ def build_recon_asset(name: str, partitions_def):
             "breaks_found": MetadataValue.int(sum(r.breaks_found for r in state)),
             "breaks_opened": MetadataValue.int(opened), "breaks_resolved": MetadataValue.int(resolved),
             "breaks_by_type": MetadataValue.json(by_type),
+            # not breaks: work waiting for a person, and items not yet due
+            "pending_and_timing_by_type": MetadataValue.json(pending),
+            f"amount_pending_{s.reporting_currency.lower()}": MetadataValue.float(
+                round(sum(r.amount_pending for r in state), 2)),
             f"money_at_risk_{s.reporting_currency.lower()}": MetadataValue.float(float(risk)),
             "largest_breaks": MetadataValue.md(_largest_md(state)),
             "as_of": MetadataValue.text(results[-1].partition if results else partitions[-1]),
@@ -200,9 +212,13 @@ def build_reconcile_assets(partitions_def) -> list:
 
 
 def build_reconcile_job_and_schedule(partitions_def):
-    job = define_asset_job("reconcile", selection=AssetSelection.groups(GROUP), partitions_def=partitions_def,
+    # the breaks mart and the ROI marts built on it are rebuilt after the reconciliations: what an
+    # analyst reads at 06:05 is what the 06:00 run found
+    marts = AssetSelection.assets(AssetKey(["marts", "fct_recon_breaks"])).downstream()
+    job = define_asset_job("reconcile", selection=AssetSelection.groups(GROUP) | marts, partitions_def=partitions_def,
                            executor_def=in_process_executor,
-                           description="All reconciliations for one business day (or a range).")
+                           description="All reconciliations for one business day (or a range), then the breaks "
+                                       "and ROI marts that read them.")
     from dagster import build_schedule_from_partitioned_job
     schedule = build_schedule_from_partitioned_job(job, name="reconcile_daily", hour_of_day=6, minute_of_hour=0)
     return job, schedule

@@ -41,6 +41,11 @@ class ReconResult:
     breaks_open: int
     amount_at_risk: float
     by_type: dict = field(default_factory=dict)
+    # known work waiting for a person, and items not yet due (not breaks: rules/__init__.py)
+    pending_found: int = 0
+    timing_found: int = 0
+    amount_pending: float = 0.0
+    pending_by_type: dict = field(default_factory=dict)
     largest: pd.DataFrame | None = None
     # source_vs_warehouse: records the source changed since they were landed for the day (not breaks)
     explained: dict = field(default_factory=dict)
@@ -85,24 +90,30 @@ def run_reconciliation(wh: Warehouse, recon_name: str, as_of: dt.date, run_id: s
         else:
             stage_breaks(conn, recon_name, s.reporting_currency)
             counts = found_counts(conn, recon_name, scope)
-        by_type = dict(conn.execute(sa.text("SELECT break_type, count(*) FROM recon_stage GROUP BY break_type"))
-                       .fetchall())
+        by_type = dict(conn.execute(sa.text("SELECT break_type, count(*) FROM recon_stage WHERE category = 'break' "
+                                            "GROUP BY break_type")).fetchall())
+        other = dict(conn.execute(sa.text("SELECT break_type, count(*) FROM recon_stage WHERE category <> 'break' "
+                                          "GROUP BY break_type")).fetchall())
         largest = wh.read_df(conn, "SELECT break_type, business_key, currency, left_amount, right_amount, "
-                                   "amount_at_risk FROM recon_stage ORDER BY amount_at_risk DESC, business_key "
-                                   "LIMIT 10")
+                                   "amount_at_risk FROM recon_stage WHERE category = 'break' "
+                                   "ORDER BY amount_at_risk DESC, business_key LIMIT 10")
         conn.execute(sa.text(
             "INSERT INTO recon.runs (run_id, recon_name, partition, left_rows, right_rows, matched, breaks_opened, "
             "breaks_resolved, breaks_open, amount_at_risk, started_at, finished_at, scope, as_of, breaks_found, "
-            "breaks_by_type, settings, merged) VALUES (:run, :name, :part, :l, :r, :m, :o, :res, :open, :risk, :st, "
-            ":fin, :scope, :as_of, :found, :bt, :cfg, :merged)"),
+            "breaks_by_type, settings, merged, pending_found, timing_found, amount_pending) VALUES (:run, :name, "
+            ":part, :l, :r, :m, :o, :res, :open, :risk, :st, :fin, :scope, :as_of, :found, :bt, :cfg, :merged, "
+            ":pf, :tf, :ap)"),
             {"run": run_id, "name": recon_name, "part": partition, "l": left, "r": right, "m": matched,
              "o": counts["breaks_opened"], "res": counts["breaks_resolved"], "open": counts["breaks_open"],
              "risk": counts["amount_at_risk"], "st": started, "fin": _now(), "scope": scope, "as_of": as_of,
              "found": counts["breaks_found"], "bt": json.dumps({k: int(v) for k, v in by_type.items()}),
-             "cfg": json.dumps(asdict(s)), "merged": merged})
+             "cfg": json.dumps(asdict(s)), "merged": merged, "pf": counts["pending_found"],
+             "tf": counts["timing_found"], "ap": counts["amount_pending"]})
     return ReconResult(recon_name, partition, scope, left, right, matched, counts["breaks_found"],
                        counts["breaks_opened"], counts["breaks_resolved"], counts["breaks_open"],
-                       counts["amount_at_risk"], {k: int(v) for k, v in by_type.items()}, largest)
+                       counts["amount_at_risk"], {k: int(v) for k, v in by_type.items()},
+                       counts["pending_found"], counts["timing_found"], counts["amount_pending"],
+                       {k: int(v) for k, v in other.items()}, largest)
 
 
 def run_source_vs_warehouse(wh: Warehouse, partition: str, run_id: str, sources: dict,

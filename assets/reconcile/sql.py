@@ -26,3 +26,14 @@ def json_obj(dialect: str, pairs: dict[str, str]) -> str:
 def norm_name(expr: str) -> str:
     """Case and punctuation do not make a different name."""
     return f"regexp_replace(lower(coalesce({expr}, '')), '[^a-z0-9]+', '', 'g')"
+
+
+def txt(*parts: str) -> str:
+    """Plain-words text from literal strings and SQL expressions: `txt("'deal '", "d.deal_id")`.
+    NULL parts read as empty (concat), numbers and dates as their text."""
+    return "concat(" + ", ".join(p if p.startswith("'") else f"CAST({p} AS TEXT)" for p in parts) + ")"
+
+
+def money(amount: str, currency: str) -> str:
+    """`EUR 1234.50` as SQL text parts for `txt`."""
+    return f"concat({currency}, ' ', CAST({amount} AS TEXT))"

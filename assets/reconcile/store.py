@@ -5,6 +5,12 @@ id night after night: seen again → last_seen_at moves (first_seen_at stays; a 
 that comes back is reopened, keeping its first_seen_at); not seen by a later run of the same scope → resolved, with
 resolved_at. The merge stages the run's breaks in a temp table and applies UPDATE … FROM +
 INSERT … WHERE NOT EXISTS, which both DuckDB and PostgreSQL accept.
+
+Each row has a `category` (`break` | `pending` | `timing`, see rules/__init__.py): only breaks
+carry `amount_at_risk`; pending and timing rows carry their amount in `amount_pending`. The
+counts a run reports (found, opened, resolved, open, money at risk) are of real breaks, and
+money at risk is counted once per root cause (`chain_key`): the view recon.breaks_counted gives
+each break its `counted_at_risk`, the chain's largest exposure held by one break of it.
 """
 from __future__ import annotations
 
@@ -14,6 +20,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .config import FX_TO_USD
+
+#: every break with `counted_at_risk`: money at risk once per root cause — within a chain
+#: (deal → order → invoices → payments) the largest exposure, held by one break; the others 0
+COUNTED_SQL = (
+    "SELECT b.*, CASE WHEN b.category = 'break' AND row_number() OVER (PARTITION BY b.status, b.category, "
+    "coalesce(b.chain_key, b.break_id) ORDER BY b.amount_at_risk DESC, b.break_id) = 1 "
+    "THEN coalesce(b.amount_at_risk, 0) ELSE 0 END AS counted_at_risk FROM recon.breaks b")
+#: the same, over one run's staged findings
+STAGE_RISK_SQL = ("SELECT coalesce(sum(m), 0) FROM (SELECT max(amount_at_risk) AS m FROM recon_stage "
+                  "WHERE category = 'break' GROUP BY coalesce(chain_key, break_id)) x")
 
 RECON_DDL = [
     "CREATE SCHEMA IF NOT EXISTS recon",
@@ -35,6 +51,21 @@ RECON_DDL = [
     "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS last_seen_as_of DATE",
     "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS resolved_as_of DATE",
     "ALTER TABLE recon.runs ADD COLUMN IF NOT EXISTS merged BOOLEAN",
+    # what a person needs to act: category, when the problem began, who fixes it, in plain words,
+    # and the root-cause chain its money belongs to (issue 16)
+    "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS problem_date DATE",
+    "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS category TEXT",
+    "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS owner_system TEXT",
+    "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS reason TEXT",
+    "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS chain_key TEXT",
+    "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS amount_pending DECIMAL(18,2)",
+    "ALTER TABLE recon.runs ADD COLUMN IF NOT EXISTS pending_found BIGINT",
+    "ALTER TABLE recon.runs ADD COLUMN IF NOT EXISTS timing_found BIGINT",
+    "ALTER TABLE recon.runs ADD COLUMN IF NOT EXISTS amount_pending DECIMAL(18,2)",
+    # rows written before categories existed were all breaks
+    "UPDATE recon.breaks SET category = 'break' WHERE category IS NULL",
+    "DROP VIEW IF EXISTS recon.breaks_counted",
+    f"CREATE VIEW recon.breaks_counted AS {COUNTED_SQL}",
 ]
 
 BREAK_COLUMNS = ("break_id", "recon_name", "break_type", "business_key", "left_system", "right_system",
@@ -60,7 +91,8 @@ def create_found_table(conn: Connection) -> None:
     conn.execute(sa.text("DROP TABLE IF EXISTS recon_found"))
     conn.execute(sa.text(
         "CREATE TEMP TABLE recon_found (break_type TEXT, business_key TEXT, left_system TEXT, right_system TEXT, "
-        "left_amount DECIMAL(18,2), right_amount DECIMAL(18,2), risk DECIMAL(18,2), currency TEXT, details TEXT)"))
+        "left_amount DECIMAL(18,2), right_amount DECIMAL(18,2), risk DECIMAL(18,2), currency TEXT, details TEXT, "
+        "problem_date DATE, category TEXT, owner_system TEXT, reason TEXT, chain_key TEXT)"))
 
 
 def latest_merged_as_of(conn: Connection, recon_name: str, scope: str):
@@ -73,10 +105,13 @@ def stage_breaks(conn: Connection, recon_name: str, reporting_currency: str) -> 
     """recon_stage: recon_found with break ids and money in the reporting currency."""
     p = {"name": recon_name, "rep": reporting_currency}
     conn.execute(sa.text("DROP TABLE IF EXISTS recon_stage"))
+    conn.execute(sa.text("UPDATE recon_found SET category = 'break' WHERE category IS NULL"))
+    conv = ("CAST(round(CAST(abs(f.risk) * coalesce(r.usd_per_unit, 1) / coalesce(rr.usd_per_unit, 1) AS NUMERIC), 2) "
+            "AS DECIMAL(18,2))")
     conn.execute(sa.text(
         "CREATE TEMP TABLE recon_stage AS SELECT substr(md5(:name || '|' || f.break_type || '|' || f.business_key), "
-        "1, 24) AS break_id, f.*, CAST(round(CAST(abs(f.risk) * coalesce(r.usd_per_unit, 1) / "
-        "coalesce(rr.usd_per_unit, 1) AS NUMERIC), 2) AS DECIMAL(18,2)) AS amount_at_risk "
+        f"1, 24) AS break_id, f.*, CASE WHEN f.category = 'break' THEN {conv} ELSE 0 END AS amount_at_risk, "
+        f"CASE WHEN f.category = 'break' THEN 0 ELSE {conv} END AS amount_pending "
         "FROM recon_found f LEFT JOIN recon.fx_rates r ON r.currency = f.currency "
         "LEFT JOIN recon.fx_rates rr ON rr.currency = :rep"), p)
 
@@ -85,10 +120,20 @@ def found_counts(conn: Connection, recon_name: str, scope: str) -> dict:
     """What a run found, for a run whose findings are not merged (an earlier date than the latest)."""
     p = {"name": recon_name, "scope": scope}
     q = lambda sql: int(conn.execute(sa.text(sql), p).scalar() or 0)  # noqa: E731
-    risk = conn.execute(sa.text("SELECT coalesce(sum(amount_at_risk), 0) FROM recon_stage")).scalar()
-    return {"breaks_found": q("SELECT count(*) FROM recon_stage"), "breaks_opened": 0, "breaks_resolved": 0,
+    return {**stage_counts(conn), "breaks_opened": 0, "breaks_resolved": 0,
             "breaks_open": q("SELECT count(*) FROM recon.breaks WHERE recon_name = :name AND scope = :scope "
-                             "AND status = 'open'"), "amount_at_risk": float(risk or 0)}
+                             "AND status = 'open' AND category = 'break'")}
+
+
+def stage_counts(conn: Connection) -> dict:
+    """A run's findings by category, and its money at risk counted once per root cause."""
+    by = dict(conn.execute(sa.text("SELECT category, count(*) FROM recon_stage GROUP BY category")).fetchall())
+    risk = conn.execute(sa.text(STAGE_RISK_SQL)).scalar()
+    pending = conn.execute(sa.text("SELECT coalesce(sum(amount_pending), 0) FROM recon_stage "
+                                   "WHERE category = 'pending'")).scalar()
+    return {"breaks_found": int(by.get("break", 0)), "pending_found": int(by.get("pending", 0)),
+            "timing_found": int(by.get("timing", 0)), "amount_at_risk": float(risk or 0),
+            "amount_pending": float(pending or 0)}
 
 
 def merge_breaks(conn: Connection, recon_name: str, scope: str, run_id: str, now, reporting_currency: str,
@@ -98,24 +143,28 @@ def merge_breaks(conn: Connection, recon_name: str, scope: str, run_id: str, now
     stage_breaks(conn, recon_name, reporting_currency)
     p = {"name": recon_name, "scope": scope, "run": run_id, "now": now, "rep": reporting_currency, "as_of": as_of}
     q = lambda sql: int(conn.execute(sa.text(sql), p).scalar() or 0)  # noqa: E731
-    opened = q("SELECT count(*) FROM recon_stage s WHERE NOT EXISTS (SELECT 1 FROM recon.breaks b "
-               "WHERE b.break_id = s.break_id AND b.status = 'open')")
+    opened = q("SELECT count(*) FROM recon_stage s WHERE s.category = 'break' AND NOT EXISTS "
+               "(SELECT 1 FROM recon.breaks b WHERE b.break_id = s.break_id AND b.status = 'open')")
     resolved = q("SELECT count(*) FROM recon.breaks b WHERE b.recon_name = :name AND b.scope = :scope "
-                 "AND b.status = 'open' AND NOT EXISTS (SELECT 1 FROM recon_stage s WHERE s.break_id = b.break_id)")
+                 "AND b.status = 'open' AND b.category = 'break' "
+                 "AND NOT EXISTS (SELECT 1 FROM recon_stage s WHERE s.break_id = b.break_id)")
     conn.execute(sa.text(
         "UPDATE recon.breaks SET left_amount = s.left_amount, right_amount = s.right_amount, "
         "amount_at_risk = s.amount_at_risk, amount_at_risk_doc = s.risk, currency = s.currency, "
         "details = s.details, last_seen_at = :now, run_id = :run, reporting_currency = :rep, "
         "times_seen = recon.breaks.times_seen + 1, last_seen_as_of = :as_of, resolved_as_of = NULL, "
-        "status = 'open', resolved_at = NULL FROM recon_stage s WHERE recon.breaks.break_id = s.break_id"), p)
+        "status = 'open', resolved_at = NULL, problem_date = s.problem_date, category = s.category, "
+        "owner_system = s.owner_system, reason = s.reason, chain_key = s.chain_key, "
+        "amount_pending = s.amount_pending FROM recon_stage s WHERE recon.breaks.break_id = s.break_id"), p)
     conn.execute(sa.text(
         "INSERT INTO recon.breaks (break_id, recon_name, break_type, business_key, left_system, right_system, "
         "left_amount, right_amount, amount_at_risk, currency, first_seen_at, last_seen_at, status, resolved_at, "
         "details, scope, amount_at_risk_doc, reporting_currency, run_id, times_seen, first_seen_as_of, "
-        "last_seen_as_of) "
+        "last_seen_as_of, problem_date, category, owner_system, reason, chain_key, amount_pending) "
         "SELECT s.break_id, :name, s.break_type, s.business_key, s.left_system, s.right_system, s.left_amount, "
         "s.right_amount, s.amount_at_risk, s.currency, :now, :now, 'open', NULL, s.details, :scope, s.risk, :rep, "
-        ":run, 1, :as_of, :as_of FROM recon_stage s "
+        ":run, 1, :as_of, :as_of, s.problem_date, s.category, s.owner_system, s.reason, s.chain_key, "
+        "s.amount_pending FROM recon_stage s "
         "WHERE NOT EXISTS (SELECT 1 FROM recon.breaks b WHERE b.break_id = s.break_id)"),
         p)
     conn.execute(sa.text(
@@ -123,8 +172,6 @@ def merge_breaks(conn: Connection, recon_name: str, scope: str, run_id: str, now
         "WHERE recon_name = :name "
         "AND scope = :scope AND status = 'open' AND NOT EXISTS "
         "(SELECT 1 FROM recon_stage s WHERE s.break_id = recon.breaks.break_id)"), p)
-    found = q("SELECT count(*) FROM recon_stage")
-    open_ = q("SELECT count(*) FROM recon.breaks WHERE recon_name = :name AND scope = :scope AND status = 'open'")
-    risk = conn.execute(sa.text("SELECT coalesce(sum(amount_at_risk), 0) FROM recon_stage")).scalar()
-    return {"breaks_found": found, "breaks_opened": opened, "breaks_resolved": resolved, "breaks_open": open_,
-            "amount_at_risk": float(risk or 0)}
+    open_ = q("SELECT count(*) FROM recon.breaks WHERE recon_name = :name AND scope = :scope AND status = 'open' "
+              "AND category = 'break'")
+    return {**stage_counts(conn), "breaks_opened": opened, "breaks_resolved": resolved, "breaks_open": open_}

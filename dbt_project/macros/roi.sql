@@ -62,12 +62,17 @@
         'approved_by': 'varchar'}) }}
 {%- endmacro %}
 
+{#- recon.breaks with counted_at_risk: money at risk once per root cause (the view is
+    assets/reconcile/store.py's, the one definition of that count) -#}
 {% macro src_recon_breaks() -%}
-    {{ optional_source('recon', 'breaks', {'break_id': 'varchar', 'recon_name': 'varchar', 'break_type': 'varchar',
+    {{ optional_source('recon', 'breaks_counted', {'break_id': 'varchar', 'recon_name': 'varchar', 'break_type': 'varchar',
         'business_key': 'varchar', 'left_system': 'varchar', 'right_system': 'varchar', 'left_amount': 'decimal(18,2)',
         'right_amount': 'decimal(18,2)', 'amount_at_risk': 'decimal(18,2)', 'currency': 'varchar',
         'first_seen_at': 'timestamp', 'last_seen_at': 'timestamp', 'status': 'varchar', 'resolved_at': 'timestamp',
-        'run_id': 'varchar'}) }}
+        'run_id': 'varchar', 'problem_date': 'date', 'category': 'varchar', 'owner_system': 'varchar',
+        'reason': 'varchar', 'chain_key': 'varchar', 'amount_pending': 'decimal(18,2)',
+        'counted_at_risk': 'decimal(18,2)', 'first_seen_as_of': 'date', 'last_seen_as_of': 'date',
+        'resolved_as_of': 'date'}) }}
 {%- endmacro %}
 
 {% macro src_recon_runs() -%}

@@ -1,5 +1,16 @@
 """One module per reconciliation. Each `find(ctx)` fills the temp table recon_found with the
-breaks it sees (set-based SQL) and returns (left_rows, right_rows, matched)."""
+breaks it sees (set-based SQL) and returns (left_rows, right_rows, matched).
+
+Every finding says what a person needs to act on it:
+- `category`: `break` (a real problem, money at risk), `pending` (known work waiting for a person:
+  a write held for review or awaiting approval, an ambiguous customer match — its amount is
+  pending, not at risk) or `timing` (not due yet: within an SLA or before a due date);
+- `problem_date`: the business date the problem began (the close of a deal without an order,
+  the day an order came into existence, an invoice's due date…), not the day it was seen;
+- `reason` in plain words (what differs, since when, what the platform did) and `owner_system`,
+  the system where it is fixed (`crm`, `erp`, or `trueup` for a decision in the platform);
+- `chain_key`: the root cause's document chain (`order:<number>`, else `deal:<id>`, …): money
+  at risk is counted once per chain (recon.breaks_counted)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -10,8 +21,10 @@ from sqlalchemy.engine import Connection
 
 from ..config import ReconSettings
 
-FOUND_COLUMNS = ("break_type", "business_key", "left_system", "right_system", "left_amount", "right_amount",
-                 "risk", "currency", "details")
+BASE_COLUMNS = ("break_type", "business_key", "left_system", "right_system", "left_amount", "right_amount",
+                "risk", "currency", "details")
+FOUND_COLUMNS = BASE_COLUMNS + ("problem_date", "category", "owner_system", "reason", "chain_key")
+CATEGORIES = ("break", "pending", "timing")
 
 
 @dataclass
@@ -39,9 +52,13 @@ class RuleContext:
     def scalar(self, sql: str, **more):
         return self.conn.execute(sa.text(sql), self.params(**more)).scalar()
 
-    def found(self, select_sql: str, **more) -> None:
-        """INSERT the rows of `select_sql` (columns in FOUND_COLUMNS order) into recon_found."""
-        self.exec(f"INSERT INTO recon_found ({', '.join(FOUND_COLUMNS)}) {select_sql}", **more)
+    def found(self, select_sql: str, columns: tuple[str, ...] = FOUND_COLUMNS, **more) -> None:
+        """INSERT the rows of `select_sql` (columns in `columns` order) into recon_found."""
+        self.exec(f"INSERT INTO recon_found ({', '.join(columns)}) {select_sql}", **more)
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        return bool(self.scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema = :s "
+                                "AND table_name = :t", s=schema, t=table))
 
     def as_of_sql(self) -> str:
         return "CAST(:as_of AS DATE)"

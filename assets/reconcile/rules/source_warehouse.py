@@ -27,7 +27,7 @@ from assets.ingest.raw_store import latest_version_sql
 from connectors.warehouse import ident
 
 from ..sql import json_obj, num
-from . import RuleContext
+from . import BASE_COLUMNS, RuleContext
 
 AMOUNT_COLUMN = {"crm_deals": "amount", "erp_sales_orders": "total_amount", "erp_invoices": "amount",
                  "erp_payments": "amount"}
@@ -84,10 +84,10 @@ def compare_object(ctx: RuleContext, obj, source: pd.DataFrame, partition: str, 
                        "source_amount": ":sa", "warehouse_amount": ":wa"})
     prm = {"p": partition, "pk": pk, "sn": int(s.n), "wn": int(w.n), "sa": str(s.amount), "wa": str(w.amount)}
     if s.n != w.n:
-        ctx.found(f"SELECT 'row_count_mismatch', :pk, {L}, {R}, NULL, NULL, 0, NULL, {det}", **prm)
+        ctx.found(f"SELECT 'row_count_mismatch', :pk, {L}, {R}, NULL, NULL, 0, NULL, {det}", BASE_COLUMNS, **prm)
     if abs(float(s.amount) - float(w.amount)) > ctx.settings.tolerance:
         ctx.found(f"SELECT 'amount_sum_mismatch', :pk, {L}, {R}, CAST(:sa AS DECIMAL(18,2)), "
-                  f"CAST(:wa AS DECIMAL(18,2)), 0, NULL, {det}", **prm)
+                  f"CAST(:wa AS DECIMAL(18,2)), 0, NULL, {det}", BASE_COLUMNS, **prm)
     if s.h != w.h or s.n != w.n:
         kd = json_obj(d, {"object": f"'{obj.name}'", "partition": ":p", "key": "coalesce(s.k, w.k)"})
         ctx.found(f"SELECT CASE WHEN w.k IS NULL THEN 'missing_key' WHEN s.k IS NULL THEN 'extra_key' "
@@ -95,7 +95,8 @@ def compare_object(ctx: RuleContext, obj, source: pd.DataFrame, partition: str, 
                   "CASE WHEN w.k IS NULL THEN s.amount WHEN s.k IS NULL THEN w.amount "
                   "ELSE abs(coalesce(s.amount, 0) - coalesce(w.amount, 0)) END, coalesce(s.ccy, w.ccy), "
                   f"{kd} FROM sw_s s FULL OUTER JOIN sw_w w ON s.k = w.k "
-                  f"WHERE s.k IS NULL OR w.k IS NULL OR {differs(len(cols))}", p=partition, obj=obj.name)
+                  f"WHERE s.k IS NULL OR w.k IS NULL OR {differs(len(cols))}", BASE_COLUMNS, p=partition,
+                  obj=obj.name)
     matched = ctx.scalar("SELECT count(*) FROM sw_s s JOIN sw_w w ON s.k = w.k AND s.h = w.h")
     return int(s.n), int(w.n), int(matched)
 
@@ -142,4 +143,22 @@ def find(ctx: RuleContext) -> tuple[int, int, int]:
             continue  # nothing landed yet for this object
         for i, v in enumerate(compare_object(ctx, obj, df, ctx.extra["partition"], snapshot)):
             totals[i] += v
+    _explain(ctx)
     return tuple(totals)
+
+
+#: what each finding means, in plain words (the warehouse copy is Trueup's to fix)
+REASONS = {
+    "row_count_mismatch": "the source holds a different number of rows for this day than raw",
+    "amount_sum_mismatch": "the amounts of this day sum differently in the source and in raw",
+    "missing_key": "the source has this record for this day; raw does not: re-run the ingest of the day",
+    "extra_key": "raw holds this record for this day; the source no longer has it at all",
+    "content_mismatch": "the record in raw differs from the version the source has for this day: re-run the ingest of the day",
+}
+
+
+def _explain(ctx: RuleContext) -> None:
+    cases = " ".join(f"WHEN '{t}' THEN '{why}'" for t, why in REASONS.items())
+    ctx.exec("UPDATE recon_found SET category = 'break', owner_system = 'trueup', problem_date = CAST(:p AS DATE), "
+             f"chain_key = business_key, reason = business_key || ': ' || CASE break_type {cases} ELSE break_type END "
+             "WHERE reason IS NULL", p=ctx.extra["partition"])
