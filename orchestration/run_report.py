@@ -63,10 +63,21 @@ SUMMARY_FACTS = [
                                            "AND state = 'confirmed'"),
     ("writes held for a person", "SELECT count(*) FROM ops.sor_writes WHERE state IN ('held', "
                                  "'awaiting_approval')"),
-    ("reconciliation breaks open", "SELECT count(*) FROM recon.breaks WHERE status = 'open'"),
-    ("reconciliation breaks resolved", "SELECT count(*) FROM recon.breaks WHERE status = 'resolved'"),
+    ("reconciliation breaks open", "SELECT count(*) FROM recon.breaks WHERE status = 'open' AND category = 'break'"),
+    ("reconciliation breaks resolved", "SELECT count(*) FROM recon.breaks WHERE status = 'resolved' "
+                                       "AND category = 'break'"),
 ]
-MONEY_AT_RISK_SQL = "SELECT sum(amount_at_risk) FROM recon.breaks WHERE status = 'open'"
+#: real breaks only, money counted once per root cause (recon.breaks_counted, assets/reconcile/store.py)
+MONEY_AT_RISK_SQL = "SELECT sum(counted_at_risk) FROM recon.breaks_counted WHERE status = 'open'"
+#: the open findings by category and type: real breaks (money at risk once per root cause), work
+#: pending a person, and what is not due yet
+RECON_BY_TYPE_SQL = (
+    "SELECT category, break_type, count(*) AS n, sum(counted_at_risk) AS at_risk, sum(amount_pending) AS pending, "
+    "min(problem_date) AS since FROM recon.breaks_counted WHERE status = 'open' GROUP BY category, break_type "
+    "ORDER BY category, sum(counted_at_risk) + sum(amount_pending) DESC, break_type")
+RECON_SECTIONS = (("break", "real breaks (money at risk, counted once)"),
+                  ("pending", "pending work: waits for a person"),
+                  ("timing", "timing: not yet due"))
 #: leakage after go-live whose order waits for a person (held, or awaiting approval): it counts as
 #: leakage by definition (no order past the SLA), but it is a decision pending, not a dropped deal
 HELD_LEAKAGE_SQL = (
@@ -114,11 +125,14 @@ def run_digest(settings: Settings, run_id: str, loads: bool = True) -> str:
                                "AND asset LIKE 'validated/%'", r))
         orders = int(_scalar(wh, "SELECT count(*) FROM ops.sor_writes WHERE run_id = :r AND "
                                  "target_object = 'sales_orders' AND state = 'confirmed'", r))
-        breaks = int(_scalar(wh, "SELECT count(*) FROM recon.breaks WHERE status = 'open'"))
+        breaks = int(_scalar(wh, SUMMARY_FACTS[-2][1]))
         risk = float(_scalar(wh, MONEY_AT_RISK_SQL))
+        pending = int(_scalar(wh, "SELECT count(*) FROM recon.breaks WHERE status = 'open' AND category = 'pending'"))
     finally:
         wh.dispose()
     after = f"{breaks:,} breaks open, {settings.reporting_currency} {risk:,.2f} at risk"
+    if pending:
+        after += f"; {pending:,} waiting for a person"
     if not loads:
         return after
     return f"synced {synced:,} rows, quarantined {held:,}, created {orders:,} ERP orders; {after}"
@@ -141,6 +155,26 @@ def _change(before, after) -> str:
     return f"{(float(after) - float(before)) / abs(float(before)):+.0%}"
 
 
+def _recon_sections(df, cur: str) -> list[str]:
+    """The open reconciliation findings in three parts — real breaks, pending work, timing — each
+    with its count and amount and a line per type."""
+    if df.empty:
+        return []
+    w = max(*(len(t) for _, t in RECON_SECTIONS), *(len(str(t)) + 4 for t in df["break_type"]))
+    lines = ["", f"  {'reconciliation, open':<{w}}  {'count':>6}  {cur + ' amount':>14}  {'from/due':>10}",
+             f"  {'-' * w}  {'-' * 6}  {'-' * 14}  {'-' * 10}"]
+    for category, title in RECON_SECTIONS:
+        part = df[df["category"] == category]
+        amount = part["at_risk"] if category == "break" else part["pending"]
+        amount = amount.astype(float)
+        lines.append(f"  {title:<{w}}  {int(part['n'].sum()):>6,}  {amount.sum():>14,.2f}  {'':>10}")
+        for r, a in zip(part.itertuples(), amount):
+            lines.append(f"  {'  ' + str(r.break_type):<{w}}  {int(r.n):>6,}  {a:>14,.2f}  {str(r.since)[:10]:>10}")
+    lines += ["  breaks of one root cause (a deal, its order, invoices, payments) count its money once, under the",
+              "  largest; from/due: the earliest business date a problem began, or falls due"]
+    return lines
+
+
 def demo_summary(settings: Settings) -> str:
     """The closing account of the demo, as two tables: what Trueup synced, held back, posted
     and left open, and the ROI before (manual order entry) and after go-live."""
@@ -154,6 +188,11 @@ def demo_summary(settings: Settings) -> str:
     lines = ["", "== Summary", f"  {'what Trueup did':<{w}}  {'total':>14}", f"  {'-' * w}  {'-' * 14}"]
     lines += [f"  {label:<{w}}  {value:>14}" for label, value in rows]
     from sqlalchemy.exc import ProgrammingError
+
+    try:
+        lines += _recon_sections(wh.query_df(RECON_BY_TYPE_SQL), cur)
+    except ProgrammingError:   # nothing reconciled yet
+        pass
 
     try:
         roi = wh.query_df("SELECT * FROM marts.roi_summary ORDER BY period")

@@ -152,10 +152,16 @@ def test_demo_tells_the_story_with_progress_and_a_true_summary(demo_run):
             "rows quarantined (open)": one("SELECT count(*) FROM quality.quarantine WHERE status = 'open'"),
             "ERP orders created by Trueup": one("SELECT count(*) FROM ops.sor_writes WHERE target_system = 'erp' "
                                                 "AND target_object = 'sales_orders' AND state = 'confirmed'"),
-            "reconciliation breaks open": one("SELECT count(*) FROM recon.breaks WHERE status = 'open'"),
-            "reconciliation breaks resolved": one("SELECT count(*) FROM recon.breaks WHERE status = 'resolved'"),
+            "reconciliation breaks open": one("SELECT count(*) FROM recon.breaks WHERE status = 'open' "
+                                              "AND category = 'break'"),
+            "reconciliation breaks resolved": one("SELECT count(*) FROM recon.breaks WHERE status = 'resolved' "
+                                                  "AND category = 'break'"),
         }
-        risk = float(one("SELECT sum(amount_at_risk) FROM recon.breaks WHERE status = 'open'"))
+        # money at risk once per root cause: the largest open break of each chain
+        risk = float(one("SELECT sum(m) FROM (SELECT max(amount_at_risk) AS m FROM recon.breaks WHERE status = "
+                         "'open' AND category = 'break' GROUP BY coalesce(chain_key, break_id)) x"))
+        sections = {c: con.execute("SELECT count(*), coalesce(sum(amount_pending), 0) FROM recon.breaks WHERE "
+                                   "status = 'open' AND category = ?", [c]).fetchone() for c in ("pending", "timing")}
         cur = con.execute("SELECT * FROM marts.roi_summary")
         cols = [d[0] for d in cur.description]
         roi = {row[cols.index("period")]: dict(zip(cols, row)) for row in cur.fetchall()}
@@ -168,6 +174,15 @@ def test_demo_tells_the_story_with_progress_and_a_true_summary(demo_run):
     for label, value in expect.items():
         assert _num(_table_value(out, label)) == value, label
     assert abs(_num(_table_value(out, "money at risk (USD)")) - risk) < 0.006
+    # the reconciliation in three parts: real breaks (money once), pending work, not yet due
+    real = re.search(r"^  real breaks \(money at risk, counted once\) +(\d+) +([\d,.]+)", out, re.M)
+    assert real and int(real.group(1)) == expect["reconciliation breaks open"]
+    assert abs(_num(real.group(2)) - risk) < 0.006
+    for title, category in (("pending work: waits for a person", "pending"), ("timing: not yet due", "timing")):
+        line = re.search(rf"^  {re.escape(title)} +(\d+) +([\d,.]+)", out, re.M)
+        n, amount = sections[category]
+        if n:
+            assert line and int(line.group(1)) == n and abs(_num(line.group(2)) - float(amount)) < 0.006, title
     assert expect["ERP orders created by Trueup"] > 0, "orders are posted from go-live"
     assert expect["rows quarantined (open)"] > 0 and expect["reconciliation breaks open"] > 0
     # ... and the orders it counts are in the ERP, created by the integration
