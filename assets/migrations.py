@@ -40,8 +40,24 @@ def _raw_version_log(wh: Warehouse, conn) -> str:
     return "; ".join(done) or "no raw tables yet"
 
 
+def _ledger_columns(wh: Warehouse, conn) -> str:
+    """ops.sor_writes gains the columns added since its first release (linked_order_number,
+    business_at, …): the ROI marts read them before any publish run of the new version."""
+    if not wh.table_columns(conn, "ops", "sor_writes"):
+        return "no ledger yet"
+    from assets.publish.ledger import ADDED_COLUMNS
+    from connectors.warehouse import ident
+
+    have = set(wh.table_columns(conn, "ops", "sor_writes"))
+    added = [c for c in ADDED_COLUMNS if c not in have]
+    for col in added:
+        conn.execute(sa.text(f"ALTER TABLE ops.sor_writes ADD COLUMN {ident(col)} {ADDED_COLUMNS[col]}"))
+    return f"ops.sor_writes: added {', '.join(added)}" if added else "ops.sor_writes: up to date"
+
+
 MIGRATIONS = (
     Migration(1, "raw_version_log", _raw_version_log),
+    Migration(2, "ledger_columns", _ledger_columns),
 )
 
 

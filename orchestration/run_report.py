@@ -78,24 +78,20 @@ RECON_BY_TYPE_SQL = (
 RECON_SECTIONS = (("break", "real breaks (money at risk, counted once)"),
                   ("pending", "pending work: waits for a person"),
                   ("timing", "timing: not yet due"))
-#: leakage after go-live whose order waits for a person (held, or awaiting approval): it counts as
-#: leakage by definition (no order past the SLA), but it is a decision pending, not a dropped deal
-HELD_LEAKAGE_SQL = (
-    "SELECT count(*) AS deals, coalesce(sum(f.revenue_leakage), 0) AS amount FROM marts.fct_quote_to_cash f "
-    "WHERE f.period = 'current' AND f.revenue_leakage > 0 AND EXISTS (SELECT 1 FROM ops.sor_writes w "
-    "WHERE w.target_object = 'sales_orders' AND w.business_key = f.deal_id "
-    "AND w.state IN ('held', 'awaiting_approval'))")
-
 #: ROI measures shown before/after: (column of marts.roi_summary, label, format)
 ROI_MEASURES = [
+    ("closed_won_deals", "closed-won deals in the window", "int"),
     ("deal_to_order_hours_p50", "deal to ERP order, hours (p50)", "num"),
     ("deal_to_order_hours_p90", "deal to ERP order, hours (p90)", "num"),
-    ("quote_to_cash_days_p50", "quote to cash, days (p50)", "num"),
+    ("paid_within_30d_rate", "paid within 30 days (deals followed 30 d)", "pct"),
+    ("quote_to_cash_days_p50", "quote to cash, days (p50, followed 60 d)", "num"),
     ("touchless_rate", "orders without a manual touch", "pct"),
-    ("error_rate_per_1000", "quarantined per 1,000 rows", "num"),
-    ("revenue_leakage", "revenue leakage", "money"),
+    ("quarantined_per_1000_records", "quarantined per 1,000 source records", "num"),
+    ("revenue_leakage", "revenue leakage: never ordered", "money"),
+    ("revenue_leakage_share", "  share of closed-won revenue", "pct"),
+    ("pending_amount", "waiting for a person (not leakage)", "money"),
     ("manual_touches_per_100", "manual touches per 100 orders", "num"),
-    ("hours_saved_estimate", "hours saved (estimate)", "num"),
+    ("hours_saved_estimate", "hours saved (ESTIMATE, see basis)", "num"),
 ]
 
 
@@ -145,6 +141,8 @@ def _fmt(value, kind: str) -> str:
     if kind == "pct":
         return f"{v:.0%}"
     if kind == "money":
+        return f"{v:,.0f}"
+    if kind == "int":
         return f"{v:,.0f}"
     return f"{v:,.1f}"
 
@@ -198,10 +196,6 @@ def demo_summary(settings: Settings) -> str:
         roi = wh.query_df("SELECT * FROM marts.roi_summary ORDER BY period")
     except ProgrammingError:   # no ROI marts yet
         roi = None
-    try:   # the ROI table stands without it
-        held = wh.query_df(HELD_LEAKAGE_SQL).iloc[0]
-    except ProgrammingError:
-        held = None
     finally:
         wh.dispose()
     if roi is None or roi.empty:
@@ -219,7 +213,16 @@ def demo_summary(settings: Settings) -> str:
         label = f"{label} ({cur})" if kind == "money" else label
         b, a = before.get(c), after.get(c)
         lines.append(f"  {label:<{w}}  {_fmt(b, kind):>15}  {_fmt(a, kind):>15}  {_change(b, a):>7}")
-    if held is not None and int(held["deals"]):
-        lines.append(f"  of the leakage after go-live, {cur} {_fmt(held['amount'], 'money')} is "
-                     f"{int(held['deals'])} deal(s) whose order waits for a person (held or awaiting approval)")
+    lines.append(f"  {'window':<{w}}  {_window(before):>15}  {_window(after):>15}")
+    basis = after.get("minutes_per_manual_order") or before.get("minutes_per_manual_order")
+    if basis is not None:
+        lines.append(f"  hours saved assume {basis} clerk minutes per manual order (dbt var minutes_per_manual_order);"
+                     f" '-': not measurable yet")
+    lines.append("  definitions, bases and limits: docs/metrics.md")
     return "\n".join(lines)
+
+
+def _window(row: dict) -> str:
+    if not row.get("period_start"):
+        return "-"
+    return f"{str(row['period_start'])[5:10]}..{str(row['period_end'])[5:10]} ({int(row['days'])}d)"

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from dagster import DefaultScheduleStatus, build_schedule_from_partitioned_job
 
+from assets.publish.business_time import NIGHTLY_RUN_HOUR
+
 
 def build_nightly_schedule(nightly_job):
     # for a daily-partitioned job this targets the last complete day, i.e. yesterday
     return build_schedule_from_partitioned_job(
-        nightly_job, hour_of_day=2, minute_of_hour=0, name="nightly_sync_schedule",
+        nightly_job, hour_of_day=NIGHTLY_RUN_HOUR, minute_of_hour=0, name="nightly_sync_schedule",
         default_status=DefaultScheduleStatus.RUNNING,
         tags={"trueup/trigger": "schedule"},
     )

@@ -95,10 +95,14 @@ def _deal_of_order(number: str, crm_deal_id) -> str | None:
 
 
 def truth(paths, erp_url: str, as_of: dt.date, golive: dt.date, publish_nights: list[dt.date],
-          rules: Rules = Rules()) -> Truth:
+          rules: Rules = Rules(), waiting: dict[str, str] | None = None) -> Truth:
     """`publish_nights`: the business days whose nightly run published (the last day of each
     run after go-live) — when Trueup posted a deal's order decides whether a clerk's stray
-    order came first (held for review) or second (a duplicate)."""
+    order came first (held for review) or second (a duplicate). `waiting`: deal id → `held` /
+    `awaiting_approval` for the order writes the ledger shows waiting for a person (the record
+    of a decision, like a source: `ledger_waiting`); a deal without any order that waits is
+    pending work, not a missing order."""
+    waiting = waiting or {}
     t = Truth(as_of)
     defects = read_defects(paths)
     kinds: dict[str, set[str]] = {}
@@ -169,7 +173,10 @@ def truth(paths, erp_url: str, as_of: dt.date, golive: dt.date, publish_nights: 
                               usd(o.amount - d.amount, d.deal_currency_code), "order:" + o.order_number,
                               "order amount differs"))
             continue
-        if d.close >= golive and money > rules.approval_threshold_usd:
+        if waiting.get(d.id) == "held":
+            t.add(Finding("deals_vs_orders", "held_for_review", d.id, "pending", money, "deal:" + d.id,
+                          "Trueup holds its order for a person"))
+        elif d.close >= golive and money > rules.approval_threshold_usd:
             t.add(Finding("deals_vs_orders", "pending_approval", d.id, "pending", money, "deal:" + d.id,
                           "above the approval threshold"))
         elif (as_of - d.close).days > rules.order_sla_days:
@@ -251,6 +258,13 @@ def truth(paths, erp_url: str, as_of: dt.date, golive: dt.date, publish_nights: 
             if (as_of - o["exists_from"]).days <= rules.invoice_sla_days:
                 t.not_yet_due.append(d)
     return t
+
+
+def ledger_waiting(wh) -> dict[str, str]:
+    """Deal id → state of the order writes waiting for a person in the ledger (ops.sor_writes)."""
+    df = wh.query_df("SELECT business_key, state FROM ops.sor_writes WHERE target_object = 'sales_orders' "
+                     "AND state IN ('held', 'awaiting_approval')")
+    return dict(zip(df["business_key"], df["state"]))
 
 
 def manifest_agrees(t: Truth, paths) -> list[str]:

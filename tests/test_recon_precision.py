@@ -20,7 +20,7 @@ from connectors.warehouse import Warehouse
 from orchestration.config import load_settings
 from orchestration.runner import run_job
 from sandbox.generator.world import advance_world, read_defects
-from tests.recon_truth import manifest_agrees, report, score, truth
+from tests.recon_truth import ledger_waiting, manifest_agrees, report, score, truth
 from sandbox.generator.config import DEFAULT_DEFECT_RATES
 from tests.world_fixtures import SMALL_WORLD, make_world
 
@@ -61,11 +61,11 @@ def test_open_breaks_are_the_real_problems_counted_once(tmp_path, monkeypatch, s
     world, settings, cfg, nights = _live_and_run(tmp_path, monkeypatch, seed, scale, days, golive_day, per_run)
     try:
         as_of = world.days()[-1]
-        judge = truth(world.paths, world.paths.erp_url, as_of, cfg.golive, nights)
+        wh = Warehouse(settings.warehouse_url)
+        judge = truth(world.paths, world.paths.erp_url, as_of, cfg.golive, nights, waiting=ledger_waiting(wh))
         # the judge itself agrees with the generator's record of what it broke
         assert manifest_agrees(judge, world.paths) == []
         assert judge.of("break"), "a world without defects proves nothing"
-        wh = Warehouse(settings.warehouse_url)
         s = score(judge, wh)
         print(f"\nseed {seed} scale {scale}: {s.line()}; {len(judge.of('break'))} breaks, "
               f"{len(judge.of('pending'))} pending, {len(judge.of('timing'))} timing")

@@ -32,12 +32,14 @@ DDL = """CREATE TABLE IF NOT EXISTS ops.sor_writes (
     created_at TIMESTAMP, updated_at TIMESTAMP, hold_reason TEXT, approved_by TEXT, approved_at TIMESTAMP,
     correlation_id TEXT, business_date TEXT, target_version TEXT, superseded_by TEXT, superseded_at TIMESTAMP,
     failing_since TIMESTAMP, alerted_at TIMESTAMP, decided_by TEXT, decided_at TIMESTAMP, decision TEXT,
-    linked_order_number TEXT)"""
+    linked_order_number TEXT, business_at TIMESTAMP)"""
 #: columns added after the first release: an existing ledger gets them on first use
 ADDED_COLUMNS = {"superseded_by": "TEXT", "superseded_at": "TIMESTAMP", "failing_since": "TIMESTAMP",
                  "alerted_at": "TIMESTAMP", "decided_by": "TEXT", "decided_at": "TIMESTAMP", "decision": "TEXT",
                  # a person's link of a held deal to an existing ERP order (reconciliation pairs them)
-                 "linked_order_number": "TEXT"}
+                 "linked_order_number": "TEXT",
+                 # the business clock of the night a confirmed write belongs to (business_time.py)
+                 "business_at": "TIMESTAMP"}
 OPEN_STATES = ("planned", "sent", "unknown")
 #: states a newer payload of the same key replaces (a `sent`/`unknown` write is read back first)
 REPLACEABLE_STATES = ("planned", "awaiting_approval", "held")

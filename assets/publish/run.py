@@ -16,6 +16,7 @@ from quality.gate import evaluate_batch
 from quality.store import persist_gates
 
 from . import crm_writer, erp_writer
+from .business_time import stamp_business_time
 from .financials import financial_writes
 from .ledger import Write, approvals, failing_too_long, plan, releases
 from .plan import build_plan
@@ -120,6 +121,7 @@ def json_key(payload: str, key: str) -> str:
 
 def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publish_from: dt.date,
             reporting_currency: str, run_id: str, dry_run: bool = False, tz: str = "UTC",
+            first_day: dt.date | None = None,
             approval_threshold: float = DEFAULT_APPROVAL_THRESHOLD, correlation_id: str | None = None,
             crm_writebacks: bool = True, alert_after: dt.timedelta = dt.timedelta(hours=24)) -> PublishSummary:
     s = PublishSummary(dry_run=dry_run)
@@ -153,6 +155,7 @@ def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publ
         # approved writes wait in the ledger as `planned` from an earlier run
         sent = erp_writer.send(wh, engine, to_send, run_id)
         s.orders_created, s.rejected = sent["confirmed"], s.rejected + sent["rejected"]
+        stamp_business_time(wh, run_id, first_day or through, through, tz)
         land_confirmed_writes(wh, engine, tz, run_id, day)
         if crm_writebacks and client is not None:
             down = None   # the CRM unreachable (after the client's retries): every write waits for a later run
@@ -176,5 +179,7 @@ def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publ
             s.crm_financials = out["confirmed"]
             s.rejected, s.unknown = s.rejected + out["rejected"], s.unknown + out["unknown"]
             s.retry_later += out["deferred"]
+        # the business time of each write this run confirmed (the night it belongs to)
+        stamp_business_time(wh, run_id, first_day or through, through, tz)
         s.failing_too_long = failing_too_long(wh, alert_after).astype(str).to_dict("records")
     return s

@@ -78,3 +78,28 @@
 {% macro src_recon_runs() -%}
     {{ optional_source('recon', 'runs', {'run_id': 'varchar', 'recon_name': 'varchar', 'as_of': 'date'}) }}
 {%- endmacro %}
+
+{#- One row per (object, record key, business day) that the sources changed: distinct source
+    records landed per day, from raw's version log, leaving out the platform's own writes read
+    back after publishing (they are not source activity). -#}
+{% macro source_record_days() -%}
+    {%- set keys = {'crm_companies': 'id', 'crm_contacts': 'id', 'crm_deals': 'id',
+                    'erp_customers': 'customer_number', 'erp_sales_orders': 'order_number',
+                    'erp_invoices': 'invoice_number', 'erp_payments': 'payment_id'} -%}
+    {%- for obj, key in keys.items() %}
+    select distinct '{{ obj }}' as object, cast({{ key }} as {{ dbt.type_string() }}) as record_key,
+           {{ to_date('_partition') }} as business_date
+    from {{ source('raw_versions', obj) }}
+    where coalesce(_source, '') not like '%read back after publish%'
+    {%- if not loop.last %}
+    union all{% endif %}
+    {%- endfor %}
+{%- endmacro %}
+
+{#- Quarantined source records (inbound contracts; an outbound quarantine holds the platform's own
+    intended write): one row per (object, record key, business day). -#}
+{% macro quarantined_record_days() -%}
+    select distinct object, business_key as record_key, {{ to_date('partition') }} as business_date
+    from {{ source('quality', 'quarantine') }}
+    where contract not like '%.outbound'
+{%- endmacro %}

@@ -7,55 +7,56 @@ with deals as (
     where deal_stage = 'closedwon' and closed_at is not null
 ),
 
--- the business clock: end of the latest day whose deals were loaded
-as_of as (
-    select cast({{ to_date('max(source_partition)') }} + interval '1 day' as timestamp) as as_of_at
-    from {{ ref('stg_crm_deals') }}
-),
+-- the business clock, and the two periods of equal length (roi_periods)
+periods as (select * from {{ ref('roi_periods') }}),
+as_of as (select max(as_of_at) as as_of_at from periods),
 
 rates as (
     select currency, rate_to_usd from {{ ref('fx_rates') }}
 ),
 
-erp_orders as (
-    select order_number, crm_deal_id, source, order_date, created_at
-    from {{ ref('stg_erp_sales_orders') }}
-    where crm_deal_id is not null
-),
-
--- orders the platform wrote and the ERP confirmed (the ledger), for those not yet landed
--- in the warehouse (an order is exported on the day it was created)
+-- the platform's confirmed ERP orders, with the business clock of the night each was written
+-- (ops.sor_writes.business_at; rows from before it was recorded: the night of their business_date)
 ledger_orders as (
     select
         {{ json_text('payload', 'order_number') }}           as order_number,
         business_key                                         as crm_deal_id,
         'integration'                                        as source,
         {{ to_date(json_text('payload', 'order_date')) }}    as order_date,
-        updated_at                                           as created_at
+        coalesce(business_at, cast({{ to_date('business_date') }} + interval '1 day' + interval '2 hours' as timestamp))
+                                                             as written_at
     from {{ src_sor_writes() }}
     where target_system = 'erp' and target_object = 'sales_orders' and state = 'confirmed'
 ),
 
-all_orders as (
-    select * from erp_orders
+erp_orders as (
+    select o.order_number, o.crm_deal_id, o.source, o.order_date,
+           -- a clerk's order exists from its creation; Trueup's from the night that wrote it
+           case when o.source = 'integration' then coalesce(l.written_at, o.created_at) else o.created_at end
+                                                             as ordered_at
+    from {{ ref('stg_erp_sales_orders') }} o
+    left join ledger_orders l on l.order_number = o.order_number
+    where o.crm_deal_id is not null and coalesce(o.status, '') <> 'cancelled'
+),
+
+orders as (
+    select order_number, crm_deal_id, source, ordered_at from erp_orders
     union all
-    select l.* from ledger_orders l
+    select l.order_number, l.crm_deal_id, l.source, l.written_at from ledger_orders l
     where l.order_number is not null
       and not exists (select 1 from erp_orders e where e.order_number = l.order_number)
 ),
 
-orders as (
-    select
-        order_number, crm_deal_id, source, created_at,
-        -- a platform order carries the wall clock of the run that wrote it; for a backfill
-        -- that is long after its business day, so it counts at most at the end of its order_date
-        case
-            when source = 'integration' and order_date is not null
-                 and created_at > cast(order_date + interval '1 day' as timestamp)
-            then cast(order_date + interval '1 day' as timestamp)
-            else created_at
-        end as ordered_at
-    from all_orders
+-- what the reconciliation says of each deal today: no ERP order at all (linked, paired or a
+-- probable match) past the SLA = leakage; an order that waits for a person = pending
+recon as (
+    select business_key as deal_id,
+           max(case when break_type = 'missing_in_erp' then 1 else 0 end)             as is_missing,
+           max(case when category = 'pending' then 1 else 0 end)                      as is_pending,
+           max(case when category = 'pending' then break_type end)                    as pending_state
+    from {{ src_recon_breaks() }}
+    where recon_name = 'deals_vs_orders' and status = 'open'
+    group by business_key
 ),
 
 first_order as (
@@ -115,7 +116,7 @@ joined as (
         o.order_number,
         d.closed_at,
         o.ordered_at,
-        o.created_at                                        as order_created_at,
+        o.ordered_at                                        as order_created_at,
         i.first_invoiced_at,
         pd.paid_at,
         d.amount                                            as deal_amount,
@@ -126,9 +127,15 @@ joined as (
         coalesce(ms.has_manual_step, 0) = 1                 as has_manual_step,
         coalesce(q.was_quarantined, 0) = 1                  as was_quarantined,
         d.closed_at + interval '{{ var("order_sla_hours") }} hours' as order_due_at,
-        a.as_of_at
+        a.as_of_at,
+        coalesce(rc.is_missing, 0) = 1                      as is_missing_order,
+        coalesce(rc.is_pending, 0) = 1                      as is_pending,
+        rc.pending_state,
+        coalesce(w.period, 'earlier')                       as period
     from deals d
     cross join as_of a
+    left join periods w on cast(d.closed_at as date) between w.period_start and w.period_end
+    left join recon rc on rc.deal_id = d.deal_id
     left join first_order o on o.crm_deal_id = d.deal_id
     left join invoices i on i.order_number = o.order_number
     left join paid pd on pd.order_number = o.order_number
@@ -151,7 +158,7 @@ select
     {{ days_between('first_invoiced_at', 'paid_at') }}      as invoice_to_cash_days,
     {{ days_between('closed_at', 'paid_at') }}              as quote_to_cash_days,
     created_by,
-    case when cast(closed_at as date) < {{ golive_date() }} then 'baseline' else 'current' end as period,
+    period,
     cast(closed_at as date)                                 as closed_date,
     deal_amount,
     deal_currency,
@@ -164,10 +171,14 @@ select
         when order_due_at <= as_of_at then 'breached'
         else 'pending'
     end                                                     as order_sla_status,
-    case
-        when not (ordered_at is not null and ordered_at <= order_due_at) and order_due_at <= as_of_at
-        then amount_reporting else 0
-    end                                                     as revenue_leakage,
+    -- no ERP order at all past the SLA (the reconciliation's missing_in_erp); late is not lost
+    case when is_missing_order then amount_reporting else 0 end as revenue_leakage,
+    is_pending,
+    pending_state,
+    case when is_pending then amount_reporting else 0 end   as pending_amount,
+    -- followed long enough to know whether it was paid within 30 days (right-censoring)
+    as_of_at >= closed_at + interval '30 days'              as followed_30d,
+    paid_at is not null and paid_at <= closed_at + interval '30 days' as paid_within_30d,
     has_manual_step,
     was_quarantined,
     case

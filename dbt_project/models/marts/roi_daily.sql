@@ -83,7 +83,7 @@ slo as (
 
 select
     s.day,
-    case when s.day < {{ golive_date() }} then 'baseline' else 'current' end     as period,
+    coalesce(pr.period, 'earlier')                                               as period,
     coalesce(d.closed_won_deals, 0)                                              as closed_won_deals,
     coalesce(d.orders, 0)                                                        as orders,
     coalesce(d.touchless_orders, 0)                                              as touchless_orders,
@@ -101,7 +101,7 @@ select
     coalesce(b.dollars_at_risk, 0)                                               as dollars_at_risk,
     coalesce(b.dollars_recovered, 0)                                             as dollars_recovered,
     coalesce(d.manual_touches, 0)                                                as manual_touches,
-    100 * {{ safe_div('d.manual_touches', 'd.closed_won_deals') }}               as manual_touches_per_100,
+    100 * {{ safe_div('d.manual_touches', 'd.orders') }}                         as manual_touches_per_100,
     coalesce(d.touchless_orders, 0) * {{ var('minutes_per_manual_order') }} / 60.0 as hours_saved_estimate,
     coalesce(sl.sla_met_28d, 0)                                                  as order_sla_met_28d,
     coalesce(sl.sla_due_28d, 0)                                                  as order_sla_due_28d,
@@ -117,3 +117,4 @@ left join run_day r on r.day = s.day
 left join gate_day g on g.day = s.day
 left join break_day b on b.day = s.day
 left join slo sl on sl.day = s.day
+left join {{ ref('roi_periods') }} pr on s.day between pr.period_start and pr.period_end
