@@ -34,7 +34,8 @@ def build_publish_assets(partitions_def) -> list:
         facts = [_facts(context, "publish/erp_orders", p) for p in context.partition_keys]
         try:
             s = publish(wh, context.resources.erp.engine(), context.resources.crm.client(), home=settings.home,
-                        through=through, publish_from=settings.publish_from,
+                        through=through, first_day=dt.date.fromisoformat(min(context.partition_keys)),
+                        publish_from=settings.publish_from,
                         reporting_currency=settings.reporting_currency, run_id=context.run.run_id,
                         tz=settings.timezone,
                         dry_run=config.dry_run, approval_threshold=config.approval_threshold,
