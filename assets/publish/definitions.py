@@ -1,5 +1,9 @@
 """Dagster publish asset: closed-won deals become ERP customers and orders, and the CRM
-learns the numbers — through the ledger, idempotently. Also the approval job."""
+learns the numbers — through the ledger, idempotently. Also the jobs a person uses on writes
+waiting for them: approve_write (awaiting approval) and resolve_held_write (held)."""
+import re
+from typing import Literal, Optional
+
 import dagster as dg
 from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, Config, MaterializeResult, MetadataValue
 
@@ -100,3 +104,45 @@ def approve_write_op(context: dg.OpExecutionContext, config: ApproveConfig) -> s
 @dg.job(description="Release a write held for approval (audited: who and when).")
 def approve_write():
     approve_write_op()
+
+
+class ResolveHeldWriteConfig(Config):
+    idempotency_key: str                          # e.g. erp-order:crm-deal:20000123 (see `trueup writes list`)
+    action: Literal["release", "link", "undo"]    # send it after all / it is an existing ERP order / take back
+    actor: str                                    # who decides (recorded in ops.sor_writes.decided_by)
+    order_number: Optional[str] = None            # link only: the existing ERP order, SO-<digits>
+
+
+@dg.op(required_resource_keys={"warehouse"})
+def resolve_held_write_op(context: dg.OpExecutionContext, config: ResolveHeldWriteConfig) -> str:
+    """The UI's way to what `trueup writes release|link|undo` does: the same ledger decisions."""
+    from assets.publish.ledger import decide, undo
+
+    key, order = config.idempotency_key, (config.order_number or "").strip() or None
+    if not config.actor.strip():
+        raise dg.Failure("resolving a held write needs an actor (who decides)", allow_retries=False)
+    if config.action == "link":
+        if order is None:
+            raise dg.Failure(f"linking {key} needs order_number: the ERP order it already is (SO-<digits>)",
+                             allow_retries=False)
+        if not re.fullmatch(r"SO-\d+", order):
+            raise dg.Failure(f"order_number {order!r} is not an ERP order number (SO-<digits>)", allow_retries=False)
+    elif order is not None:
+        raise dg.Failure(f"order_number is only for action link, not {config.action}", allow_retries=False)
+    wh = context.resources.warehouse.get()
+    try:
+        if config.action == "undo":
+            text = undo(wh, key, config.actor)
+        else:
+            text = decide(wh, key, config.actor, config.action, order) + (
+                "; the next publish run sends it" if config.action == "release" else "; nothing will be sent for it")
+    except (LookupError, ValueError) as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from None
+    context.log.info(text)
+    return text
+
+
+@dg.job(description="Resolve a write held for a person (possible manual duplicate, ambiguous customer): release it, "
+                    "link it to the existing ERP order, or undo either; recorded in ops.sor_writes with actor and time.")
+def resolve_held_write():
+    resolve_held_write_op()
