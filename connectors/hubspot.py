@@ -76,8 +76,11 @@ def check_crm(base_url: str, token: str, timeout: float = 5.0) -> None:
             resp = session.get(url, params={"limit": 1}, timeout=timeout,
                                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
     except requests.RequestException as exc:
-        kind, _ = HubSpotClient._network_failure(exc)
-        raise TransientError(f"CRM at {base_url} is not reachable ({kind.replace('_', ' ')})") from None
+        kind, maybe_answered = HubSpotClient._network_failure(exc)
+        # category "unreachable": the request reached no server (refused, no connection in time);
+        # else something answered, badly (a dropped or slow answer), which retries may get past
+        raise TransientError(f"CRM at {base_url} is not reachable ({kind.replace('_', ' ')})",
+                             category=kind if maybe_answered else "unreachable") from None
     if resp.status_code == 401:
         raise PermanentError(f"CRM at {base_url} rejected the token (401) — {TOKEN_HINT}", status=401)
     if resp.status_code == 403:

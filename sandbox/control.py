@@ -84,16 +84,27 @@ def sandbox_down(settings: Settings) -> str:
     return f"sandbox CRM stopped (pid {pid})"
 
 
-def require_running(settings: Settings) -> None:
+class CrmCheckFailed(SandboxError):
+    """The CRM check failed; `error` is the classified failure (connectors.errors.SyncError)."""
+
+    def __init__(self, message: str, error) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+def require_running(settings: Settings, base_url: str | None = None) -> None:
     """Fail with one clear line when the CRM cannot be reached or refuses the token: one
-    request, no retries (a run would otherwise spend minutes retrying before it fails)."""
+    request, no retries (a run would otherwise spend minutes retrying before it fails).
+    `base_url` defaults to TRUEUP_CRM_BASE_URL. Raises CrmCheckFailed (a SandboxError)."""
     from connectors.errors import SyncError
     from connectors.hubspot import check_crm
 
+    url = base_url or settings.crm_base_url
     try:
-        check_crm(settings.crm_base_url, settings.crm_token, timeout=3)
+        check_crm(url, settings.crm_token, timeout=3)
     except SyncError as exc:
-        if settings.uses_sandbox_crm and exc.error_class == "transient" and exc.status is None:
-            raise SandboxError(f"sandbox CRM is not running at {settings.crm_base_url}: start it with "
-                               f"`trueup sandbox up`") from None
-        raise SandboxError(str(exc)) from None
+        if settings.uses_sandbox_crm and url == settings.crm_base_url and exc.error_class == "transient" \
+                and exc.status is None:
+            raise CrmCheckFailed(f"sandbox CRM is not running at {url}: start it with "
+                                 f"`trueup sandbox up`", exc) from None
+        raise CrmCheckFailed(str(exc), exc) from None

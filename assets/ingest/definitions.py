@@ -72,11 +72,13 @@ def build_crm_asset(obj: SourceObject, partitions_def):
     def _crm_asset(context: AssetExecutionContext) -> MaterializeResult:
         from .incremental import ingest_crm
 
-        wh, client = context.resources.warehouse.get(), context.resources.crm.client()
+        wh = context.resources.warehouse.get()
         tz = context.resources.settings.get().timezone
         windows = list(_windows(context))
         facts = _window_facts(context, obj, windows)
         try:
+            # the run's first client checks the CRM once (a refusal fails here, recorded like any failure)
+            client = context.resources.crm.client()
             result = ingest_crm(wh, client, obj, windows, tz, context.run.run_id)
         except Exception as exc:
             write_sync_runs(wh, list(facts.values()), exc)
