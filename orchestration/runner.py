@@ -114,7 +114,24 @@ def open_instance(settings: Settings):
     with lock("dagster instance", home=settings.home, owner="trueup"):
         instance = DagsterInstance.get()
     with instance:
+        ensure_pool_limits(instance)
         yield instance
+
+
+def ensure_pool_limits(instance) -> None:
+    """Give the pool `business_day_writes` the instance's default limit now, if it has none yet.
+    The run queue does this itself when it first sees a queued run of the pool — but it reads the
+    limits before, so on that first pass it would let the run start beside a run the CLI executes
+    itself (never queued). A limit set by hand (UI, `dagster instance concurrency set`) is kept."""
+    from assets.pools import BUSINESS_DAY_WRITES
+
+    storage = instance.event_log_storage
+    default = instance.global_op_concurrency_default_limit
+    if not default or not storage.supports_global_concurrency_limits:
+        return
+    limit = {pool.name: pool for pool in storage.get_pool_limits()}.get(BUSINESS_DAY_WRITES)
+    if limit is None or (limit.from_default and limit.limit != default):
+        storage.initialize_concurrency_limit_to_default(BUSINESS_DAY_WRITES)
 
 
 def refuse_if_running(instance, start: dt.date, end: dt.date, run_id: str) -> None:

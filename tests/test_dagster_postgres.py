@@ -27,11 +27,12 @@ def test_production_yaml_is_documented_and_env_only():
         assert {k: v["env"] for k, v in db.items() if k != "scheme"} == {
             "hostname": "DAGSTER_PG_HOST", "port": "DAGSTER_PG_PORT", "username": "DAGSTER_PG_USER",
             "password": "DAGSTER_PG_PASSWORD", "db_name": "DAGSTER_PG_DB"}
-    coord = cfg["run_coordinator"]
-    assert coord["class"] == "QueuedRunCoordinator"
-    limits = {lim["key"]: lim for lim in coord["config"]["tag_concurrency_limits"]}
+    assert cfg["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    limits = {lim["key"]: lim for lim in cfg["concurrency"]["runs"]["tag_concurrency_limits"]}
     for key in ("dagster/partition", "trueup/business_date"):
         assert limits[key]["value"] == {"applyLimitPerUniqueValue": True} and limits[key]["limit"] == 1
+    # and one run writing business days at a time, whatever days (tests/test_run_queue_days.py)
+    assert cfg["concurrency"]["pools"] == {"granularity": "run", "default_limit": 1}
     # the DefaultRunLauncher cannot tell that a run's process died: only a maximum runtime frees
     # a run left STARTED by a killed process, which would otherwise hold its day's slot of the
     # per-partition limit above for ever (every later run of that day queued for ever)

@@ -15,6 +15,7 @@ from dagster import (
 )
 
 from assets.ingest.definitions import RETRY, _fail_fast, _facts
+from assets.pools import BUSINESS_DAY_WRITES
 from assets.run_facts import write_sync_runs
 from quality.contracts import INBOUND
 from quality.contracts.rules import Contract
@@ -39,6 +40,7 @@ def build_gate_asset(contract: Contract, partitions_def):
     @asset(
         key=key, deps=list(dict.fromkeys(deps)), partitions_def=partitions_def, group_name="gate",
         backfill_policy=BackfillPolicy.single_run(), retry_policy=RETRY, kinds={"python", "greatexpectations"},
+        pool=BUSINESS_DAY_WRITES,
         check_specs=[AssetCheckSpec(CHECK_NAME, asset=key, blocking=True,
                                     description=f"{contract.name} v{contract.version}: blocks the batch when more "
                                                 f"than {contract.block_threshold:.0%} of its rows fail")],

@@ -23,6 +23,7 @@ from dagster import (
     multi_asset,
 )
 
+from assets.pools import BUSINESS_DAY_WRITES
 from assets.run_facts import RunFacts, record_sync_run, write_sync_runs
 from connectors.errors import classify
 
@@ -65,6 +66,7 @@ def build_crm_asset(obj: SourceObject, partitions_def):
     @asset(
         key=raw_key(obj), deps=[source_spec(obj).key], partitions_def=partitions_def, group_name="ingest_crm",
         backfill_policy=BackfillPolicy.single_run(), retry_policy=RETRY, kinds={"python", "hubspot"},
+        pool=BUSINESS_DAY_WRITES,
         description=f"CRM {obj.source_name} modified each day (incremental search + archived tombstones), "
                     f"landed in raw.{obj.name}; raw.{obj.current_view} holds the current state.",
         required_resource_keys={"warehouse", "crm", "settings"},
@@ -98,6 +100,7 @@ def build_erp_table_asset(obj: SourceObject, partitions_def):
     @asset(
         key=raw_key(obj), deps=[source_spec(obj).key], partitions_def=partitions_def, group_name="ingest_erp",
         backfill_policy=BackfillPolicy.single_run(), retry_policy=RETRY, kinds={"python", "sql"},
+        pool=BUSINESS_DAY_WRITES,
         description=f"ERP table {obj.source_name}: rows changed each day (updated_at window with look-back), "
                     f"landed in raw.{obj.name}; raw.{obj.current_view} holds the current state.",
         required_resource_keys={"warehouse", "erp", "settings"},
@@ -136,6 +139,7 @@ def build_erp_export_assets(partitions_def):
                                   for o in objs.values()},
         deps=[source_spec(o).key for o in objs.values()], partitions_def=partitions_def,
         backfill_policy=BackfillPolicy.single_run(), retry_policy=RETRY, can_subset=False,
+        pool=BUSINESS_DAY_WRITES,
         required_resource_keys={"warehouse", "landing"},
     )
     def _exports(context: AssetExecutionContext):

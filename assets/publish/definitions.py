@@ -8,6 +8,7 @@ import dagster as dg
 from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, Config, MaterializeResult, MetadataValue
 
 from assets.ingest.definitions import _facts, _fail_fast
+from assets.pools import BUSINESS_DAY_WRITES
 from assets.run_facts import write_sync_runs
 
 
@@ -22,7 +23,7 @@ def build_publish_assets(partitions_def) -> list:
         deps=[AssetKey(["validated", "crm_deals"]), AssetKey(["validated", "crm_companies"]),
               AssetKey(["validated", "erp_customers"]), AssetKey(["validated", "erp_sales_orders"]),
               AssetKey(["marts", "dim_customer"])],
-        backfill_policy=BackfillPolicy.single_run(), kinds={"python", "sql"},
+        backfill_policy=BackfillPolicy.single_run(), kinds={"python", "sql"}, pool=BUSINESS_DAY_WRITES,
         description="ERP customers and sales orders for closed-won deals (closed on or after go-live) that have "
                     "none, then the ERP numbers written back to the CRM. Every write goes through ops.sor_writes.",
         required_resource_keys={"warehouse", "crm", "erp", "settings"},
