@@ -211,8 +211,6 @@ def test_demo_tells_the_story_with_progress_and_a_true_summary(demo_run):
         assert _num(after) > 0
     # each period's window is shown
     assert re.search(r"^  window +\d\d-\d\d\.\.\d\d-\d\d \(\d+d\) +\d\d-\d\d\.\.\d\d-\d\d \(\d+d\)$", out, re.M)
-    else:
-        assert footnote is None
 
 
 def _roi_row(stdout: str, label: str) -> list[str]:
