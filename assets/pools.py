@@ -8,5 +8,6 @@ from the UI, which carries no per-day tag the queue's tag limits could compare) 
 was started (schedule, sensor, UI; a run the CLI executes itself is counted while it runs).
 """
 
-#: raw (ingest), validated and quarantine (gates), the ledger and the systems of record (publish)
+#: raw (ingest), validated and quarantine (gates), the ledger and the systems of record (publish),
+#: recon.breaks (reconciliation)
 BUSINESS_DAY_WRITES = "business_day_writes"

@@ -122,6 +122,24 @@ def test_the_instance_limits_writing_runs_to_one_at_a_time(instance, defs):
         assert step_pools[step] == BUSINESS_DAY_WRITES, step_pools
 
 
+def test_the_morning_reconciliation_waits_for_a_night_in_progress(queue, defs):
+    """recon.breaks is a business day's state too: the 06:00 reconcile run does not write it
+    while a nightly run (which reconciles as well) is in progress."""
+    from assets.pools import BUSINESS_DAY_WRITES
+
+    reconcile = defs.resolve_job_def("reconcile")
+    recon_steps = [n for n in reconcile.graph.nodes if n.name.startswith("recon__")]
+    assert recon_steps and all(n.definition.pool == BUSINESS_DAY_WRITES for n in recon_steps)
+    night = queue.submit("nightly_sync", {"dagster/partition": "2026-09-03"})
+    queue.pass_()
+    morning = queue.submit("reconcile", {"dagster/partition": "2026-09-03"})
+    queue.pass_()
+    assert queue.started(night) and queue.status(morning) == DagsterRunStatus.QUEUED
+    queue.finish(night)
+    queue.pass_()
+    assert queue.started(morning)
+
+
 def test_a_run_of_one_day_waits_for_a_range_run_that_covers_it(queue):
     backfill = queue.submit("nightly_sync", backfill_tags("2026-09-01", "2026-09-05"))
     queue.pass_()

@@ -31,6 +31,7 @@ from dagster import (
 from assets.gate.definitions import validated_key
 from assets.ingest.definitions import RETRY, _facts, _fail_fast
 from assets.ingest.objects import ALL_OBJECTS
+from assets.pools import BUSINESS_DAY_WRITES
 from assets.run_facts import write_sync_runs
 
 from .config import ReconSettings
@@ -108,6 +109,7 @@ def build_recon_asset(name: str, partitions_def):
     @asset(
         key=key, deps=READS[name], partitions_def=partitions_def, group_name=GROUP,
         backfill_policy=BackfillPolicy.single_run(), retry_policy=RETRY, kinds={"python", "sql"},
+        pool=BUSINESS_DAY_WRITES,   # recon.breaks is a business day's state: one writer at a time
         check_specs=[AssetCheckSpec(CHECK_NAME, asset=key, blocking=False,
                                     description="WARN when new breaks open; FAIL (ERROR) when the money at risk "
                                                 "passes the configured limit")],
