@@ -1,0 +1,188 @@
+"""The ROI marts' operational columns (rows gated, quarantined rows, error rate; source records,
+quarantined records per 1,000; first-attempt success) recomputed from the sources, the defect
+manifest and the Dagster instance (tests/roi_source_counts.py) — not from the tables the marts
+read — on a world lived the way the demo lives it (issue 17)."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from connectors.warehouse import Warehouse
+from orchestration.config import load_settings
+from orchestration.runner import run_job
+from sandbox.generator.config import DEFAULT_DEFECT_RATES
+from sandbox.generator.world import advance_world
+from tests.roi_source_counts import SourceLog, first_attempt_rate, first_attempts, periods
+from tests.world_fixtures import SMALL_WORLD, make_world
+
+pytestmark = pytest.mark.slow
+
+# (seed, scale, days, go-live day, days lived per run after go-live)
+WORLDS = [(11, 1.0, 16, 8, 4)]
+#: three times the usual defect rates: more quarantined rows to count
+RATES = {k: min(0.3, 3 * v) for k, v in DEFAULT_DEFECT_RATES.items()}
+REL = 1e-3   # 0.1 %
+
+
+def _close(found, expected) -> bool:
+    if expected is None or found is None or pd.isna(found):
+        return (expected is None) == (found is None or pd.isna(found))
+    return abs(float(found) - float(expected)) <= REL * max(abs(float(expected)), 1e-9)
+
+
+@dataclasses.dataclass
+class Lived:
+    cfg: object
+    days: list
+    log: SourceLog
+    units: dict
+    daily: pd.DataFrame
+    summary: pd.DataFrame
+    readbacks: pd.DataFrame   # the ledger's confirmed ERP writes per night (what publish reads back)
+
+
+@pytest.fixture(scope="module", params=WORLDS, ids=[f"seed{w[0]}" for w in WORLDS])
+def lived(request, tmp_path_factory):
+    """The world lived as the demo lives it: one backfill up to go-live, then a few days at a time;
+    the sources snapshotted before each run, for the days it covers."""
+    seed, scale, days, golive_day, per_run = request.param
+    tmp_path = tmp_path_factory.mktemp(f"roi_sources_{seed}")
+    cfg = dataclasses.replace(SMALL_WORLD, seed=seed, scale=scale, days=days, schema_drift_days=(), defect_rates=RATES,
+                              golive_date=SMALL_WORLD.start_date + dt.timedelta(days=golive_day))
+    world = make_world(tmp_path / "home", cfg=cfg, seed_days=golive_day)
+    with pytest.MonkeyPatch.context() as mp:
+        try:
+            for k, v in world.env.items():
+                mp.setenv(k, v)
+            mp.setenv("TRUEUP_PUBLISH_FROM", cfg.golive.isoformat())
+            settings = load_settings()
+            log = SourceLog(world.paths.root, world.paths.erp_url, world.paths.landing_dir, settings.timezone)
+            all_days = world.days()
+            log.snapshot(all_days[:golive_day])
+            outcome = run_job(settings, "nightly_sync", all_days[0], all_days[golive_day - 1])
+            assert outcome.success, outcome.error
+            for i in range(golive_day, days, per_run):
+                chunk = all_days[i:i + per_run]
+                advance_world(world.paths, len(chunk))
+                log.snapshot(chunk)
+                outcome = run_job(settings, "nightly_sync", chunk[0], chunk[-1])
+                assert outcome.success, outcome.error
+            log.save(tmp_path / "source_log.json")   # to look into a disagreement afterwards
+
+            from dagster import DagsterInstance
+
+            with DagsterInstance.get() as instance:
+                units = first_attempts(instance)
+            wh = Warehouse(settings.warehouse_url)
+            # the nightly job's last step (dbt_roi_marts, after publish and reconcile) rebuilt the marts
+            daily = wh.query_df("SELECT * FROM marts.roi_daily").assign(day=lambda d: pd.to_datetime(d.day).dt.date)
+            summary = wh.query_df("SELECT * FROM marts.roi_summary").set_index("period")
+            readbacks = wh.query_df("SELECT business_date, target_object, count(*) AS n FROM ops.sor_writes WHERE "
+                                    "target_system = 'erp' AND state = 'confirmed' GROUP BY 1, 2")
+            wh.dispose()
+            yield Lived(cfg, all_days, log, units, daily, summary, readbacks)
+        finally:
+            world.server.stop()
+
+
+def _day_row(lived: Lived, day: dt.date):
+    row = lived.daily[lived.daily.day == day]
+    assert len(row) == 1, f"no roi_daily row for {day}"
+    return row.iloc[0]
+
+
+def _windows(lived: Lived):
+    """The periods' windows are roi_periods' (judged elsewhere); every column is compared over them."""
+    for period in ("baseline", "current"):
+        row = lived.summary.loc[period]
+        yield period, row, pd.Timestamp(row.period_start).date(), pd.Timestamp(row.period_end).date()
+
+
+def _span(a: dt.date, b: dt.date) -> list[str]:
+    return [(a + dt.timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
+
+
+class Checks:
+    def __init__(self):
+        self.lines, self.problems = [], []
+
+    def __call__(self, what, found, expected):
+        ok = _close(found, expected)
+        self.lines.append(f"{'ok ' if ok else 'BAD'} {what}: mart {found} expected {expected}")
+        if not ok:
+            self.problems.append(self.lines[-1])
+
+
+def test_quarantine_records_and_first_attempts_match_the_sources(lived):
+    """quarantined_rows (per day, per period), source_records, quarantined_records,
+    quarantined_per_1000_records (per period) and first_attempt_success_rate (per day, per period)."""
+    check = Checks()
+    assert lived.log.rows(lived.days[-1].isoformat())[0], "the last day offered nothing: the log saw no run"
+    for day in lived.days:
+        row = _day_row(lived, day)
+        check(f"{day} quarantined_rows", row.quarantined_rows, lived.log.rows(day.isoformat())[1])
+        check(f"{day} first_attempt_success_rate", row.first_attempt_success_rate,
+              first_attempt_rate(lived.units, day, day))
+    win = periods(lived.log, lived.cfg.golive)
+    for period, row, a, b in _windows(lived):
+        check.lines.append(f"    {period} {a}..{b} (the first/last day the CRM offered deals gives "
+                           f"{win[period][0]}..{win[period][1]})")
+        bad = sum(lived.log.rows(d)[1] for d in _span(a, b))
+        records, bad_records = lived.log.records(a, b)
+        assert records and bad_records, f"{period}: nothing to count"
+        check(f"{period} quarantined_rows", row.quarantined_rows, bad)
+        check(f"{period} source_records", row.source_records, records)
+        check(f"{period} quarantined_records", row.quarantined_records, bad_records)
+        check(f"{period} quarantined_per_1000_records", row.quarantined_per_1000_records, 1000 * bad_records / records)
+        check(f"{period} first_attempt_success_rate", row.first_attempt_success_rate, first_attempt_rate(lived.units, a, b))
+    print("\n" + "\n".join(check.lines))
+    assert not check.problems, "\n".join(check.problems)
+
+
+def test_rows_gated_and_error_rate_match_the_sources(lived):
+    """rows_gated and error_rate_per_1000 (per day, per period): the rows the sources offered.
+
+    Known platform bug (issue 17, reported): publish reads the ERP customers and orders it created
+    back and gates them (assets/publish/run.py land_confirmed_writes → persist_gates), which writes a
+    quality.gate_results row for the night's partition; roi_daily keeps only the LATEST evaluation per
+    (contract, object, direction, partition), so on the last night of every run the read-back batch
+    replaces that day's own gate result for erp_customers / erp_sales_orders: the platform's own
+    writes are counted as rows gated, and the source rows of that day for those two objects are not.
+    If the only disagreement is exactly that, this test is an expected failure; any other fails."""
+    check = Checks()
+    for day in lived.days:
+        row = _day_row(lived, day)
+        offered, bad = lived.log.rows(day.isoformat())
+        check(f"{day} rows_gated", row.rows_gated, offered)
+        check(f"{day} error_rate_per_1000", row.error_rate_per_1000, 1000 * bad / offered if offered else None)
+    for period, row, a, b in _windows(lived):
+        offered = sum(lived.log.rows(d)[0] for d in _span(a, b))
+        bad = sum(lived.log.rows(d)[1] for d in _span(a, b))
+        check(f"{period} rows_gated", row.rows_gated, offered)
+        check(f"{period} error_rate_per_1000", row.error_rate_per_1000, 1000 * bad / offered if offered else None)
+    print("\n" + "\n".join(check.lines))
+    if not check.problems:
+        return
+    # is it exactly the read-back? per night: mart = offered - that night's ERP customers/orders
+    # offered by the ERP database + the platform's confirmed ERP writes (ledger) read back
+    nights: dict[str, dict[str, int]] = {}
+    for d, t, n in zip(lived.readbacks.business_date, lived.readbacks.target_object, lived.readbacks.n):
+        nights.setdefault(str(d)[:10], {})[f"erp_{t}"] = int(n)
+    explained = []
+    for day in lived.days:
+        key, objs = day.isoformat(), lived.log.rows_by_object(day.isoformat())
+        offered = lived.log.rows(key)[0]
+        back = nights.get(key, {})
+        replaced = sum(objs[o][0] for o in back)
+        by_bug = offered - replaced + sum(back.values())
+        found = _day_row(lived, day).rows_gated
+        if not _close(found, by_bug):
+            pytest.fail(f"{day}: rows_gated {found}, neither the sources' {offered} nor the read-back bug's "
+                        f"{by_bug}\n" + "\n".join(check.problems))
+        if back:
+            explained.append(f"{day}: +{sum(back.values())} read-back rows {back}, -{replaced} source rows")
+    pytest.xfail("roi_daily counts publish's read-back gate evaluations instead of the day's gate (known bug, "
+                 "reported): " + "; ".join(explained) + "\n" + "\n".join(check.problems))
