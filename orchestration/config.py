@@ -19,6 +19,9 @@ from typing import Mapping
 DEFAULT_HISTORY_START = dt.date(2026, 9, 1)
 DEFAULT_HISTORY_DAYS = 61
 DEFAULT_SANDBOX_PORT = 8765
+#: how often the intraday sensor asks the CRM for newly closed-won deals (TRUEUP_INTRADAY_INTERVAL_SECONDS)
+DEFAULT_INTRADAY_INTERVAL_SECONDS = 120
+MIN_INTRADAY_INTERVAL_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class Settings:
     sandbox_port: int
     uses_sandbox_crm: bool
     write_alert_after_hours: float = 24.0   # a write failing transiently for longer is alerted on
+    intraday: bool = False                  # TRUEUP_INTRADAY: the intraday sensor runs unless stopped
+    intraday_interval_seconds: int = DEFAULT_INTRADAY_INTERVAL_SECONDS
 
     def __repr__(self) -> str:
         """Never a password: database URLs are shown with their credentials masked."""
@@ -185,6 +190,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not (erp_url.startswith("sqlite:///") or erp_url.startswith("postgresql")):
         raise ConfigError("TRUEUP_ERP_URL must be a sqlite:/// or postgresql:// SQLAlchemy URL")
 
+    intraday, interval = intraday_settings(env)
     currency = (env.get("TRUEUP_REPORTING_CURRENCY") or "USD").upper()
     if len(currency) != 3 or not currency.isalpha():
         raise ConfigError(f"TRUEUP_REPORTING_CURRENCY={currency!r} is not an ISO-4217 code")
@@ -206,7 +212,32 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         uses_sandbox_crm=uses_sandbox,
         write_alert_after_hours=_parse_hours("TRUEUP_WRITE_ALERT_AFTER_HOURS",
                                              env.get("TRUEUP_WRITE_ALERT_AFTER_HOURS") or "24"),
+        intraday=intraday, intraday_interval_seconds=interval,
     )
+
+
+def intraday_settings(env: Mapping[str, str] | None = None) -> tuple[bool, int]:
+    """(TRUEUP_INTRADAY on?, TRUEUP_INTRADAY_INTERVAL_SECONDS). Read when the code location loads:
+    whether the intraday sensor runs by default and how often are part of the definitions (like the
+    partitions); nothing else of the settings is read then. Off by default: the demo lives a
+    simulated history, where "now" is not a business day; production configuration switches it on."""
+    env = os.environ if env is None else env
+    raw = (env.get("TRUEUP_INTRADAY") or "off").strip().lower()
+    if raw in ("1", "on", "true", "yes"):
+        on = True
+    elif raw in ("0", "off", "false", "no"):
+        on = False
+    else:
+        raise ConfigError(f"TRUEUP_INTRADAY={raw!r} must be on or off")
+    value = env.get("TRUEUP_INTRADAY_INTERVAL_SECONDS") or str(DEFAULT_INTRADAY_INTERVAL_SECONDS)
+    try:
+        seconds = int(value)
+    except ValueError:
+        raise ConfigError(f"TRUEUP_INTRADAY_INTERVAL_SECONDS={value!r} is not a whole number of seconds") from None
+    if seconds < MIN_INTRADAY_INTERVAL_SECONDS:
+        raise ConfigError(f"TRUEUP_INTRADAY_INTERVAL_SECONDS={value!r} must be at least "
+                          f"{MIN_INTRADAY_INTERVAL_SECONDS} (every evaluation is a CRM search)")
+    return on, seconds
 
 
 def _parse_hours(name: str, value: str) -> float:

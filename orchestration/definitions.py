@@ -12,6 +12,7 @@ from assets.reconcile.definitions import build_reconcile_assets, build_reconcile
 from assets.transform.definitions import build_transform_assets, build_transform_resources
 from orchestration.alerts import build_alert_sensor
 from orchestration.freshness import with_freshness
+from orchestration.intraday import build_intraday_sensor, intraday_publish
 from orchestration.jobs import build_jobs
 from orchestration.partitions import daily_partitions
 from orchestration.resources import default_resources
@@ -20,7 +21,10 @@ from orchestration.sensors import build_export_sensor
 
 
 def build_definitions() -> Definitions:
+    from orchestration.config import intraday_settings
+
     partitions = daily_partitions()
+    intraday_on, intraday_every = intraday_settings()
     nightly, export_ingest, sync_and_gate = build_jobs(partitions)
     reconcile_job, reconcile_schedule = build_reconcile_job_and_schedule(partitions)
     return Definitions(
@@ -28,9 +32,10 @@ def build_definitions() -> Definitions:
                 *build_transform_assets(),
                 *build_reconcile_assets(partitions)],
         jobs=[nightly, export_ingest, sync_and_gate, replay_quarantine, approve_write, resolve_held_write,
-              reconcile_job],
+              reconcile_job, intraday_publish],
         schedules=[build_nightly_schedule(nightly), reconcile_schedule],
-        sensors=[build_export_sensor(export_ingest, partitions), build_alert_sensor()],
+        sensors=[build_export_sensor(export_ingest, partitions), build_alert_sensor(),
+                 build_intraday_sensor(intraday_publish, running=intraday_on, interval_seconds=intraday_every)],
         resources={**default_resources(), **build_transform_resources()},
     )
 

@@ -6,6 +6,10 @@ the night of its close (or of the range's first day, for a deal from before the 
 approved or retried in this run); a new ERP customer on the night of its first order; the CRM
 write-backs on the range's last night. `ops.sor_writes.business_at` holds that time (UTC, naive)
 beside the wall-clock `updated_at`: latency metrics read it, with no caps.
+
+An intraday run (assets/publish/intraday.py) is in the business world while it runs: its writes
+belong to the moment it confirmed them — the run's own clock (the wall clock in production), not
+the next night.
 """
 from __future__ import annotations
 
@@ -32,12 +36,17 @@ def _night(day: dt.date | None, first_day: dt.date, through: dt.date) -> dt.date
     return min(max(day or first_day, first_day), through)
 
 
-def stamp_business_time(wh: Warehouse, run_id: str, first_day: dt.date, through: dt.date, tz: str) -> int:
-    """Give the writes this run confirmed their business time; returns how many."""
+def stamp_business_time(wh: Warehouse, run_id: str, first_day: dt.date, through: dt.date, tz: str,
+                        at: dt.datetime | None = None) -> int:
+    """Give the writes this run confirmed their business time; returns how many. `at` (naive UTC):
+    the business clock now, for a run that is not a night's (intraday) — every write it confirmed
+    since the last stamp belongs to that moment."""
     df = wh.query_df("SELECT write_id, target_system, target_object, payload FROM ops.sor_writes "
                      "WHERE run_id = :r AND state = 'confirmed' AND business_at IS NULL", {"r": run_id})
     if df.empty:
         return 0
+    if at is not None:
+        return _stage(wh, pd.DataFrame({"write_id": df["write_id"], "business_at": at}))
     payloads = [json.loads(p) for p in df["payload"]]
     order_night: dict[str, dt.date] = {}
     nights = []
@@ -56,7 +65,10 @@ def stamp_business_time(wh: Warehouse, run_id: str, first_day: dt.date, through:
                                  first_day, through))
         else:   # an ERP customer: the night of its first order in this run
             nights.append(order_night.get(p.get("customer_number"), first_day))
-    staged = pd.DataFrame({"write_id": df["write_id"], "business_at": [night_at(n, tz) for n in nights]})
+    return _stage(wh, pd.DataFrame({"write_id": df["write_id"], "business_at": [night_at(n, tz) for n in nights]}))
+
+
+def _stage(wh: Warehouse, staged: pd.DataFrame) -> int:
     with wh.begin() as conn:
         conn.execute(sa.text("DROP TABLE IF EXISTS business_time_stage"))
         conn.execute(sa.text("CREATE TEMP TABLE business_time_stage (write_id TEXT, business_at TIMESTAMP)"))

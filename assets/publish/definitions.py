@@ -55,32 +55,40 @@ def build_publish_assets(partitions_def) -> list:
             last.rows_written = s.customers_created + s.orders_created + s.crm_updates + s.crm_financials
             last.rows_quarantined = s.quarantined
             write_sync_runs(wh, facts)
-        if s.retry_later:
-            context.log.warning(f"{s.retry_later} write(s) failed transiently (the target was unreachable or "
-                                f"overloaded); later runs send them again")
-        if s.failing_too_long:
-            from orchestration.alerts import record_alert
-
-            for f in s.failing_too_long:
-                record_alert(wh, run_id=context.run.run_id, job=context.run.job_name, partition=max(context.partition_keys),
-                             message=f"write {f['idempotency_key']} to the {f['target_system']} has been failing since "
-                                     f"{f['failing_since']} ({f['attempts']} attempts): {f['error']}",
-                             error_class="transient", webhook_url=settings.alert_webhook_url)
-        if s.held:
-            context.log.warning(f"{len(s.held)} deal(s) held for a person: "
-                                + "; ".join(f"{k}: {why}" for k, why in s.held[:10]))
-        held = "| deal | why held |\n|---|---|\n" + "\n".join(f"| {k} | {w} |" for k, w in s.held[:20])
-        return MaterializeResult(metadata={
-            "dry_run": config.dry_run, "customers_created": s.customers_created,
-            "orders_created": s.orders_created, "crm_updates": s.crm_updates,
-            "crm_company_financials": s.crm_financials, "rejected": s.rejected,
-            "unknown": s.unknown, "retry_later": s.retry_later, "resolved_from_earlier_runs": s.resolved_from_earlier_runs,
-            "quarantined": s.quarantined, "awaiting_approval": MetadataValue.json(s.awaiting_approval),
-            "held": MetadataValue.md(held if s.held else "none"), "before_golive_not_posted": s.before_golive,
-            "sample": MetadataValue.json(s.sample),
-        })
+        return MaterializeResult(metadata={"dry_run": config.dry_run,
+                                           **report_publish(context, wh, settings, s, max(context.partition_keys))})
 
     return [erp_orders]
+
+
+def report_publish(context, wh, settings, s, partition: str) -> dict:
+    """What a publish pass tells the operator (the publish asset's and the intraday run's): warnings
+    for writes waiting on a target or a person, one alert per write failing for too long, and the
+    metadata of the step."""
+    if s.retry_later:
+        context.log.warning(f"{s.retry_later} write(s) failed transiently (the target was unreachable or "
+                            f"overloaded); later runs send them again")
+    if s.failing_too_long:
+        from orchestration.alerts import record_alert
+
+        for f in s.failing_too_long:
+            record_alert(wh, run_id=context.run.run_id, job=context.run.job_name, partition=partition,
+                         message=f"write {f['idempotency_key']} to the {f['target_system']} has been failing since "
+                                 f"{f['failing_since']} ({f['attempts']} attempts): {f['error']}",
+                         error_class="transient", webhook_url=settings.alert_webhook_url)
+    if s.held:
+        context.log.warning(f"{len(s.held)} deal(s) held for a person: "
+                            + "; ".join(f"{k}: {why}" for k, why in s.held[:10]))
+    held = "| deal | why held |\n|---|---|\n" + "\n".join(f"| {k} | {w} |" for k, w in s.held[:20])
+    return {
+        "customers_created": s.customers_created,
+        "orders_created": s.orders_created, "crm_updates": s.crm_updates,
+        "crm_company_financials": s.crm_financials, "rejected": s.rejected,
+        "unknown": s.unknown, "retry_later": s.retry_later, "resolved_from_earlier_runs": s.resolved_from_earlier_runs,
+        "quarantined": s.quarantined, "awaiting_approval": MetadataValue.json(s.awaiting_approval),
+        "held": MetadataValue.md(held if s.held else "none"), "before_golive_not_posted": s.before_golive,
+        "sample": MetadataValue.json(s.sample),
+    }
 
 
 class ApproveConfig(Config):

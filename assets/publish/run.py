@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Collection
 
 import pandas as pd
 
@@ -19,7 +20,7 @@ from . import crm_writer, erp_writer
 from .business_time import stamp_business_time
 from .financials import financial_writes
 from .ledger import Write, approvals, failing_too_long, plan, releases
-from .plan import build_plan
+from .plan import Plan, build_plan
 
 DEFAULT_APPROVAL_THRESHOLD = 250_000.0
 
@@ -40,6 +41,8 @@ class PublishSummary:
     awaiting_approval: list[tuple[str, str]] = field(default_factory=list)
     quarantined: int = 0
     before_golive: int = 0
+    # intraday: deals whose order needs an ERP customer the ERP does not have yet — left for the night
+    left_for_nightly: list[str] = field(default_factory=list)
     sample: list[dict] = field(default_factory=list)
 
     def as_metadata(self) -> dict:
@@ -119,11 +122,46 @@ def json_key(payload: str, key: str) -> str:
     return json.loads(payload)[key]
 
 
+def _restricted(p: Plan, engine, only_deals: Collection[str] | None, create_customers: bool) -> tuple[Plan, list[str]]:
+    """The plan's own decisions (orders, holds, approvals) for `only_deals` only. Without
+    `create_customers` no ERP customer is created: a deal whose order needs a customer the ERP
+    does not have yet is left out (for the night, whose golden customer is rebuilt from the day's
+    CRM and ERP and decides whether that customer is new). Returns the plan and the deals left out."""
+    wanted = None if only_deals is None else {str(d) for d in only_deals}
+    keep = lambda w: wanted is None or w.business_key in wanted  # noqa: E731
+    out = Plan(not_eligible_before_golive=p.not_eligible_before_golive,
+               orders=[w for w in p.orders if keep(w)], held=[(w, r) for w, r in p.held if keep(w)],
+               awaiting_approval=[(w, r) for w, r in p.awaiting_approval if keep(w)])
+    if create_customers:
+        needed = {w.payload.get("customer_number") for w in out.orders + [w for w, _ in out.held + out.awaiting_approval]}
+        out.customers = [c for c in p.customers if c.payload["customer_number"] in needed]
+        return out, []
+    import sqlalchemy as sa
+
+    from connectors.erp_schema import customers as t_customers
+
+    with engine.connect() as conn:
+        known = {r[0] for r in conn.execute(sa.select(t_customers.c.customer_number))}
+    missing = lambda w: w.payload.get("customer_number") is not None and w.payload["customer_number"] not in known  # noqa: E731
+    later = sorted({w.business_key for w in out.orders if missing(w)}
+                   | {w.business_key for w, _ in out.held + out.awaiting_approval if missing(w)})
+    out.orders = [w for w in out.orders if not missing(w)]
+    out.held = [(w, r) for w, r in out.held if not missing(w)]
+    out.awaiting_approval = [(w, r) for w, r in out.awaiting_approval if not missing(w)]
+    return out, later
+
+
 def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publish_from: dt.date,
             reporting_currency: str, run_id: str, dry_run: bool = False, tz: str = "UTC",
             first_day: dt.date | None = None,
             approval_threshold: float = DEFAULT_APPROVAL_THRESHOLD, correlation_id: str | None = None,
-            crm_writebacks: bool = True, alert_after: dt.timedelta = dt.timedelta(hours=24)) -> PublishSummary:
+            crm_writebacks: bool = True, alert_after: dt.timedelta = dt.timedelta(hours=24),
+            only_deals: Collection[str] | None = None, create_customers: bool = True, financials: bool = True,
+            clock: Callable[[], dt.datetime] | None = None) -> PublishSummary:
+    """The nightly pass by default. The intraday path narrows it — `only_deals` (the plan's decisions
+    for those deals only), `create_customers=False` (see `_restricted`), `financials=False` (the
+    receivables reach the CRM at night, after the ERP export) — and gives `clock`, the business
+    clock (naive UTC) its writes are stamped with instead of the night they belong to."""
     s = PublishSummary(dry_run=dry_run)
     day = through.isoformat()
     with publish_lock(home, wh, owner=f"run {run_id}"):
@@ -132,6 +170,8 @@ def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publ
                 s.resolved_from_earlier_runs += erp_writer.resolve_pending(wh, engine, obj, run_id)
         p = build_plan(wh, engine, publish_from=publish_from, through=through, reporting_currency=reporting_currency,
                        approval_threshold=approval_threshold, approved=approvals(wh), released=releases(wh))
+        if only_deals is not None or not create_customers:
+            p, s.left_for_nightly = _restricted(p, engine, only_deals, create_customers)
         s.before_golive = p.not_eligible_before_golive
         customers, qc = _outbound_check(wh, p.customers, "erp_customers", day, run_id, dry_run)
         orders, qo = _outbound_check(wh, p.orders, "erp_sales_orders", day, run_id, dry_run)
@@ -155,7 +195,7 @@ def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publ
         # approved writes wait in the ledger as `planned` from an earlier run
         sent = erp_writer.send(wh, engine, to_send, run_id)
         s.orders_created, s.rejected = sent["confirmed"], s.rejected + sent["rejected"]
-        stamp_business_time(wh, run_id, first_day or through, through, tz)
+        stamp_business_time(wh, run_id, first_day or through, through, tz, at=clock() if clock else None)
         land_confirmed_writes(wh, engine, tz, run_id, day)
         if crm_writebacks and client is not None:
             down = None   # the CRM unreachable (after the client's retries): every write waits for a later run
@@ -172,14 +212,15 @@ def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publ
             out = crm_writer.send_crm(wh, client, to_send, run_id, down=down)
             s.crm_updates, s.rejected, s.unknown = out["confirmed"], s.rejected + out["rejected"], out["unknown"]
             s.retry_later += out["deferred"]
-            # receivables reach the CRM; an unchanged payload is skipped by the ledger
-            to_send = plan(wh, financial_writes(wh, through), run_id, correlation_id=correlation_id,
-                           business_date=day)
-            out = crm_writer.send_crm(wh, client, to_send, run_id, down=down or out.get("down"))
-            s.crm_financials = out["confirmed"]
-            s.rejected, s.unknown = s.rejected + out["rejected"], s.unknown + out["unknown"]
-            s.retry_later += out["deferred"]
-        # the business time of each write this run confirmed (the night it belongs to)
-        stamp_business_time(wh, run_id, first_day or through, through, tz)
+            if financials:
+                # receivables reach the CRM; an unchanged payload is skipped by the ledger
+                to_send = plan(wh, financial_writes(wh, through), run_id, correlation_id=correlation_id,
+                               business_date=day)
+                out = crm_writer.send_crm(wh, client, to_send, run_id, down=down or out.get("down"))
+                s.crm_financials = out["confirmed"]
+                s.rejected, s.unknown = s.rejected + out["rejected"], s.unknown + out["unknown"]
+                s.retry_later += out["deferred"]
+        # the business time of each write this run confirmed (the night it belongs to, or the moment)
+        stamp_business_time(wh, run_id, first_day or through, through, tz, at=clock() if clock else None)
         s.failing_too_long = failing_too_long(wh, alert_after).astype(str).to_dict("records")
     return s
