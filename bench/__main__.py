@@ -1,4 +1,4 @@
-"""``python -m bench [ingest|gate|reconcile|publish …]`` — dispatch to a benchmark (default: ingest)."""
+"""``python -m bench [ingest|gate|reconcile|publish|intraday …]`` — dispatch to a benchmark (default: ingest)."""
 from __future__ import annotations
 
 import sys
@@ -19,11 +19,15 @@ def main(argv: list[str] | None = None) -> int:
         from bench.reconcile import main as reconcile_main
 
         return reconcile_main(argv)
+    if cmd == "intraday":
+        from bench.intraday import main as intraday_main
+
+        return intraday_main(argv)
     if cmd == "publish":
         from bench.publish import main as publish_main
 
         return publish_main(argv)
-    print(f"unknown benchmark {cmd!r}; available: ingest, gate, reconcile, publish", file=sys.stderr)
+    print(f"unknown benchmark {cmd!r}; available: ingest, gate, reconcile, publish, intraday", file=sys.stderr)
     return 2
 
 

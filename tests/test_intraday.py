@@ -298,3 +298,27 @@ def test_an_intraday_run_waits_in_the_queue_while_a_night_is_in_progress(tmp_pat
             assert queue.started(intraday)
         finally:
             queue.close()
+
+
+# ----------------------------------------------------------------------------- the benchmark
+def test_the_intraday_benchmark_at_smoke_size_posts_every_deal_once_and_cleans_up(tmp_path, capsys):
+    """`python -m bench intraday --smoke`: every deal closed gets its order through the sensor and
+    a run, once; the report has its figures; nothing is left behind. No timings asserted."""
+    import os
+    from pathlib import Path
+
+    from bench.intraday import main
+
+    assert main(["--smoke", "--out", str(tmp_path), "--quiet"]) == 0
+    assert "checks: PASS" in capsys.readouterr().out
+    [path] = list(tmp_path.glob("intraday-*.json"))
+    result = json.loads(path.read_text())
+    m = result["measured"]
+    assert m["deals_closed"] == result["deals"] == m["deals_confirmed"] == m["checks"]["deals_with_one_order"]
+    assert m["checks"]["failed"] == [] and m["errors"] == []
+    assert m["latency_s"]["p50"] is not None and m["latency_s"]["p95"] >= m["latency_s"]["p50"] > 0
+    assert all(r["success"] for r in m["runs"]) and m["ticks_requesting"] >= 1
+    assert m["crm_searches"] >= m["ticks"] and m["crm_requests_non_search"] > 0   # Trueup's requests, counted
+    assert not Path(result["trueup_home"]).exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(result["server_pid"], 0)
