@@ -55,9 +55,33 @@ def _ledger_columns(wh: Warehouse, conn) -> str:
     return f"ops.sor_writes: added {', '.join(added)}" if added else "ops.sor_writes: up to date"
 
 
+def _gate_batch_kind(wh: Warehouse, conn) -> str:
+    """quality.gate_results gains batch_kind. Rows written before it are labelled from what is on
+    record: an ERP customers/orders evaluation made after the same run's publish step started is
+    publish's read-back of its own writes; outbound rows are the writes' check; the rest were the
+    day's batches (a quarantine replay of that time cannot be told apart and stays `day`)."""
+    from quality.store import ensure_quality_tables
+
+    if not wh.table_columns(conn, "quality", "gate_results"):
+        return "no gate results yet"
+    ensure_quality_tables(wh, conn)
+    read_back = 0
+    if wh.table_columns(conn, "ops", "sync_runs"):
+        read_back = conn.execute(sa.text(
+            "UPDATE quality.gate_results AS g SET batch_kind = 'read_back' WHERE g.batch_kind IS NULL "
+            "AND g.direction = 'inbound' AND g.object IN ('erp_customers', 'erp_sales_orders') AND EXISTS ("
+            "SELECT 1 FROM ops.sync_runs s WHERE s.run_id = g.run_id AND s.asset = 'publish/erp_orders' "
+            "AND s.started_at <= g.evaluated_at)")).rowcount
+    rest = conn.execute(sa.text(
+        "UPDATE quality.gate_results SET batch_kind = CASE WHEN direction = 'outbound' THEN 'outbound' "
+        "ELSE 'day' END WHERE batch_kind IS NULL")).rowcount
+    return f"quality.gate_results: {read_back} read-back row(s) labelled, {rest} other row(s) labelled"
+
+
 MIGRATIONS = (
     Migration(1, "raw_version_log", _raw_version_log),
     Migration(2, "ledger_columns", _ledger_columns),
+    Migration(3, "gate_batch_kind", _gate_batch_kind),
 )
 
 

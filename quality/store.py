@@ -29,16 +29,26 @@ QUALITY_DDL = [
         run_id TEXT, contract TEXT, contract_version TEXT, object TEXT, partition TEXT, direction TEXT,
         rows_in BIGINT, rows_passed BIGINT, rows_quarantined BIGINT, blocked BOOLEAN, evaluated_at TIMESTAMP,
         money_in DOUBLE PRECISION, money_passed DOUBLE PRECISION, money_quarantined DOUBLE PRECISION,
-        unexpected_counts TEXT, block_reason TEXT, gx_success BOOLEAN)""",
+        unexpected_counts TEXT, block_reason TEXT, gx_success BOOLEAN, batch_kind TEXT)""",
     """CREATE TABLE IF NOT EXISTS quality.quarantine_actions (
         quarantine_id TEXT, action TEXT, actor TEXT, reason TEXT, acted_at TIMESTAMP, run_id TEXT)""",
 ]
 
 
-def ensure_quality_tables(wh: Warehouse) -> None:
-    with wh.begin() as conn:
-        for ddl in QUALITY_DDL:
-            conn.execute(sa.text(ddl))
+# What a gate evaluation was of: the day's batch from a source, publish's read-back of the ERP
+# rows it created, a quarantine replay's re-read, or the writes checked before sending. The ROI
+# error rate counts the day's batches only (the sources' quality, each row once).
+BATCH_KINDS = ("day", "read_back", "replay", "outbound")
+
+
+def ensure_quality_tables(wh: Warehouse, conn=None) -> None:
+    if conn is None:
+        with wh.begin() as conn:
+            return ensure_quality_tables(wh, conn)
+    for ddl in QUALITY_DDL:
+        conn.execute(sa.text(ddl))
+    if "batch_kind" not in wh.table_columns(conn, "quality", "gate_results"):   # a table older than the column
+        conn.execute(sa.text("ALTER TABLE quality.gate_results ADD COLUMN batch_kind TEXT"))
 
 
 def quarantine_id(contract: str, business_key: str) -> str:
@@ -54,31 +64,31 @@ def _data_columns(df: pd.DataFrame) -> list[str]:
 
 
 def persist_gates(wh: Warehouse, outcomes: dict[str, GateOutcome], run_id: str,
-                  replace_partition: bool = True) -> None:
-    """Write the outcomes of several partitions of one contract in a single transaction."""
+                  replace_partition: bool = True, batch: str = "day") -> None:
+    """Write the outcomes of several partitions of one contract in a single transaction;
+    `batch` is what was evaluated (one of BATCH_KINDS)."""
     with wh.begin() as conn:
-        for ddl in QUALITY_DDL:
-            conn.execute(sa.text(ddl))
+        ensure_quality_tables(wh, conn)
         if outcomes and next(iter(outcomes.values())).contract.direction == "outbound":
             # outbound rows are not stored as validated data: the ledger carries what passed
             for partition, outcome in outcomes.items():
                 upsert_quarantine(wh, conn, outcome.contract, outcome.quarantined, run_id, _now(), partition)
-                gate_result(conn, outcome, partition, run_id)
+                gate_result(conn, outcome, partition, run_id, "outbound")
             return
         for partition, outcome in outcomes.items():
-            _persist_one(wh, conn, outcome, partition, run_id, replace_partition)
+            _persist_one(wh, conn, outcome, partition, run_id, replace_partition, kind=batch)
         if outcomes:
             c = next(iter(outcomes.values())).contract
             ensure_current_view(wh, conn, c.object, c.key)
 
 
 def persist_gate(wh: Warehouse, outcome: GateOutcome, partition: str, run_id: str,
-                 replace_partition: bool = True) -> None:
-    persist_gates(wh, {partition: outcome}, run_id, replace_partition)
+                 replace_partition: bool = True, batch: str = "day") -> None:
+    persist_gates(wh, {partition: outcome}, run_id, replace_partition, batch)
 
 
 def _persist_one(wh: Warehouse, conn, outcome: GateOutcome, partition: str, run_id: str,
-                 replace_partition: bool) -> None:
+                 replace_partition: bool, kind: str) -> None:
     c = outcome.contract
     table = f"validated.{ident(c.object)}"
     now = _now()
@@ -98,23 +108,25 @@ def _persist_one(wh: Warehouse, conn, outcome: GateOutcome, partition: str, run_
     upsert_quarantine(wh, conn, c, outcome.quarantined, run_id, now, partition)
     if released_keys:
         _release(wh, conn, c.name, released_keys, now, run_id)
-    gate_result(conn, outcome, partition, run_id)
+    gate_result(conn, outcome, partition, run_id, kind)
 
 
-def gate_result(conn, outcome: GateOutcome, partition: str, run_id: str) -> None:
+def gate_result(conn, outcome: GateOutcome, partition: str, run_id: str, batch: str = "day") -> None:
+    if batch not in BATCH_KINDS:
+        raise ValueError(f"unknown gate batch kind {batch!r}; one of {', '.join(BATCH_KINDS)}")
     c = outcome.contract
     conn.execute(sa.text(
         "INSERT INTO quality.gate_results (run_id, contract, contract_version, object, partition, direction, "
         "rows_in, rows_passed, rows_quarantined, blocked, evaluated_at, money_in, money_passed, "
-        "money_quarantined, unexpected_counts, block_reason, gx_success) VALUES (:run_id, :contract, :version, "
-        ":object, :partition, :direction, :rows_in, :rows_passed, :rows_quarantined, :blocked, :at, :mi, :mp, "
-        ":mq, :counts, :reason, :gx)"),
+        "money_quarantined, unexpected_counts, block_reason, gx_success, batch_kind) VALUES (:run_id, :contract, "
+        ":version, :object, :partition, :direction, :rows_in, :rows_passed, :rows_quarantined, :blocked, :at, :mi, "
+        ":mp, :mq, :counts, :reason, :gx, :batch)"),
         {"run_id": run_id, "contract": c.name, "version": c.version, "object": c.object, "partition": partition,
          "direction": c.direction, "rows_in": outcome.rows_in, "rows_passed": outcome.rows_passed,
          "rows_quarantined": outcome.rows_quarantined, "blocked": outcome.blocked, "at": outcome.evaluated_at,
          "mi": outcome.money_in, "mp": outcome.money_passed, "mq": outcome.money_quarantined,
          "counts": json.dumps(outcome.unexpected_counts), "reason": outcome.block_reason,
-         "gx": outcome.gx_success})
+         "gx": outcome.gx_success, "batch": batch})
 
 
 def _delete_versions(conn, table: str, key: str, rows: pd.DataFrame) -> None:

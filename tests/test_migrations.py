@@ -80,3 +80,32 @@ def test_landing_into_an_old_table_migrates_it_first(wh):
     assert sum(r.rows_written for r in res.values()) == 0
     assert wh.scalar("SELECT count(*) FROM raw.crm_deals WHERE _version_hash IS NULL") == 0
     assert wh.scalar("SELECT count(*) FROM raw.crm_deals") == len(old)
+
+
+def test_old_gate_results_get_their_batch_kind(wh):
+    """A gate_results table from before batch_kind: publish's read-back of its ERP rows (evaluated
+    after that run's publish step started) is told apart from the day's batch of the same run."""
+    with wh.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS quality"))
+        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))
+        conn.execute(sa.text(
+            "CREATE TABLE quality.gate_results (run_id TEXT, contract TEXT, contract_version TEXT, object TEXT, "
+            "partition TEXT, direction TEXT, rows_in BIGINT, rows_passed BIGINT, rows_quarantined BIGINT, "
+            "blocked BOOLEAN, evaluated_at TIMESTAMP)"))
+        conn.execute(sa.text("CREATE TABLE ops.sync_runs (run_id TEXT, asset TEXT, started_at TIMESTAMP)"))
+        conn.execute(sa.text("INSERT INTO ops.sync_runs VALUES ('r1', 'publish/erp_orders', '2026-09-02 01:00:00')"))
+        rows = [("r1", "erp_sales_orders.inbound", "erp_sales_orders", "inbound", 10, "2026-09-02 00:30:00"),   # day
+                ("r1", "erp_sales_orders.inbound", "erp_sales_orders", "inbound", 4, "2026-09-02 01:05:00"),    # read-back
+                ("r1", "erp_customers.inbound", "erp_customers", "inbound", 2, "2026-09-02 01:06:00"),          # read-back
+                ("r1", "crm_deals.inbound", "crm_deals", "inbound", 30, "2026-09-02 01:07:00"),                 # day
+                ("r1", "erp_sales_orders.outbound", "erp_sales_orders", "outbound", 5, "2026-09-02 01:08:00")]
+        for run, contract, obj, direction, n, at in rows:
+            conn.execute(sa.text(
+                "INSERT INTO quality.gate_results (run_id, contract, object, partition, direction, rows_in, "
+                "evaluated_at) VALUES (:r, :c, :o, '2026-09-01', :d, :n, :at)"),
+                {"r": run, "c": contract, "o": obj, "d": direction, "n": n, "at": at})
+    line = [x for x in migrate(wh) if x.startswith("3 ")][0]
+    assert "2 read-back row(s) labelled, 3 other row(s) labelled" in line, line
+    got = wh.query_df("SELECT rows_in, batch_kind FROM quality.gate_results ORDER BY evaluated_at")
+    assert got["batch_kind"].tolist() == ["day", "read_back", "read_back", "day", "outbound"]
+    assert [x for x in migrate(wh) if x.startswith("3 ")][0].startswith("3 gate_batch_kind: already applied")

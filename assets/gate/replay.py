@@ -53,7 +53,7 @@ def replay_quarantine(wh: Warehouse, *, run_id: str, tz: str, reports_dir: Path,
         # the re-read version joins raw (merged by key and version), so raw and validated agree
         land_partitions(wh, obj, {}, run_id, lambda p: f"replay:{obj.source_name}", earlier=current)
         outcomes = evaluate_partitions(contract, current, load_references(wh, contract.references), validator)
-        persist_gates(wh, outcomes, run_id, replace_partition=False)
+        persist_gates(wh, outcomes, run_id, replace_partition=False, batch="replay")
         failing = [str(k) for o in outcomes.values() for k in o.quarantined[contract.key]]
         count_attempts(wh, contract.name, failing, run_id, actor)
         summary.released[contract.name] = sum(o.rows_passed for o in outcomes.values())

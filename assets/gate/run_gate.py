@@ -18,9 +18,9 @@ from quality.gate import CHUNK_ROWS, ConservationError, GateOutcome, GateRun
 from quality.references import load_references
 from quality.reports import write_gate_report
 from quality.store import (
-    QUALITY_DDL,
     _now,
     ensure_current_view,
+    ensure_quality_tables,
     gate_result,
     release_passed,
     upsert_quarantine,
@@ -86,8 +86,7 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
     references = load_references(wh, contract.references)
     with wh.begin() as conn:
         raw_columns = wh.table_columns(conn, "raw", obj)
-        for ddl in QUALITY_DDL:
-            conn.execute(sa.text(ddl))
+        ensure_quality_tables(wh, conn)
         data_columns = [c for c in raw_columns if not c.startswith("_")] or list(ALL_OBJECTS[obj].columns)
         columns = validated_columns(wh, conn, obj, data_columns)
         conn.execute(sa.text(f"DELETE FROM validated.{ident(obj)} WHERE _partition BETWEEN :a AND :b"), params)

@@ -111,7 +111,7 @@ def land_confirmed_writes(wh: Warehouse, engine, tz: str, run_id: str, business_
         land_partitions(wh, obj, {}, run_id, lambda p: f"erp_db:{target} (read back after publish)", earlier=rows)
         contract = INBOUND[obj_name]
         outcomes = evaluate_partitions(contract, rows, load_references(wh, contract.references))
-        persist_gates(wh, outcomes, run_id, replace_partition=False)
+        persist_gates(wh, outcomes, run_id, replace_partition=False, batch="read_back")
         total += len(rows)
     return total
 

@@ -13,6 +13,14 @@ gates as (
             row_number() over (partition by contract, object, direction, partition
                                order by evaluated_at desc, run_id desc) as rn
         from {{ source('quality', 'gate_results') }}
+        -- the day's batches only: not publish's read-back of its own writes, not a replay's re-read
+        -- (null: written before the column, labelled by migration 3; a warehouse not gated since
+        -- the column came has none yet)
+        {%- set gate_columns = adapter.get_columns_in_relation(source('quality', 'gate_results'))
+                               | map(attribute='name') | map('lower') | list if execute else [] %}
+        {%- if 'batch_kind' in gate_columns %}
+        where coalesce(batch_kind, 'day') = 'day'
+        {%- endif %}
     ) g
     where rn = 1
 ),

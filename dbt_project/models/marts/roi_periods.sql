@@ -1,12 +1,21 @@
 -- runs after publish and reconcile (with the other ROI marts)
 {{ config(tags=['roi']) }}
 {#- The two periods the ROI compares, of equal length: 'current' from go-live to the business
-    clock (the latest business day whose deals were loaded), 'baseline' as many days just before
-    go-live (shorter only when the history is). One row each, with its window. -#}
-with clock as (
-    select {{ to_date('max(source_partition)') }} as as_of_date,
-           {{ to_date('min(source_partition)') }} as first_date
-    from {{ ref('stg_crm_deals') }}
+    clock (the latest business day loaded), 'baseline' as many days just before go-live (shorter
+    only when the history is: from the first business day loaded). One row each, with its window.
+    The days loaded come from raw's version log, which keeps every day a record changed —
+    staging keeps only each record's latest version, whose day moves on when it changes again. -#}
+with days_loaded as (
+    {%- for obj in ['crm_deals', 'crm_companies', 'crm_contacts'] %}
+    select min({{ to_date('_partition') }}) as first_day, max({{ to_date('_partition') }}) as last_day
+    from {{ source('raw_versions', obj) }}
+    {%- if not loop.last %}
+    union all{% endif %}
+    {%- endfor %}
+),
+
+clock as (
+    select max(last_day) as as_of_date, min(first_day) as first_date from days_loaded
 ),
 
 bounds as (
