@@ -50,6 +50,7 @@ class Finding:
     money_usd: float       # at risk (breaks) or waiting (pending, timing)
     chain: str
     why: str = ""
+    date: dt.date | None = None   # the business date the problem began (dates the money at risk)
 
 
 @dataclass
@@ -156,7 +157,8 @@ def truth(paths, erp_url: str, as_of: dt.date, golive: dt.date, publish_nights: 
             t.add(Finding("deals_vs_orders", "duplicate_order", d.id, "break",
                           round(sum(usd(a, c) for a, c in zip(extra["amount"], extra["currency"])), 2),
                           "order:" + (extra["order_number"].min() if (extra["crm_deal_id"].isna()).any()
-                                      else mine["order_number"].min()), "two orders for one deal"))
+                                      else mine["order_number"].min()), "two orders for one deal",
+                          date=extra["exists_from"].min()))
             continue
         if len(mine) == 1:
             o = mine.iloc[0]
@@ -167,11 +169,11 @@ def truth(paths, erp_url: str, as_of: dt.date, golive: dt.date, publish_nights: 
                 continue
             if o.currency != d.deal_currency_code:
                 t.add(Finding("deals_vs_orders", "currency_mismatch", d.id, "break", money,
-                              "order:" + o.order_number, "order in another currency"))
+                              "order:" + o.order_number, "order in another currency", date=o.exists_from))
             elif abs(o.amount - d.amount) > rules.tolerance:
                 t.add(Finding("deals_vs_orders", "amount_mismatch", d.id, "break",
                               usd(o.amount - d.amount, d.deal_currency_code), "order:" + o.order_number,
-                              "order amount differs"))
+                              "order amount differs", date=o.exists_from))
             continue
         if waiting.get(d.id) == "held":
             t.add(Finding("deals_vs_orders", "held_for_review", d.id, "pending", money, "deal:" + d.id,
@@ -181,12 +183,12 @@ def truth(paths, erp_url: str, as_of: dt.date, golive: dt.date, publish_nights: 
                           "above the approval threshold"))
         elif (as_of - d.close).days > rules.order_sla_days:
             t.add(Finding("deals_vs_orders", "missing_in_erp", d.id, "break", money, "deal:" + d.id,
-                          "no order past the SLA"))
+                          "no order past the SLA", date=d.close))
         else:
             t.add(Finding("deals_vs_orders", "awaiting_order", d.id, "timing", money, "deal:" + d.id))
     for o in orders[~orders["deal"].isin(won_ids)].itertuples():
         t.add(Finding("deals_vs_orders", "missing_in_crm", o.order_number, "break", usd(o.amount, o.currency),
-                      "order:" + o.order_number, "an order for no closed-won deal"))
+                      "order:" + o.order_number, "an order for no closed-won deal", date=o.exists_from))
 
     # -- orders ↔ invoices --------------------------------------------------------------------
     inv = invoices[~invoices["status"].fillna("").isin(["cancelled", "void"])].copy()
@@ -197,17 +199,18 @@ def truth(paths, erp_url: str, as_of: dt.date, golive: dt.date, publish_nights: 
         if o.order_number not in by_order.groups:
             kind, cat = ("not_invoiced", "break") if age > rules.invoice_sla_days else ("awaiting_invoice", "timing")
             t.add(Finding("orders_vs_invoices", kind, o.order_number, cat, usd(o.amount, o.currency),
-                          "order:" + o.order_number))
+                          "order:" + o.order_number, date=o.exists_from))
             continue
         mine = by_order.get_group(o.order_number)
         if (mine["currency"] != o.currency).any():
             t.add(Finding("orders_vs_invoices", "currency_mismatch", o.order_number, "break",
-                          usd(mine["amount"].sum(), o.currency), "order:" + o.order_number))
+                          usd(mine["amount"].sum(), o.currency), "order:" + o.order_number,
+                          date=min(map(_day, mine["issue_date"]))))
             continue
         diff = mine["amount"].sum() - o.amount
         if diff > rules.tolerance or (-diff > rules.tolerance and age > rules.invoice_complete_days):
             t.add(Finding("orders_vs_invoices", "invoice_amount_mismatch", o.order_number, "break",
-                          usd(diff, o.currency), "order:" + o.order_number))
+                          usd(diff, o.currency), "order:" + o.order_number, date=max(map(_day, mine["issue_date"]))))
 
     # -- invoices ↔ payments ------------------------------------------------------------------
     pay = payments.assign(amount=payments["amount"].astype(float)).groupby("invoice_number")
@@ -217,26 +220,27 @@ def truth(paths, erp_url: str, as_of: dt.date, golive: dt.date, publish_nights: 
         if i.invoice_number not in pay.groups:
             if as_of > due:
                 t.add(Finding("invoices_vs_payments", "unpaid_past_due", i.invoice_number, "break",
-                              usd(i.amount, i.currency), chain))
+                              usd(i.amount, i.currency), chain, date=due))
             continue
         p = pay.get_group(i.invoice_number)
         if (p["currency"] != i.currency).any():
             t.add(Finding("invoices_vs_payments", "currency_mismatch", i.invoice_number, "break",
-                          usd(p["amount"].sum(), i.currency), chain))
+                          usd(p["amount"].sum(), i.currency), chain, date=max(map(_day, p["received_at"]))))
             continue
         diff = p["amount"].sum() - i.amount
         if diff > rules.tolerance:
-            t.add(Finding("invoices_vs_payments", "overpaid", i.invoice_number, "break", usd(diff, i.currency), chain))
+            t.add(Finding("invoices_vs_payments", "overpaid", i.invoice_number, "break", usd(diff, i.currency), chain,
+                          date=max(map(_day, p["received_at"]))))
         elif -diff > rules.tolerance:
             kind, cat = ("underpaid", "break") if as_of > due else ("partially_paid", "timing")
-            t.add(Finding("invoices_vs_payments", kind, i.invoice_number, cat, usd(diff, i.currency), chain))
+            t.add(Finding("invoices_vs_payments", kind, i.invoice_number, cat, usd(diff, i.currency), chain, date=due))
     for d in defects:
         # an orphan payment is one while its day's export still carries it (a re-export by the
         # ERP team, e.g. after a drifted file, rewrites the day from the ERP database without it)
         if d["kind"] == "orphan_payment" and _day(d["day"]) <= as_of and \
                 d["business_key"] in _exported_payment_ids(paths, _day(d["day"])):
             t.add(Finding("invoices_vs_payments", "orphan_payment", d["business_key"], "break", usd(125.0, "USD"),
-                          "payment:" + d["business_key"]))
+                          "payment:" + d["business_key"], date=_day(d["day"])))
 
     # -- companies ↔ customers ----------------------------------------------------------------
     comp = companies.assign(id=companies["id"].astype(str)).set_index("id")
@@ -322,6 +326,18 @@ def _counted(items: dict) -> dict:
     for k, (money, chain) in sorted(items.items(), key=lambda kv: (-kv[1][0], kv[0])):
         holder.setdefault(chain, k)
     return {k: (money if holder[chain] == k else 0.0) for k, (money, chain) in items.items()}
+
+
+def at_risk_by_date(t: Truth) -> dict[dt.date, float]:
+    """Money at risk of the open real breaks, once per root cause, by the business date the
+    problem began (the chain's holder — its largest break — dates it)."""
+    items = t.of("break")
+    money = _counted({k: (f.money_usd, f.chain) for k, f in items.items()})
+    out: dict[dt.date, float] = {}
+    for k, m in money.items():
+        if m:
+            out[items[k].date] = out.get(items[k].date, 0.0) + m
+    return out
 
 
 def score(t: Truth, wh) -> Score:
