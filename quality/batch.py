@@ -7,14 +7,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .columns import PARTITION, ROW, num_column
 from .contracts.rules import DECIMAL_RE, Contract
+from .rule_kinds import kind_of
 
-ROW = "_row"
-PARTITION = "_partition"
-
-
-def num_column(col: str) -> str:
-    return f"{col}__num"
+__all__ = ["PARTITION", "ROW", "num_column", "blank_to_null", "decimal_values", "money_values", "prepare_batch"]
 
 
 def blank_to_null(s: pd.Series) -> pd.Series:
@@ -64,8 +61,9 @@ def prepare_batch(contract: Contract, df: pd.DataFrame) -> pd.DataFrame:
         if isinstance(s.dtype, pd.StringDtype) or s.dtype == object or pd.api.types.is_string_dtype(s):
             out[col] = blank_to_null(s)
     for rule in contract.rules:
-        if rule.kind == "between":
-            out[num_column(rule.column)] = decimal_values(out[rule.column])
+        shadow = kind_of(rule).numeric_shadow(rule)
+        if shadow:
+            out[shadow] = decimal_values(out[rule.column])
     if PARTITION not in out.columns:
         out[PARTITION] = "batch"
     out[ROW] = np.arange(len(out), dtype="int64")

@@ -10,54 +10,17 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from .batch import PARTITION, ROW, num_column
+from .columns import PARTITION, ROW
+from .columns import quote as _q
 from .contracts.rules import DECIMAL_RE, Contract, Rule
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _matches(col: str, pattern: str) -> str:
-    # Python's `$` (used by GX on pandas) also matches before one trailing newline; RE2's
-    # does not, so drop one trailing newline before matching to keep the two in agreement
-    # (only where there is one: rewriting every value cost 0.05 s per rule per 1M rows)
-    c = _q(col)
-    text = f"CASE WHEN ends_with({c}, chr(10)) THEN regexp_replace({c}, '\\n$', '') ELSE {c} END"
-    return f"regexp_matches({text}, '{pattern.replace(chr(39), chr(39) * 2)}')"
+from .rule_kinds import duplicated_values_table, kind_of, reference_table
 
 
 def predicate(rule: Rule, duplicates_table: bool = False) -> str:
-    """SQL that is TRUE exactly when a row fails `rule` (mirrors GX's null handling).
-    Uniqueness is a window over the batch, or — when the batch comes in chunks — a lookup in
-    `dup_<rule id>` (partition `p`, value `v`), the values found more than once in the whole batch."""
-    c = _q(rule.column)
-    k = rule.kind
-    if k == "not_null":
-        p = f"{c} IS NULL"
-    elif k == "unique" and duplicates_table:
-        p = (f"{c} IS NOT NULL AND EXISTS (SELECT 1 FROM dup_{rule.id} d WHERE d.p = batch.{_q(PARTITION)} "
-             f"AND d.v = batch.{c})")
-    elif k == "unique":
-        p = f"{c} IS NOT NULL AND count(*) OVER (PARTITION BY {_q(PARTITION)}, {c}) > 1"
-    elif k == "in_set":
-        p = f"{c} IS NOT NULL AND {c} NOT IN (SELECT v FROM set_{rule.id})"
-    elif k == "in_reference":
-        p = f"{c} IS NOT NULL AND {c} NOT IN (SELECT v FROM ref_{rule.reference})"
-    elif k in ("regex", "decimal"):
-        p = f"{c} IS NOT NULL AND NOT {_matches(rule.column, rule.pattern)}"
-    elif k == "between":
-        n = _q(num_column(rule.column))
-        p = f"{n} IS NOT NULL AND ({n} < {float(rule.min_value)!r} OR {n} > {float(rule.max_value)!r})"
-    elif k == "a_gte_b":
-        o = _q(rule.other)
-        p = f"{c} IS NOT NULL AND {o} IS NOT NULL AND {c} < {o}"
-    else:
-        raise ValueError(f"unknown rule kind {k!r}")
-    if rule.when:
-        col, value = rule.when
-        p = f"coalesce({_q(col)} = '{value}', false) AND ({p})"
-    return f"coalesce({p}, false)"
+    """SQL that is TRUE exactly when a row fails `rule` (its kind's predicate). Uniqueness is a
+    window over the batch, or — when the batch comes in chunks (`duplicates_table`) — a lookup
+    in `dup_<rule id>` (partition `p`, value `v`), the values found more than once in the whole batch."""
+    return kind_of(rule).predicate(rule, chunked=duplicates_table)
 
 
 def money_sql(column: str) -> str:
@@ -88,12 +51,12 @@ class ChunkEvaluator:
         self.uses_duplicates = duplicates is not None
         self.con = duckdb.connect(":memory:", config={"threads": threads} if threads else {})
         for rule_id, pairs in (duplicates or {}).items():
-            self.con.register(f"dup_{rule_id}", pa.Table.from_pandas(pairs, preserve_index=False))
+            self.con.register(duplicated_values_table(rule_id), pa.Table.from_pandas(pairs, preserve_index=False))
         for rule in contract.rules:
-            if rule.kind == "in_set":
-                self.con.register(f"set_{rule.id}", pa.table({"v": pa.array(list(rule.values), pa.string())}))
+            for table, values in kind_of(rule).lookup_tables(rule).items():
+                self.con.register(table, pa.table({"v": pa.array(values, pa.string())}))
         for name in contract.references:
-            self.con.register(f"ref_{name}", pa.table({"v": pa.array(references.get(name, []), pa.string())}))
+            self.con.register(reference_table(name), pa.table({"v": pa.array(references.get(name, []), pa.string())}))
         cols = ", ".join(f"{predicate(r, self.uses_duplicates)} AS {_q(r.id)}" for r in contract.rules)
         any_fails = " OR ".join(_q(r.id) for r in contract.rules) or "false"
         money = contract.money_column
@@ -148,12 +111,13 @@ class ChunkEvaluator:
         if PARTITION not in present:
             added.append(f"'batch' AS {_q(PARTITION)}")
         for rule in self.contract.rules:
-            if rule.kind == "between" and num_column(rule.column) not in present:
+            shadow = kind_of(rule).numeric_shadow(rule)
+            if shadow and shadow not in present:
                 if rule.column not in present:
-                    added.append(f"CAST(NULL AS DOUBLE) AS {_q(num_column(rule.column))}")
+                    added.append(f"CAST(NULL AS DOUBLE) AS {_q(shadow)}")
                     continue
                 text = f"nullif(CAST({_q(rule.column)} AS VARCHAR), '')"
                 pattern = DECIMAL_RE.replace("'", "''")
                 added.append(f"CASE WHEN regexp_matches({text}, '{pattern}') THEN TRY_CAST({text} AS DOUBLE) END "
-                             f"AS {_q(num_column(rule.column))}")
+                             f"AS {_q(shadow)}")
         return f"SELECT {', '.join([select, *added])} FROM chunk"

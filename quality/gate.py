@@ -37,6 +37,7 @@ from .gx_worker import (
     GxCounts,
     whole_batch_columns,
 )
+from .rule_kinds import Scope, rules_of_scope
 
 # rows per chunk: bounds the memory of the split and of GX (which copies what it validates).
 # Measured at 5M rows on 2 cores (python -m bench gate, before chunks stayed Arrow): 125k rows
@@ -264,7 +265,7 @@ def batch_facts(contract: Contract, rows: pd.DataFrame,
     frame = rows[[c for c in cols if c in rows.columns]].reset_index(drop=True)
     for c in cols:
         frame[c] = blank_to_null(frame[c]) if c in frame.columns else pd.Series(None, index=frame.index, dtype="str")
-    return expected, _duplicates([r for r in contract.rules if r.kind == "unique"], frame)
+    return expected, _duplicates(rules_of_scope(contract.rules, Scope.DAY), frame)
 
 
 def _failed_rule_lists(mask: np.ndarray, rule_ids: list[str]) -> list[list[str]]:

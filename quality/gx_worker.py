@@ -6,9 +6,51 @@ rows: GX alone 3.5 s, the gate's own work alone 6 s, both in two threads 13–18
 default GX runs in a forked worker process, on the other core, fed chunk by chunk through a
 pipe; where fork is unavailable it runs in a thread. `TRUEUP_GX_WORKER=thread|process` chooses.
 
-Rules GX must see over more than a chunk (uniqueness, references) are validated from the key
-columns the worker keeps from every chunk: references in slices as they fill up, uniqueness
-once the batch is complete — while the caller writes the passed rows.
+Rules GX must see over more than a chunk (uniqueness, references: their kind's scope,
+quality/rule_kinds.py) are validated from the key columns the worker keeps from every chunk:
+references in slices as they fill up, uniqueness once the batch is complete — while the
+caller writes the passed rows.
+
+The worker protocol (the one description of it; docs/quality.md points here)
+---------------------------------------------------------------------------
+`GxCounts` (the gate's side) forks `_serve` (the worker) once per gate run, on first `submit`.
+What the worker needs to know of the run — the contract, the reference key sets, the GX
+validator, the batch's size, the spill directory — it inherits through the fork, in the
+`GxTally` it is given; nothing of that crosses the channel.
+
+Channel: one duplex `multiprocessing.Pipe` (its two `Connection`s), in order, one message at
+a time each way. Every message is a tuple whose first item names it.
+
+gate → worker (`Connection.send_bytes` of `pickle.dumps(message, protocol=5)`, written by one
+sender thread, so the gate never blocks on a busy worker):
+  ("rows", table)   one chunk's live rows, raw (a `pyarrow.Table`, or a `pandas.DataFrame` for
+                    a batch Arrow cannot hold): `_partition` and every rule column the chunk
+                    has, tombstones already removed. The worker prepares them (`prepare_batch`),
+                    validates the row rules (in pieces of ROW_PIECE_ROWS) and keeps the
+                    whole-batch columns.
+  ("finish",)       no more chunks: validate what was kept for the whole batch and answer.
+
+worker → gate (`Connection.send`, pickled by multiprocessing):
+  ("done", None)    one per "rows", once the chunk is prepared and its row rules validated
+                    (or its rows queued for the next piece), before its whole-batch columns
+                    are kept. The gate leaves at most IN_FLIGHT chunks unanswered: it waits
+                    for a "done" before sending more.
+  ("result", (counts, success, busy_s, busy_by, worker_mb))
+                    the answer to "finish": GX's `unexpected_count` per rule id over the whole
+                    batch, whether every expectation succeeded, seconds spent validating (in
+                    total and per rule group) and the worker's memory growth in MB. The worker
+                    then exits.
+  ("error", exception_name, text)
+                    instead of any answer, on any failure; the worker then exits. The gate
+                    raises GateDisagreement for "GateDisagreement" (GX could not evaluate a
+                    rule), GxWorkerError otherwise.
+
+A worker that ends without an answer (killed, out of memory) closes the pipe: the gate raises
+GxWorkerError with its exit code. The gate terminates the worker when it is done with it or
+abandons the run (`GxCounts.abandon`), and removes the spill directory.
+
+In thread mode there is no channel: the same `GxTally.take` runs in one background thread
+and `GxTally.finish_whole` in the caller, with the same results.
 """
 from __future__ import annotations
 
@@ -29,8 +71,9 @@ import pyarrow as pa
 
 from connectors.errors import SyncError
 
-from .batch import PARTITION, num_column, prepare_batch
+from .batch import PARTITION, prepare_batch
 from .contracts.rules import Contract, Rule
+from .rule_kinds import Scope, kind_of, rules_of_scope
 
 # GX's uniqueness check needs ~300 bytes per row (1.4 GB at 5M rows), so it is validated in
 # buckets of at most this many rows, split by a hash of the value: copies share a bucket, and
@@ -42,7 +85,6 @@ UNIQUE_BUCKET_ROWS = 250_000
 # pieces: 5M rows, 2 rules, 0.8 s in 1M-row slices against 3.4 s per 250k-row piece). Equal
 # slices fill up with the batch's last chunk, so the last one is not left for the end
 WHOLE_SLICE_ROWS = 1_000_000
-SET_RULES = ("unique", "in_reference")
 # row rules go to GX in pieces of at least this many rows (two 125k-row chunks): a validation
 # costs ~0.06 s whatever its size (row rules: 0.15 s at 125k rows, 0.22 s at 250k), so pieces
 # of two chunks cut GX's time by ~0.3 s per 1M rows for ~+50 MB in the worker (measured)
@@ -65,23 +107,16 @@ class GxWorkerError(SyncError):
     error_class = "permanent"
 
 
-def rule_columns(rule: Rule) -> list[str]:
-    """The columns GX reads for a rule (a range rule reads its numeric shadow)."""
-    cols = [num_column(rule.column) if rule.kind == "between" else rule.column]
-    if rule.other:
-        cols.append(rule.other)
-    if rule.when:
-        cols.append(rule.when[0])
-    if rule.kind == "unique":
-        cols.append(PARTITION)
-    return cols
+def whole_batch_rules(contract: Contract) -> list[Rule]:
+    """Rules GX validates over the whole batch, not piece by piece: uniqueness (Scope.DAY)
+    needs every row, and a reference rule is cheaper in a few large slices than per piece
+    (GX's cost per validation is fixed, its value set the same for every row)."""
+    return [r for r in contract.rules if kind_of(r).scope is not Scope.ROW]
 
 
 def whole_batch_columns(contract: Contract) -> list[str]:
-    """Columns GX validates over the whole batch at once, besides `_partition`: uniqueness
-    needs every row, and a reference rule is cheaper in a few large slices than per piece
-    (GX's cost per validation is fixed, its value set the same for every row)."""
-    return list(dict.fromkeys(c for r in contract.rules if r.kind in SET_RULES
+    """Columns GX validates over the whole batch at once, besides `_partition`."""
+    return list(dict.fromkeys(c for r in whole_batch_rules(contract)
                               for c in (r.column, r.when[0] if r.when else None) if c))
 
 
@@ -103,16 +138,17 @@ class GxTally:
                  spill_dir: Path | None = None):
         self.contract, self.references, self.validator = contract, references, validator
         self.rules = {r.id: r for r in contract.rules}
-        self.row_rules = [r.id for r in contract.rules if r.kind not in SET_RULES]
-        self.row_columns = list(dict.fromkeys(c for r in contract.rules if r.kind not in SET_RULES
-                                              for c in rule_columns(r)))
+        row_rules = rules_of_scope(contract.rules, Scope.ROW)
+        self.row_rules = [r.id for r in row_rules]
+        self.row_columns = list(dict.fromkeys(c for r in row_rules for c in kind_of(r).gx_columns(r)))
         self.whole_columns = [PARTITION] + whole_batch_columns(contract)
         self.counts = {r.id: 0 for r in contract.rules}
         self.success = True
         self.busy_s = 0.0   # time spent validating (the benchmark reports it)
         self.busy_by: dict[str, float] = {}
         self._suites: dict[tuple[str, ...], object] = {}
-        self.set_rules = [r for r in contract.rules if r.kind in SET_RULES]
+        self.reference_rules = rules_of_scope(contract.rules, Scope.REFERENCE)
+        self.unique_rules = rules_of_scope(contract.rules, Scope.DAY)
         self._row_parts: list[pd.DataFrame] = []
         self._row_rows = 0
         self._ref_parts: list[pd.DataFrame] = []
@@ -172,7 +208,7 @@ class GxTally:
                 self._suites[key] = build_suite(self.contract, self.references, rules)
             suite = self._suites[key]
         # GX copies and hashes the frame it is given: give it only the columns the rules read
-        cols = [c for c in dict.fromkeys(col for r in rules for col in rule_columns(r)) if c in frame.columns]
+        cols = _present(frame, rules)
         result = self.validator.validate(suite, frame[cols])
         self.success = self.success and bool(result.success)
         for r in result.results:
@@ -189,13 +225,12 @@ class GxTally:
         uniqueness waits for the whole batch (`finish_whole`)."""
         if frame.empty:
             return
-        refs = [r for r in self.set_rules if r.kind == "in_reference"]
-        if refs:
-            self._ref_parts.append(frame[_present(frame, refs)])
+        if self.reference_rules:
+            self._ref_parts.append(frame[_present(frame, self.reference_rules)])
             self._ref_rows += len(frame)
             if self._ref_rows >= self._slice_rows:
                 self._validate_references()
-        for rule in (r for r in self.set_rules if r.kind == "unique"):
+        for rule in self.unique_rules:
             part = frame[_present(frame, [rule])]
             if self._spilled is not None:
                 self._spilled.file(rule.id, part, _value_buckets(part[rule.column], self._buckets))
@@ -235,7 +270,7 @@ class GxTally:
             return
         piece = pd.concat(self._ref_parts, ignore_index=True) if len(self._ref_parts) > 1 else self._ref_parts[0]
         self._ref_parts, self._ref_rows = [], 0
-        for rule in (r for r in self.set_rules if r.kind == "in_reference"):
+        for rule in self.reference_rules:
             reference = pd.Series(self.references.get(rule.reference, []), dtype="str")
             used = pd.Series(piece[rule.column].dropna().unique(), dtype="str")
             self.validate([rule.id], piece, {rule.reference: used[used.isin(reference)].tolist()})
@@ -291,7 +326,7 @@ class _BucketFiles:
 
 
 def _present(frame: pd.DataFrame, rules: list[Rule]) -> list[str]:
-    return [c for c in dict.fromkeys(col for r in rules for col in rule_columns(r)) if c in frame.columns]
+    return [c for c in dict.fromkeys(col for r in rules for col in kind_of(r).gx_columns(r)) if c in frame.columns]
 
 
 def _value_buckets(values: pd.Series, buckets: int) -> np.ndarray:
@@ -408,7 +443,7 @@ class GxCounts:
     def _start_process(self) -> bool:
         """Fork the worker; False (and thread mode from now on) where a process cannot start,
         e.g. inside a daemonic process, which may not have children."""
-        from . import gx_suites  # noqa: F401 - GX is imported once, here, and inherited by the fork
+        from . import gx_suites  # noqa: F401 - loaded once, here, and inherited by the fork
 
         ctx = multiprocessing.get_context("fork")
         self._conn, child = ctx.Pipe()

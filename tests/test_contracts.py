@@ -54,7 +54,7 @@ def test_configurations_read_once_per_validation_are_the_ones_gx_builds(validato
     """The gate reads each expectation's fields once per validation (GX rebuilt them ~80
     times, 0.35 s per reference rule); what GX gets must be exactly what it builds itself, for
     every kind of rule of every contract. If a GX release changes its own property, this fails."""
-    import quality.gx_suites as gs
+    import quality.gx_adapter as gs
 
     refs = {name: ["1", "C1001"] for c in CONTRACTS.values() for name in c.references}
     suites = [build_suite(c, refs) for c in CONTRACTS.values()]

@@ -1,6 +1,7 @@
 """A contract is a list of rules. Each rule becomes one Great Expectations expectation (the
 contract of record, with GX's own counts) and one SQL predicate (which finds every failing
-row — GX caps its failing-row lists). The two must agree, row count for row count.
+row — GX caps its failing-row lists). The two must agree, row count for row count; both come
+from the rule's kind (quality/rule_kinds.py).
 
 Rules speak about text columns as landed in `raw`; a numeric rule applies to the rows
 whose text is a decimal (the `decimal` rule itself reports the ones that are not).
@@ -10,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+
+from ..rule_kinds import kind_of
 
 DECIMAL_RE = r"^-?[0-9]+(\.[0-9]{1,2})?$"
 EMAIL_RE = r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$"
@@ -22,7 +25,7 @@ ISO_COUNTRIES = ("US", "DE", "GB", "CA", "FR", "NL", "ES", "IT", "SE", "AU", "AT
 
 @dataclass(frozen=True)
 class Rule:
-    """One expectation. `kind` is one of:
+    """One expectation. `kind` names its kind in quality/rule_kinds.KINDS:
     not_null, unique, in_set, regex, decimal, between (numeric), a_gte_b (dates/numbers as text
     sort the same way in ISO form), in_reference (values must exist in a reference key set)."""
 
@@ -65,8 +68,7 @@ class Contract:
     @property
     def rule_columns(self) -> list[str]:
         """Every column a rule reads (its own, the one it compares with, its condition's), once."""
-        return list(dict.fromkeys(c for r in self.rules for c in (r.column, r.other, r.when[0] if r.when else None)
-                                  if c))
+        return list(dict.fromkeys(c for r in self.rules for c in kind_of(r).columns(r)))
 
     @property
     def references(self) -> set[str]:
