@@ -3,77 +3,41 @@
 `load_settings()` is called when a run, a command or a test starts — never at import
 time — so that pointing the variables at other systems needs no code change.
 The variable names are a fixed interface (shared/spec/config.md).
+
+What the environment leaves unset (or empty) may come from the settings file of the
+TRUEUP_HOME, `$TRUEUP_HOME/trueup.env`: one `VARIABLE=value` per line, `#` comments, private
+to its user (0600). It holds the same variables as the environment — except `TRUEUP_HOME`,
+which locates it, and `TRUEUP_CRM_TOKEN`: a secret never sits in a settings file, point
+`TRUEUP_CRM_TOKEN_FILE` at a file holding it instead. Tools that set up a home write there
+(the sandbox commands record their world's dates and their CRM token file); the environment
+always wins. What neither sets takes the plain defaults below.
 """
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
-import secrets
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-# The embedded sandbox world: a baseline month of manual operation, then a month
-# in which the platform posts orders (go-live on the first day of the second month).
-DEFAULT_HISTORY_START = dt.date(2026, 9, 1)
-DEFAULT_HISTORY_DAYS = 61
+# Embedded defaults: the demo world's history (a baseline month, go-live on the first day of
+# the second month) and the local CRM on this machine.
+DEFAULT_START_DATE = dt.date(2026, 9, 1)
+DEFAULT_PUBLISH_FROM = dt.date(2026, 10, 1)
 DEFAULT_SANDBOX_PORT = 8765
 #: how often the intraday sensor asks the CRM for newly closed-won deals (TRUEUP_INTRADAY_INTERVAL_SECONDS)
 DEFAULT_INTRADAY_INTERVAL_SECONDS = 120
 MIN_INTRADAY_INTERVAL_SECONDS = 10
 
-
-@dataclass(frozen=True)
-class SandboxPaths:
-    """Where the embedded sandbox keeps its state under TRUEUP_HOME."""
-
-    root: Path
-
-    @property
-    def crm_db(self) -> Path:
-        return self.root / "crm.sqlite"
-
-    @property
-    def erp_db(self) -> Path:
-        return self.root / "erp.sqlite"
-
-    @property
-    def world_file(self) -> Path:
-        return self.root / "world.json"
-
-    @property
-    def defects_file(self) -> Path:
-        return self.root / "defects.json"
-
-    @property
-    def token_file(self) -> Path:
-        return self.root / "crm_token"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.root / "crm.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.root / "crm.log"
-
-    def read_world(self) -> dict | None:
-        """The seeded world's description (seed, scale, dates), or None if not seeded."""
-        if not self.world_file.exists():
-            return None
-        return json.loads(self.world_file.read_text())
-
-    def sandbox_token(self) -> str:
-        """The sandbox CRM's bearer token: random, made once, kept in a 0600 file."""
-        if self.token_file.exists():
-            return self.token_file.read_text().strip()
-        self.root.mkdir(parents=True, exist_ok=True)
-        token = "sbx-" + secrets.token_urlsafe(24)
-        fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(token)
-        return token
+SETTINGS_FILE_NAME = "trueup.env"
+#: the variables a settings file may set: those load_settings resolves, but for TRUEUP_HOME and the token
+FILE_SETTINGS = frozenset({
+    "TRUEUP_WAREHOUSE_URL", "TRUEUP_ERP_URL", "TRUEUP_LANDING_DIR", "TRUEUP_CRM_BASE_URL", "TRUEUP_CRM_TOKEN_FILE",
+    "TRUEUP_START_DATE", "TRUEUP_TIMEZONE", "TRUEUP_PUBLISH_FROM", "TRUEUP_BACKFILL_END",
+    "TRUEUP_REPORTING_CURRENCY", "TRUEUP_ALERT_WEBHOOK_URL", "DAGSTER_HOME", "TRUEUP_SANDBOX_PORT",
+    "TRUEUP_WRITE_ALERT_AFTER_HOURS", "TRUEUP_INTRADAY", "TRUEUP_INTRADAY_INTERVAL_SECONDS",
+})
 
 
 @dataclass(frozen=True)
@@ -91,10 +55,12 @@ class Settings:
     alert_webhook_url: str | None
     dagster_home: Path
     sandbox_port: int
-    uses_sandbox_crm: bool
+    uses_sandbox_crm: bool                  # TRUEUP_CRM_BASE_URL unset: the local CRM on 127.0.0.1:sandbox_port
     write_alert_after_hours: float = 24.0   # a write failing transiently for longer is alerted on
     intraday: bool = False                  # TRUEUP_INTRADAY: the intraday sensor runs unless stopped
     intraday_interval_seconds: int = DEFAULT_INTRADAY_INTERVAL_SECONDS
+    crm_token_file: Path | None = None      # TRUEUP_CRM_TOKEN_FILE: a file holding the token (read when needed)
+    backfill_end: dt.date | None = None     # TRUEUP_BACKFILL_END: last day of `trueup backfill` without --end
 
     def __repr__(self) -> str:
         """Never a password: database URLs are shown with their credentials masked."""
@@ -114,16 +80,30 @@ class Settings:
 
     @property
     def crm_token(self) -> str:
-        """The CRM bearer token: TRUEUP_CRM_TOKEN, else the sandbox's own (made on first use)."""
-        if self.crm_token_env:
-            return self.crm_token_env
+        """The CRM bearer token: TRUEUP_CRM_TOKEN, else the content of TRUEUP_CRM_TOKEN_FILE."""
+        token = self.crm_token_if_set
+        if token:
+            return token
         if not self.uses_sandbox_crm:
             raise ConfigError("TRUEUP_CRM_TOKEN must be set when TRUEUP_CRM_BASE_URL points at a real CRM")
-        return self.sandbox.sandbox_token()
+        raise ConfigError("no CRM token: set TRUEUP_CRM_TOKEN or TRUEUP_CRM_TOKEN_FILE "
+                          "(`trueup sandbox up` makes the local sandbox's)")
 
     @property
-    def sandbox(self) -> SandboxPaths:
-        return SandboxPaths(self.home / "sandbox")
+    def crm_token_if_set(self) -> str | None:
+        """TRUEUP_CRM_TOKEN, else the content of TRUEUP_CRM_TOKEN_FILE, else None."""
+        if self.crm_token_env:
+            return self.crm_token_env
+        if self.crm_token_file is None:
+            return None
+        try:
+            token = self.crm_token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"TRUEUP_CRM_TOKEN_FILE={self.crm_token_file} cannot be read "
+                              f"({exc.strerror or type(exc).__name__})") from None
+        if not token:
+            raise ConfigError(f"TRUEUP_CRM_TOKEN_FILE={self.crm_token_file} is empty")
+        return token
 
     @property
     def warehouse_is_postgres(self) -> bool:
@@ -141,8 +121,6 @@ class Settings:
 
 def mask_url(url: str) -> str:
     """A database URL with any password replaced by ***."""
-    import re
-
     return re.sub(r"(://[^/@:\s]*):[^/@\s]*@", r"\1:***@", url)
 
 
@@ -157,18 +135,88 @@ def _parse_date(name: str, value: str) -> dt.date:
         raise ConfigError(f"{name}={value!r} is not a date (expected YYYY-MM-DD)") from None
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Resolve the settings from `env` (default: os.environ)."""
-    env = os.environ if env is None else env
-    home = Path(env.get("TRUEUP_HOME") or "./.trueup").resolve()
-    sandbox = SandboxPaths(home / "sandbox")
-    world = sandbox.read_world() or {}
+def settings_file(home: Path) -> Path:
+    """The settings file of a TRUEUP_HOME."""
+    return home / SETTINGS_FILE_NAME
 
-    history_start = dt.date.fromisoformat(world.get("start_date", DEFAULT_HISTORY_START.isoformat()))
-    history_days = int(world.get("days", DEFAULT_HISTORY_DAYS))
-    default_golive = world.get("golive_date") or (
-        history_start + dt.timedelta(days=history_days // 2)
-    ).isoformat()
+
+def home_folder(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get("TRUEUP_HOME") or "./.trueup").resolve()
+
+
+def read_settings_file(path: Path) -> dict[str, str]:
+    """The variables a settings file sets ({} when there is none). A line that is no
+    `VARIABLE=value`, or a variable the file may not set, is a ConfigError naming the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+            raise ConfigError(f"{path}:{number}: expected VARIABLE=value")
+        if name == "TRUEUP_CRM_TOKEN":
+            raise ConfigError(f"{path}:{number}: TRUEUP_CRM_TOKEN is a secret: set it in the environment, "
+                              f"or put the token in a file of its own and set TRUEUP_CRM_TOKEN_FILE")
+        if name not in FILE_SETTINGS:
+            raise ConfigError(f"{path}:{number}: {name} cannot be set in {SETTINGS_FILE_NAME}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name] = value
+    return values
+
+
+def update_settings_file(path: Path, values: Mapping[str, str | None]) -> None:
+    """Set (or, for None, remove) variables in a settings file, keeping its other lines; the
+    file is created private (0600) and replaced whole, so a reader never sees half of it."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        if all(value is None for value in values.values()):
+            return   # nothing to set, nothing to remove
+        lines = ["# Trueup settings for this TRUEUP_HOME: VARIABLE=value; the environment overrides them"]
+    pending = dict(values)
+    kept = []
+    for line in lines:
+        name = line.partition("=")[0].strip()
+        if "=" not in line or line.lstrip().startswith("#") or name not in values:
+            kept.append(line)
+        elif name in pending:   # the variable's first line takes the new value; a repeat of it goes
+            value = pending.pop(name)
+            if value is not None:
+                kept.append(f"{name}={value}")
+    kept += [f"{name}={value}" for name, value in pending.items() if value is not None]
+    text = "\n".join(kept) + "\n"
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def settings_sources(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every setting's value: the environment's (default os.environ), and for what it leaves
+    unset or empty, the settings file's of its TRUEUP_HOME."""
+    env = os.environ if env is None else env
+    merged = read_settings_file(settings_file(home_folder(env)))
+    merged.update({name: value for name, value in env.items() if value})
+    return merged
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Resolve the settings from `env` (default: os.environ) and the TRUEUP_HOME's settings file."""
+    env = settings_sources(env)
+    home = home_folder(env)
 
     port = int(env.get("TRUEUP_SANDBOX_PORT") or DEFAULT_SANDBOX_PORT)
     crm_base_url = (env.get("TRUEUP_CRM_BASE_URL") or f"http://127.0.0.1:{port}").rstrip("/")
@@ -186,7 +234,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             f"TRUEUP_WAREHOUSE_URL must start with duckdb:/// or postgresql:// (got {warehouse_url.split(':')[0]}:…)"
         )
-    erp_url = env.get("TRUEUP_ERP_URL") or f"sqlite:///{sandbox.erp_db}"
+    erp_url = env.get("TRUEUP_ERP_URL") or f"sqlite:///{home / 'sandbox' / 'erp.sqlite'}"
     if not (erp_url.startswith("sqlite:///") or erp_url.startswith("postgresql")):
         raise ConfigError("TRUEUP_ERP_URL must be a sqlite:/// or postgresql:// SQLAlchemy URL")
 
@@ -202,9 +250,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         landing_dir=Path(env.get("TRUEUP_LANDING_DIR") or home / "landing").resolve(),
         crm_base_url=crm_base_url,
         crm_token_env=env.get("TRUEUP_CRM_TOKEN") or None,
-        start_date=_parse_date("TRUEUP_START_DATE", env.get("TRUEUP_START_DATE") or history_start.isoformat()),
+        start_date=_parse_date("TRUEUP_START_DATE", env.get("TRUEUP_START_DATE") or DEFAULT_START_DATE.isoformat()),
         timezone=env.get("TRUEUP_TIMEZONE") or "UTC",
-        publish_from=_parse_date("TRUEUP_PUBLISH_FROM", env.get("TRUEUP_PUBLISH_FROM") or default_golive),
+        publish_from=_parse_date("TRUEUP_PUBLISH_FROM",
+                                 env.get("TRUEUP_PUBLISH_FROM") or DEFAULT_PUBLISH_FROM.isoformat()),
         reporting_currency=currency,
         alert_webhook_url=env.get("TRUEUP_ALERT_WEBHOOK_URL") or None,
         dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").resolve(),
@@ -213,6 +262,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         write_alert_after_hours=_parse_hours("TRUEUP_WRITE_ALERT_AFTER_HOURS",
                                              env.get("TRUEUP_WRITE_ALERT_AFTER_HOURS") or "24"),
         intraday=intraday, intraday_interval_seconds=interval,
+        crm_token_file=Path(env["TRUEUP_CRM_TOKEN_FILE"]).expanduser().resolve()
+        if env.get("TRUEUP_CRM_TOKEN_FILE") else None,
+        backfill_end=_parse_date("TRUEUP_BACKFILL_END", env["TRUEUP_BACKFILL_END"])
+        if env.get("TRUEUP_BACKFILL_END") else None,
     )
 
 
@@ -221,7 +274,7 @@ def intraday_settings(env: Mapping[str, str] | None = None) -> tuple[bool, int]:
     whether the intraday sensor runs by default and how often are part of the definitions (like the
     partitions); nothing else of the settings is read then. Off by default: the demo lives a
     simulated history, where "now" is not a business day; production configuration switches it on."""
-    env = os.environ if env is None else env
+    env = settings_sources() if env is None else env
     raw = (env.get("TRUEUP_INTRADAY") or "off").strip().lower()
     if raw in ("1", "on", "true", "yes"):
         on = True

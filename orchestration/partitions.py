@@ -1,25 +1,16 @@
 """The daily partitions. Their start date and time zone are part of the definitions, so they
-are read when the code location loads (TRUEUP_START_DATE / TRUEUP_TIMEZONE, else the seeded
-sandbox world); nothing else is."""
+are read when the code location loads (TRUEUP_START_DATE / TRUEUP_TIMEZONE, from the
+environment or the TRUEUP_HOME's settings file); nothing else is."""
 from __future__ import annotations
-
-import os
 
 from dagster import DailyPartitionsDefinition
 
-from orchestration.config import DEFAULT_HISTORY_START, SandboxPaths
+from orchestration.config import DEFAULT_START_DATE, settings_sources
 
 
 def partition_settings(env=None) -> tuple[str, str]:
-    env = os.environ if env is None else env
-    start = env.get("TRUEUP_START_DATE")
-    if not start:
-        from pathlib import Path
-
-        home = Path(env.get("TRUEUP_HOME") or "./.trueup").resolve()
-        world = SandboxPaths(home / "sandbox").read_world() or {}
-        start = world.get("start_date", DEFAULT_HISTORY_START.isoformat())
-    return start, env.get("TRUEUP_TIMEZONE") or "UTC"
+    values = settings_sources(env)
+    return values.get("TRUEUP_START_DATE") or DEFAULT_START_DATE.isoformat(), values.get("TRUEUP_TIMEZONE") or "UTC"
 
 
 def daily_partitions() -> DailyPartitionsDefinition:

@@ -43,11 +43,11 @@ class CrmRefused(Failure):
 
 
 class CrmResource(ConfigurableResource):
-    """The CRM API. The token is read from TRUEUP_CRM_TOKEN (or the sandbox) at run time and
+    """The CRM API. The token is read from TRUEUP_CRM_TOKEN (or TRUEUP_CRM_TOKEN_FILE) at run time and
     never appears in run config, logs or metadata.
 
     The first `client()` of a run checks the CRM once — the check `trueup nightly` makes before
-    it starts a run (sandbox.control.require_running: one request, no retries) — so a run
+    it starts a run (orchestration.crm_check.require_crm: one request, no retries) — so a run
     launched from the UI, the schedule or a sensor fails in seconds with one line too, instead
     of retrying for minutes: a refused token (401/403), a URL that is no CRM API, or nothing
     answering at the address fails the step with a `dagster.Failure` (CrmRefused) that is not
@@ -80,10 +80,10 @@ class CrmResource(ConfigurableResource):
         return self._client
 
     def _check(self, settings: Settings, url: str) -> None:
-        from sandbox.control import CrmCheckFailed, require_running
+        from orchestration.crm_check import CrmCheckFailed, require_crm
 
         try:
-            require_running(settings, base_url=url)
+            require_crm(settings, base_url=url)
         except CrmCheckFailed as exc:
             if exc.error.error_class == "transient" and exc.error.category != "unreachable":
                 return   # it answers, if badly: the client's retries may get past it

@@ -9,15 +9,17 @@ import time
 
 import requests
 
+from orchestration.commands import CliError
 from orchestration.config import Settings
+from sandbox.paths import SandboxPaths, client_token
 
 
-class SandboxError(RuntimeError):
+class SandboxError(CliError):
     """An expected sandbox problem, with a one-line message for the operator."""
 
 
 def running_pid(settings: Settings) -> int | None:
-    pid_file = settings.sandbox.pid_file
+    pid_file = SandboxPaths.of(settings).pid_file
     if not pid_file.exists():
         return None
     try:
@@ -32,7 +34,7 @@ def running_pid(settings: Settings) -> int | None:
 def is_answering(settings: Settings, timeout: float = 1.0) -> bool:
     try:
         r = requests.get(f"{settings.crm_base_url}/crm/v3/objects/companies", params={"limit": 1},
-                         headers={"Authorization": f"Bearer {settings.crm_token}"}, timeout=timeout)
+                         headers={"Authorization": f"Bearer {client_token(settings)}"}, timeout=timeout)
         return r.status_code in (200, 429)
     except requests.RequestException:
         return False
@@ -45,7 +47,7 @@ def sandbox_up(settings: Settings, wait_seconds: float = 20.0) -> str:
     pid = running_pid(settings)
     if pid and is_answering(settings):
         return f"sandbox CRM already running at {settings.crm_base_url} (pid {pid})"
-    paths = settings.sandbox
+    paths = SandboxPaths.of(settings)
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.sandbox_token()  # make sure the token file exists before the server reads it
     log = open(paths.log_file, "ab")
@@ -80,31 +82,5 @@ def sandbox_down(settings: Settings) -> str:
         time.sleep(0.1)
     else:
         os.kill(pid, signal.SIGKILL)
-    settings.sandbox.pid_file.unlink(missing_ok=True)
+    SandboxPaths.of(settings).pid_file.unlink(missing_ok=True)
     return f"sandbox CRM stopped (pid {pid})"
-
-
-class CrmCheckFailed(SandboxError):
-    """The CRM check failed; `error` is the classified failure (connectors.errors.SyncError)."""
-
-    def __init__(self, message: str, error) -> None:
-        super().__init__(message)
-        self.error = error
-
-
-def require_running(settings: Settings, base_url: str | None = None) -> None:
-    """Fail with one clear line when the CRM cannot be reached or refuses the token: one
-    request, no retries (a run would otherwise spend minutes retrying before it fails).
-    `base_url` defaults to TRUEUP_CRM_BASE_URL. Raises CrmCheckFailed (a SandboxError)."""
-    from connectors.errors import SyncError
-    from connectors.hubspot import check_crm
-
-    url = base_url or settings.crm_base_url
-    try:
-        check_crm(url, settings.crm_token, timeout=3)
-    except SyncError as exc:
-        if settings.uses_sandbox_crm and url == settings.crm_base_url and exc.error_class == "transient" \
-                and exc.status is None:
-            raise CrmCheckFailed(f"sandbox CRM is not running at {url}: start it with "
-                                 f"`trueup sandbox up`", exc) from None
-        raise CrmCheckFailed(str(exc), exc) from None

@@ -291,7 +291,7 @@ def test_progress_lines_from_the_event_log(tmp_path, out_cls):
 
 
 def test_demo_backfill_chunks():
-    from orchestration.cli import _chunks
+    from sandbox.demo import _chunks
 
     d = dt.date
     assert _chunks(d(2026, 10, 1), d(2026, 10, 31), 7) == [

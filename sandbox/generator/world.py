@@ -20,6 +20,7 @@ from sqlalchemy import Engine, select
 from connectors.erp_schema import create_erp_schema, customers, make_erp_engine, sales_orders
 from sandbox.crm.store import CrmStore
 from sandbox.erp.exports import export_rows_from_db, write_export
+from sandbox.world_settings import clear_world_settings, write_world_settings
 
 from . import crm_versions
 from .billing import _records, run_billing_day
@@ -29,9 +30,10 @@ from .history import DAY_MS, History, _uniforms, day_start_ms, generate_history
 
 @dataclass(frozen=True)
 class WorldPaths:
-    """Where a world lives. The ERP may be any SQLAlchemy URL (SQLite file or PostgreSQL)."""
+    """Where a world lives. The ERP may be any SQLAlchemy URL (SQLite file or PostgreSQL).
+    The world's dates go to the settings file of the TRUEUP_HOME above `root` (world_settings.py)."""
 
-    root: Path            # sandbox state folder (world.json, defects.json, crm.sqlite)
+    root: Path            # sandbox state folder, $TRUEUP_HOME/sandbox (world.json, defects.json, crm.sqlite)
     erp_url: str
     landing_dir: Path
 
@@ -105,6 +107,7 @@ def reset_world(paths: WorldPaths) -> None:
             p = Path(str(f) + suffix)
             if p.exists():
                 p.unlink()
+    clear_world_settings(paths)
     exports = paths.landing_dir / "exports"
     if exports.exists():
         shutil.rmtree(exports)
@@ -142,6 +145,7 @@ def _apply_day(paths: WorldPaths, cfg: WorldConfig, h: History, engine: Engine, 
         "config": cfg.to_json(), "through_day": d, "through_date": day.isoformat(),
         "start_date": cfg.start_date.isoformat(), "days": cfg.days, "golive_date": cfg.golive.isoformat(),
     }, indent=1))
+    write_world_settings(paths, cfg, day)
     return DaySummary(day, crm, erp, export_rows)
 
 
