@@ -112,7 +112,7 @@ def _assert_dbt_ran_after_the_gates(run_id: str) -> None:
 
 def _assert_second_build_reused_the_parse() -> None:
     """The run's two dbt builds share the home's target folder: the second reuses the first's parse."""
-    from assets.transform.definitions import dbt_target_dir
+    from assets.transform.invocation import dbt_target_dir
     log = (dbt_target_dir(load_settings()) / "dbt.log").read_text()
     builds = log.split("running dbt with arguments")[1:]
     assert len(builds) == 2, len(builds)
@@ -221,22 +221,36 @@ def test_definitions_fail_clearly_without_a_manifest(monkeypatch, tmp_path):
         transform.build_transform_assets()
 
 
-def test_profile_env_follows_the_warehouse_url():
-    from assets.transform.profile import dbt_env, dbt_environment
-    assert dbt_env("duckdb:////data/wh.duckdb")["TRUEUP_DBT_DUCKDB_PATH"] == "/data/wh.duckdb"
-    pg = dbt_env("postgresql://ana:p%40ss@db.local:6543/trueup")
-    assert (pg["TRUEUP_DBT_TARGET"], pg["TRUEUP_DBT_PG_HOST"], pg["TRUEUP_DBT_PG_PORT"], pg["TRUEUP_DBT_PG_USER"],
-            pg["TRUEUP_DBT_PG_PASSWORD"], pg["TRUEUP_DBT_PG_DBNAME"]) == ("postgres", "db.local", "6543", "ana",
-                                                                         "p@ss", "trueup")
-    env = {"TRUEUP_DBT_PG_HOST": "stale"}
-    with dbt_environment("duckdb:////x.duckdb", env):
-        assert env["TRUEUP_DBT_TARGET"] == "duckdb" and "TRUEUP_DBT_PG_HOST" not in env
-    assert env == {"TRUEUP_DBT_PG_HOST": "stale"}
+def test_profile_follows_the_warehouse_url(tmp_path):
+    """dbt gets every connection value in a private profile written for the invocation and
+    removed after it; os.environ is left alone."""
+    import os
+    import stat
+
+    import yaml
+
+    from assets.transform.invocation import dbt_invocation
+    from assets.transform.profile import dbt_profile
+    assert dbt_profile("duckdb:////data/wh.duckdb")["trueup"]["outputs"]["duckdb"]["path"] == "/data/wh.duckdb"
+    pg = dbt_profile("postgresql://ana:p%40ss@db.local:6543/trueup")["trueup"]
+    out = pg["outputs"][pg["target"]]
+    assert (pg["target"], out["host"], out["port"], out["user"], out["password"], out["dbname"]) == (
+        "postgres", "db.local", 6543, "ana", "p@ss", "trueup")
+    settings = dataclasses.replace(load_settings(), home=tmp_path, warehouse_url="postgresql://ana:p%40ss@db.local/trueup")
+    environ = dict(os.environ)
+    with dbt_invocation(settings) as invocation:
+        profile = invocation.profiles_dir / "profiles.yml"
+        assert yaml.safe_load(profile.read_text())["trueup"]["outputs"]["postgres"]["port"] == 5432
+        assert stat.S_IMODE(profile.stat().st_mode) == 0o600
+        assert stat.S_IMODE(invocation.profiles_dir.stat().st_mode) == 0o700
+        assert dict(os.environ) == environ
+    assert not invocation.profiles_dir.exists()
 
 
-def test_dbt_version_is_the_installed_dbt_core():
-    """The resource answers dagster-dbt's version question without running `dbt --version` (a
-    subprocess importing all of dbt, once per run), with what that command says."""
+def test_dbt_version_is_the_installed_dbt_core(tmp_path):
+    """The invocation's dbt command answers dagster-dbt's version question without running
+    `dbt --version` (a subprocess importing all of dbt and asking PyPI, once per run), with
+    what that command says; every other command is the venv's dbt."""
     import inspect
     import os
     import re
@@ -244,10 +258,32 @@ def test_dbt_version_is_the_installed_dbt_core():
 
     from dagster_dbt import DbtCliResource
 
-    from assets.transform.definitions import build_transform_resources, dbt_executable
-    from assets.transform.profile import OFFLINE
+    from assets.transform.definitions import PROJECT_DIR, build_transform_resources
+    from assets.transform.invocation import dbt_executable
 
-    assert "self._cli_version" in inspect.getsource(DbtCliResource.cli)  # still where dagster-dbt asks
+    assert '"--version"' in inspect.getsource(DbtCliResource)  # still what dagster-dbt asks
+    offline = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
     out = subprocess.run([dbt_executable(), "--version"], capture_output=True, text=True, check=True,
-                         env={**os.environ, **OFFLINE}).stdout
-    assert str(build_transform_resources()["dbt"]._cli_version) == re.search(r"installed: (\S+)", out).group(1)
+                         env={**os.environ, **offline}).stdout
+    settings = dataclasses.replace(load_settings(), home=tmp_path)
+    with build_transform_resources()["dbt"].for_settings(settings) as dbt:
+        assert isinstance(dbt, DbtCliResource) and dbt.project_dir == str(PROJECT_DIR)
+        answer = subprocess.run([dbt.dbt_executable, "--version"], capture_output=True, text=True,
+                                check=True, timeout=5).stdout
+        assert re.search(r"installed: (\S+)", answer).group(1) == re.search(r"installed: (\S+)", out).group(1)
+        usage = subprocess.run([dbt.dbt_executable, "--help"], capture_output=True, text=True, check=True).stdout
+        assert "Usage: dbt" in usage
+
+
+def test_dbt_sources_name_their_dagster_assets():
+    """Every dbt source table names its asset in the YAML, and every asset a source says writes
+    its tables is an asset of the code location."""
+    from assets.transform.definitions import dbt_project
+    from assets.transform.translator import written_by
+    from orchestration.definitions import defs
+    manifest = json.loads(dbt_project().manifest_path.read_text())
+    sources = manifest["sources"].values()
+    assert [s["unique_id"] for s in sources if not s["meta"].get("dagster", {}).get("asset_key")] == []
+    writers = set().union(*(written_by(s) for s in sources))
+    graph = defs.resolve_asset_graph()
+    assert writers and all(graph.has(key) and graph.get(key).is_materializable for key in writers), writers

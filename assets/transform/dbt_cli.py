@@ -1,26 +1,26 @@
-"""The dbt resource: dagster-dbt's DbtCliResource, minus a `dbt --version` subprocess per run.
-
-DbtCliResource learns the dbt version by running `dbt --version` once per resource instance,
-and Dagster builds a new instance for every run: ~3.5 s a run on 2 cores (the subprocess
-imports all of dbt). Our dbt executable is the one installed next to this Python
-(definitions.dbt_executable), so its version is that of the dbt-core installed here.
-Imported only when the definitions are built (dagster_dbt is slow to import).
+"""The dbt resource: the dbt project, run by dagster-dbt's stock DbtCliResource against the run's
+warehouse, with the profile and the dbt command of one invocation (invocation.py) passed to it
+explicitly. Imported only when the definitions are built (dagster_dbt is slow to import).
 """
 from __future__ import annotations
 
-from functools import cached_property
-from importlib.metadata import version as installed_version
-from pathlib import Path
+import contextlib
+from typing import Iterator
 
+from dagster import ConfigurableResource
 from dagster_dbt import DbtCliResource
-from packaging import version
+
+from .invocation import dbt_invocation
 
 
-class TrueupDbtCliResource(DbtCliResource):
-    @cached_property
-    def _cli_version(self) -> version.Version:
-        from .definitions import dbt_executable
+class DbtProjectResource(ConfigurableResource):
+    """The dbt project (dbt_project/); `for_settings` gives the DbtCliResource of one invocation."""
 
-        if Path(self.dbt_executable) == Path(dbt_executable()):
-            return version.parse(installed_version("dbt-core"))
-        return super()._cli_version  # another dbt: ask it, as dagster-dbt does
+    project_dir: str
+
+    @contextlib.contextmanager
+    def for_settings(self, settings) -> Iterator[DbtCliResource]:
+        """A DbtCliResource for `settings.warehouse_url`, valid until the block ends."""
+        with dbt_invocation(settings) as invocation:
+            yield DbtCliResource(project_dir=self.project_dir, profiles_dir=str(invocation.profiles_dir),
+                                 dbt_executable=str(invocation.executable))
