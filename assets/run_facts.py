@@ -1,10 +1,8 @@
 """ops.sync_runs: one row per asset run and partition, written whatever the outcome."""
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import sqlalchemy as sa
 
@@ -50,19 +48,6 @@ class RunFacts:
     window_start: dt.datetime | None = None
     window_end: dt.datetime | None = None
     started_at: dt.datetime = field(default_factory=_now)
-
-
-@contextlib.contextmanager
-def record_sync_run(wh: Warehouse, facts: RunFacts) -> Iterator[RunFacts]:
-    """Yield `facts` for the caller to fill; write them to ops.sync_runs on success or failure."""
-    error: BaseException | None = None
-    try:
-        yield facts
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        write_sync_runs(wh, [facts], error)
 
 
 def write_sync_runs(wh: Warehouse, facts_list: list[RunFacts], error: BaseException | None = None) -> None:

@@ -34,7 +34,7 @@ from dagster import (
     sensor,
 )
 
-from assets.ingest.definitions import RETRY
+from assets.asset_run import RETRY, recorded_run, step_facts
 from assets.pools import BUSINESS_DAY_WRITES
 from assets.publish.run import DEFAULT_APPROVAL_THRESHOLD
 
@@ -58,20 +58,6 @@ def run_config(deal_ids: list[str], business_date: str, as_of: str | None = None
     return {"ops": {CONFIG_OP: {"config": cfg}}}
 
 
-def _fail_fast(exc: Exception) -> None:
-    from connectors.errors import classify
-
-    if classify(exc) != "transient":
-        raise Failure(description=str(exc), allow_retries=False) from exc
-
-
-def _facts(context: OpExecutionContext, asset: str, day: str):
-    from assets.run_facts import RunFacts
-
-    return RunFacts(run_id=context.run.run_id, asset=asset, partition=day, attempt=context.retry_number + 1,
-                    correlation_id=context.run.tags.get("trueup/correlation_id"))
-
-
 @op(name=CONFIG_OP, pool=BUSINESS_DAY_WRITES, retry_policy=RETRY, out=Out(dict),
     required_resource_keys={"warehouse", "crm", "settings"},
     description="The CRM's companies and deals modified during the business day so far, into raw "
@@ -79,29 +65,23 @@ def _facts(context: OpExecutionContext, asset: str, day: str):
                 "only what it has not seen).")
 def intraday_crm_ingest(context: OpExecutionContext, config: IntradayConfig):
     from assets.publish.intraday import OBJECTS, day_window, ingest_day
-    from assets.run_facts import write_sync_runs
     from assets.publish.ledger import now as wall_now
 
     day = dt.date.fromisoformat(config.business_date)
     wh = context.resources.warehouse.get()
     tz = context.resources.settings.get().timezone
     start, end = day_window(day, tz)
-    facts = {name: _facts(context, f"raw/{name}", day.isoformat()) for name in OBJECTS}
+    facts = {name: step_facts(context, f"raw/{name}", day.isoformat()) for name in OBJECTS}
     for f in facts.values():
         f.window_start, f.window_end = start.replace(tzinfo=None), end.replace(tzinfo=None)
-    try:
+    with recorded_run(wh, facts.values()):
         results = ingest_day(wh, context.resources.crm.client(), day, tz, context.run.run_id)
-    except Exception as exc:
-        write_sync_runs(wh, list(facts.values()), exc)
-        _fail_fast(exc)
-        raise
-    for name, r in results.items():
-        f = facts[name]
-        f.rows_read = sum(d.rows_seen for d in r.days.values())
-        f.rows_written = sum(d.rows_written for d in r.days.values())
-        f.rows_echo = sum(r.echoes.values())
-        f.pages, f.retries = r.stats.get("pages", 0), r.stats.get("retries", 0)
-    write_sync_runs(wh, list(facts.values()))
+        for name, r in results.items():
+            f = facts[name]
+            f.rows_read = sum(d.rows_seen for d in r.days.values())
+            f.rows_written = sum(d.rows_written for d in r.days.values())
+            f.rows_echo = sum(r.echoes.values())
+            f.pages, f.retries = r.stats.get("pages", 0), r.stats.get("retries", 0)
     scope = {"deal_ids": list(config.deal_ids), "business_date": config.business_date, "as_of": config.as_of,
              "approval_threshold": config.approval_threshold, "started_at": wall_now().isoformat()}
     yield Output(scope, metadata={
@@ -117,22 +97,19 @@ def intraday_crm_ingest(context: OpExecutionContext, config: IntradayConfig):
                 "rows, quarantine; a blocked batch fails the run before anything is published.")
 def intraday_gate(context: OpExecutionContext, scope: dict):
     from assets.publish.intraday import gate_day
-    from assets.run_facts import write_sync_runs
 
     day = dt.date.fromisoformat(scope["business_date"])
     wh, settings = context.resources.warehouse.get(), context.resources.settings.get()
-    try:
+    # a failure is recorded against the deals' gate (the one this run exists for)
+    with recorded_run(wh, [step_facts(context, "validated/crm_deals", day.isoformat())]) as run:
         results, blocked = gate_day(wh, day, context.run.run_id, settings.reports_dir, settings.scratch_dir)
-    except Exception as exc:
-        write_sync_runs(wh, [_facts(context, "validated/crm_deals", day.isoformat())], exc)
-        _fail_fast(exc)
-        raise
-    facts = []
-    for name, (outcome, _report) in results.items():
-        f = _facts(context, f"validated/{name}", day.isoformat())
-        f.rows_read, f.rows_written, f.rows_quarantined = outcome.rows_in, outcome.rows_passed, outcome.rows_quarantined
-        facts.append(f)
-    write_sync_runs(wh, facts)
+        facts = []
+        for name, (outcome, _report) in results.items():
+            f = step_facts(context, f"validated/{name}", day.isoformat())
+            f.rows_read, f.rows_written, f.rows_quarantined = (outcome.rows_in, outcome.rows_passed,
+                                                               outcome.rows_quarantined)
+            facts.append(f)
+        run.facts[:] = facts
     if blocked:
         raise Failure(description="gate blocked: " + "; ".join(blocked) + " — nothing published; the night's run "
                                   "gates the day again", allow_retries=False)
@@ -150,15 +127,14 @@ def intraday_publish_deals(context: OpExecutionContext, scope: dict):
     from assets.publish.definitions import report_publish
     from assets.publish.intraday import business_clock
     from assets.publish.run import publish
-    from assets.run_facts import write_sync_runs
 
     settings = context.resources.settings.get()
     wh = context.resources.warehouse.get()
     day = dt.date.fromisoformat(scope["business_date"])
     as_of = dt.datetime.fromisoformat(scope["as_of"]) if scope.get("as_of") else None
     clock = business_clock(as_of, dt.datetime.fromisoformat(scope["started_at"]))
-    f = _facts(context, "publish/erp_orders", day.isoformat())
-    try:
+    f = step_facts(context, "publish/erp_orders", day.isoformat())
+    with recorded_run(wh, [f]):
         s = publish(wh, context.resources.erp.engine(), context.resources.crm.client(), home=settings.home,
                     through=day, first_day=day, publish_from=settings.publish_from,
                     reporting_currency=settings.reporting_currency, run_id=context.run.run_id, tz=settings.timezone,
@@ -166,12 +142,7 @@ def intraday_publish_deals(context: OpExecutionContext, scope: dict):
                     correlation_id=context.run.tags.get("trueup/correlation_id"),
                     alert_after=dt.timedelta(hours=settings.write_alert_after_hours),
                     only_deals=scope["deal_ids"], create_customers=False, financials=False, clock=clock)
-    except Exception as exc:
-        write_sync_runs(wh, [f], exc)
-        _fail_fast(exc)
-        raise
-    f.rows_written, f.rows_quarantined = s.customers_created + s.orders_created + s.crm_updates, s.quarantined
-    write_sync_runs(wh, [f])
+        f.rows_written, f.rows_quarantined = s.customers_created + s.orders_created + s.crm_updates, s.quarantined
     if s.left_for_nightly:
         context.log.info(f"{len(s.left_for_nightly)} deal(s) need an ERP customer the ERP does not have yet; "
                          f"the night's run decides (golden customer): {', '.join(s.left_for_nightly[:10])}")

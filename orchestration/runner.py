@@ -170,8 +170,6 @@ def run_job(settings: Settings, job_name: str, start: dt.date, end: dt.date | No
     `progress(instance, run_id)`, if given, is entered around the execution (see
     orchestration/progress.py: it follows the run's events while it executes)."""
     ensure_dagster_home(settings)
-    from dagster import DagsterInstance
-
     from orchestration.definitions import build_definitions
 
     # built now, not at import: partitions follow the environment of this run

@@ -14,9 +14,8 @@ from dagster import (
     asset,
 )
 
-from assets.ingest.definitions import RETRY, _fail_fast, _facts
+from assets.asset_run import RETRY, recorded_run, step_facts
 from assets.pools import BUSINESS_DAY_WRITES
-from assets.run_facts import write_sync_runs
 from quality.contracts import INBOUND
 from quality.contracts.rules import Contract
 
@@ -61,27 +60,22 @@ def build_gate_asset(contract: Contract, partitions_def):
         failures: dict[str, int] = {}
         blocked, report = [], None
         partitions = list(context.partition_keys)
-        facts = {p: _facts(context, f"validated/{contract.object}", p) for p in partitions}
-        try:
+        facts = {p: step_facts(context, f"validated/{contract.object}", p) for p in partitions}
+        with recorded_run(wh, facts.values()):
             results = gate_partitions(wh, contract, partitions, context.run.run_id, reports, validator,
                                       scratch_dir=settings.scratch_dir)
-        except Exception as exc:
-            write_sync_runs(wh, list(facts.values()), exc)
-            _fail_fast(exc)
-            raise
-        for partition, (outcome, report) in results.items():
-            f = facts[partition]
-            f.rows_read, f.rows_written, f.rows_quarantined = (outcome.rows_in, outcome.rows_passed,
-                                                               outcome.rows_quarantined)
-            totals["rows_in"] += outcome.rows_in
-            totals["rows_passed"] += outcome.rows_passed
-            totals["rows_quarantined"] += outcome.rows_quarantined
-            for k, v in outcome.unexpected_counts.items():
-                failures[k] = failures.get(k, 0) + v
-            if outcome.blocked:
-                blocked.append(f"{partition}: {outcome.block_reason}")
-                context.log.error(outcome.block_reason)
-        write_sync_runs(wh, list(facts.values()))
+            for partition, (outcome, report) in results.items():
+                f = facts[partition]
+                f.rows_read, f.rows_written, f.rows_quarantined = (outcome.rows_in, outcome.rows_passed,
+                                                                   outcome.rows_quarantined)
+                totals["rows_in"] += outcome.rows_in
+                totals["rows_passed"] += outcome.rows_passed
+                totals["rows_quarantined"] += outcome.rows_quarantined
+                for k, v in outcome.unexpected_counts.items():
+                    failures[k] = failures.get(k, 0) + v
+                if outcome.blocked:
+                    blocked.append(f"{partition}: {outcome.block_reason}")
+                    context.log.error(outcome.block_reason)
         top = sorted(((k, v) for k, v in failures.items() if v), key=lambda kv: -kv[1])[:8]
         table = "| expectation | failing rows |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in top)
         meta = {**{k: MetadataValue.int(v) for k, v in totals.items()},

@@ -5,31 +5,24 @@ versions: a re-run adds what it sees and removes nothing. Transient failures are
 the retry policy, permanent ones fail at once with a one-line reason.
 """
 
-import datetime as dt
-
 from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetOut,
     AssetSpec,
-    Backoff,
     BackfillPolicy,
     Failure,
-    Jitter,
     MaterializeResult,
     MetadataValue,
-    RetryPolicy,
     asset,
     multi_asset,
 )
 
+from assets.asset_run import RETRY, recorded_run, step_facts
 from assets.pools import BUSINESS_DAY_WRITES
-from assets.run_facts import RunFacts, record_sync_run, write_sync_runs
 from connectors.errors import classify
 
 from .objects import CRM_OBJECTS, ERP_DB_OBJECTS, ERP_EXPORT_OBJECTS, SourceObject
-
-RETRY = RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
 
 
 def raw_key(obj: SourceObject) -> AssetKey:
@@ -41,18 +34,6 @@ def source_spec(obj: SourceObject) -> AssetSpec:
     system = {"crm": "CRM (HubSpot API)", "erp_db": "ERP database", "erp_export": "ERP nightly export"}[obj.system]
     return AssetSpec(key=AssetKey(["source", obj.name]), group_name="sources",
                      description=f"{obj.source_name} in the {system} — external, read by raw/{obj.name}")
-
-
-def _facts(context: AssetExecutionContext, asset_name: str, partition: str) -> RunFacts:
-    tags = context.run.tags
-    return RunFacts(run_id=context.run.run_id, asset=asset_name, partition=partition,
-                    attempt=context.retry_number + 1, correlation_id=tags.get("trueup/correlation_id"))
-
-
-def _fail_fast(exc: Exception) -> None:
-    """Permanent errors must not be retried: turn them into a Failure that says why."""
-    if classify(exc) != "transient":
-        raise Failure(description=str(exc), allow_retries=False) from exc
 
 
 def _windows(context: AssetExecutionContext):
@@ -78,16 +59,11 @@ def build_crm_asset(obj: SourceObject, partitions_def):
         tz = context.resources.settings.get().timezone
         windows = list(_windows(context))
         facts = _window_facts(context, obj, windows)
-        try:
+        with recorded_run(wh, facts.values()):
             # the run's first client checks the CRM once (a refusal fails here, recorded like any failure)
             client = context.resources.crm.client()
             result = ingest_crm(wh, client, obj, windows, tz, context.run.run_id)
-        except Exception as exc:
-            write_sync_runs(wh, list(facts.values()), exc)
-            _fail_fast(exc)
-            raise
-        _fill_facts(facts, result, windows)
-        write_sync_runs(wh, list(facts.values()))
+            _fill_facts(facts, result, windows)
         totals = {**_totals(facts), "echo_rows_not_business_changes": sum(f.rows_echo for f in facts.values()),
                   "requests": result.stats.get("requests", 0), "retries": result.stats.get("retries", 0),
                   "pages": result.stats.get("pages", 0)}
@@ -112,14 +88,9 @@ def build_erp_table_asset(obj: SourceObject, partitions_def):
         tz = context.resources.settings.get().timezone
         windows = list(_windows(context))
         facts = _window_facts(context, obj, windows)
-        try:
+        with recorded_run(wh, facts.values()):
             result = ingest_erp_table(wh, engine, obj, windows, tz, context.run.run_id)
-        except Exception as exc:
-            write_sync_runs(wh, list(facts.values()), exc)
-            _fail_fast(exc)
-            raise
-        _fill_facts(facts, result, windows)
-        write_sync_runs(wh, list(facts.values()))
+            _fill_facts(facts, result, windows)
         if result.new_source_columns:
             context.log.warning(f"ERP table {obj.source_name} has new column(s) carried along: "
                                 f"{sorted(result.new_source_columns)}")
@@ -151,33 +122,33 @@ def build_erp_export_assets(partitions_def):
         by_name = {o.name: o for o in objs.values()}
         frames: dict[str, dict[str, object]] = {name: {} for name in by_name}
         drift: dict[str, set] = {name: set() for name in by_name}
-        facts, loads, rejected = [], [], []
-        for key in context.partition_keys:
-            f = _facts(context, "raw/erp_exports", key)
-            check = None
-            try:
-                check, day_frames, new_cols = read_verified_export(landing, key, by_name)
-            except Exception as exc:
-                if classify(exc) == "transient":
-                    raise  # the retry policy re-runs the step
-                # a bad export is rejected whole; the other days of the range still load
-                loads.append((key, manifest_digest(check) if check else None, "rejected", str(exc), {}))
-                context.log.error(str(exc))
-                rejected.append(str(exc))
-                write_sync_runs(wh, [f], exc)
-                continue
-            for name, df in day_frames.items():
-                frames[name][key] = df
-                drift[name].update(new_cols[name])
-                f.rows_read += len(df)
-                f.rows_written += len(df)
-            loads.append((key, manifest_digest(check), "loaded", None, check.rows))
-            facts.append(f)
-        for name, obj in by_name.items():
-            if frames[name]:
-                land_partitions(wh, obj, frames[name], context.run.run_id,
-                                lambda p, n=obj.source_name: f"erp_export:{p}/{n}.csv")
-        write_sync_runs(wh, facts)
+        loads, rejected = [], []
+        with recorded_run(wh, []) as run:
+            for key in context.partition_keys:
+                f = step_facts(context, "raw/erp_exports", key)
+                run.facts.append(f)
+                check = None
+                try:
+                    check, day_frames, new_cols = read_verified_export(landing, key, by_name)
+                except Exception as exc:
+                    if classify(exc) == "transient":
+                        raise  # the retry policy re-runs the step
+                    # a bad export is rejected whole; the other days of the range still load
+                    loads.append((key, manifest_digest(check) if check else None, "rejected", str(exc), {}))
+                    context.log.error(str(exc))
+                    rejected.append(str(exc))
+                    run.reject(f, exc)
+                    continue
+                for name, df in day_frames.items():
+                    frames[name][key] = df
+                    drift[name].update(new_cols[name])
+                    f.rows_read += len(df)
+                    f.rows_written += len(df)
+                loads.append((key, manifest_digest(check), "loaded", None, check.rows))
+            for name, obj in by_name.items():
+                if frames[name]:
+                    land_partitions(wh, obj, frames[name], context.run.run_id,
+                                    lambda p, n=obj.source_name: f"erp_export:{p}/{n}.csv")
         record_export_loads(wh, loads, context.run.run_id)
         if rejected:
             raise Failure(description=rejected[0] if len(rejected) == 1 else
@@ -197,7 +168,7 @@ def build_erp_export_assets(partitions_def):
 
 
 def _window_facts(context: AssetExecutionContext, obj: SourceObject, windows) -> dict:
-    facts = {key: _facts(context, f"raw/{obj.name}", key) for key, _, _ in windows}
+    facts = {key: step_facts(context, f"raw/{obj.name}", key) for key, _, _ in windows}
     for key, start, end in windows:
         facts[key].window_start, facts[key].window_end = start.replace(tzinfo=None), end.replace(tzinfo=None)
     return facts

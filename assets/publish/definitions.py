@@ -7,9 +7,8 @@ from typing import Literal, Optional
 import dagster as dg
 from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, Config, MaterializeResult, MetadataValue
 
-from assets.ingest.definitions import _facts, _fail_fast
+from assets.asset_run import recorded_run, step_facts
 from assets.pools import BUSINESS_DAY_WRITES
-from assets.run_facts import write_sync_runs
 
 
 class PublishConfig(Config):
@@ -36,8 +35,8 @@ def build_publish_assets(partitions_def) -> list:
         settings = context.resources.settings.get()
         wh = context.resources.warehouse.get()
         through = dt.date.fromisoformat(max(context.partition_keys))
-        facts = [_facts(context, "publish/erp_orders", p) for p in context.partition_keys]
-        try:
+        facts = [step_facts(context, "publish/erp_orders", p) for p in context.partition_keys]
+        with recorded_run(wh, facts) as run:
             s = publish(wh, context.resources.erp.engine(), context.resources.crm.client(), home=settings.home,
                         through=through, first_day=dt.date.fromisoformat(min(context.partition_keys)),
                         publish_from=settings.publish_from,
@@ -46,15 +45,10 @@ def build_publish_assets(partitions_def) -> list:
                         dry_run=config.dry_run, approval_threshold=config.approval_threshold,
                         correlation_id=context.run.tags.get("trueup/correlation_id"),
                         alert_after=dt.timedelta(hours=settings.write_alert_after_hours))
-        except Exception as exc:
-            write_sync_runs(wh, facts, exc)
-            _fail_fast(exc)
-            raise
-        if not config.dry_run:
+            run.record_success = not config.dry_run
             last = facts[-1]  # the pass publishes everything due up to the last day
             last.rows_written = s.customers_created + s.orders_created + s.crm_updates + s.crm_financials
             last.rows_quarantined = s.quarantined
-            write_sync_runs(wh, facts)
         return MaterializeResult(metadata={"dry_run": config.dry_run,
                                            **report_publish(context, wh, settings, s, max(context.partition_keys))})
 

@@ -120,7 +120,7 @@ def build_plan(wh: Warehouse, engine, *, publish_from: dt.date, through: dt.date
 
     new_customers: dict[str, Write] = {}
     for deal in todo.itertuples(index=False):
-        deal_id, company_id = str(deal.id), str(deal.company_id)
+        company_id = str(deal.company_id)
         amount = float(deal.amount)
         customer = xwalk.get(company_id)
         if company_id in ambiguous:

@@ -28,11 +28,10 @@ from dagster import (
     in_process_executor,
 )
 
+from assets.asset_run import RETRY, recorded_run, step_facts
 from assets.gate.definitions import validated_key
-from assets.ingest.definitions import RETRY, _facts, _fail_fast
 from assets.ingest.objects import ALL_OBJECTS
 from assets.pools import BUSINESS_DAY_WRITES
-from assets.run_facts import write_sync_runs
 
 from .config import ReconSettings
 from .engine import RECON_NAMES
@@ -123,9 +122,9 @@ def build_recon_asset(name: str, partitions_def):
         app = context.resources.settings.get()
         s = _settings(config, app.reporting_currency)
         partitions = list(context.partition_keys)
-        facts = {p: _facts(context, f"recon/{name}", p) for p in partitions}
+        facts = {p: step_facts(context, f"recon/{name}", p) for p in partitions}
         results = []
-        try:
+        with recorded_run(wh, facts.values()):
             if name == "source_vs_warehouse":
                 from assets.ingest.echo import echo_versions
 
@@ -154,11 +153,6 @@ def build_recon_asset(name: str, partitions_def):
                     r = run_reconciliation(wh, name, dt.date.fromisoformat(p), context.run.run_id, s, partition=p)
                     facts[p].rows_read, facts[p].rows_written = r.left_rows + r.right_rows, r.breaks_found
                     results.append(r)
-        except Exception as exc:
-            write_sync_runs(wh, list(facts.values()), exc)
-            _fail_fast(exc)
-            raise
-        write_sync_runs(wh, list(facts.values()))
         # the state after the run: per partition for source_vs_warehouse, the last day's for the others
         state = results if name == "source_vs_warehouse" else results[-1:]
         by_type: dict[str, int] = {}
