@@ -7,6 +7,7 @@ from dagster import Definitions
 from assets.gate.definitions import build_gate_assets
 from assets.gate.replay_job import replay_quarantine
 from assets.ingest.definitions import build_ingest_assets
+from assets.operations_log import operations_log_specs
 from assets.publish.definitions import approve_write, build_publish_assets, resolve_held_write
 from assets.reconcile.definitions import build_reconcile_assets, build_reconcile_job_and_schedule
 from assets.transform.definitions import build_transform_assets, build_transform_resources
@@ -30,7 +31,7 @@ def build_definitions() -> Definitions:
     return Definitions(
         assets=[*with_freshness(build_ingest_assets(partitions)), *build_gate_assets(partitions), *build_publish_assets(partitions),
                 *build_transform_assets(),
-                *build_reconcile_assets(partitions)],
+                *build_reconcile_assets(partitions), *operations_log_specs()],
         jobs=[nightly, export_ingest, sync_and_gate, replay_quarantine, approve_write, resolve_held_write,
               reconcile_job, intraday_publish],
         schedules=[build_nightly_schedule(nightly), reconcile_schedule],

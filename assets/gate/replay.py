@@ -8,14 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from assets.gate.reland import land_and_gate
 from assets.ingest.objects import ALL_OBJECTS
-from assets.ingest.raw_store import land_partitions
 from assets.ingest.reread import reread
 from connectors.warehouse import Warehouse
 from quality.contracts import INBOUND
-from quality.gate import evaluate_partitions
-from quality.references import load_references
-from quality.store import count_attempts, open_quarantine, persist_gates, quarantine_id, resolve
+from quality.store import count_attempts, open_quarantine, quarantine_id, resolve
 
 
 @dataclass
@@ -51,9 +49,8 @@ def replay_quarantine(wh: Warehouse, *, run_id: str, tz: str, reports_dir: Path,
         if current.empty:
             continue
         # the re-read version joins raw (merged by key and version), so raw and validated agree
-        land_partitions(wh, obj, {}, run_id, lambda p: f"replay:{obj.source_name}", earlier=current)
-        outcomes = evaluate_partitions(contract, current, load_references(wh, contract.references), validator)
-        persist_gates(wh, outcomes, run_id, replace_partition=False, batch="replay")
+        outcomes = land_and_gate(wh, contract, current, run_id=run_id, batch="replay",
+                                 source_label=f"replay:{obj.source_name}", validator=validator)
         failing = [str(k) for o in outcomes.values() for k in o.quarantined[contract.key]]
         count_attempts(wh, contract.name, failing, run_id, actor)
         summary.released[contract.name] = sum(o.rows_passed for o in outcomes.values())

@@ -16,18 +16,39 @@ class PublishConfig(Config):
     approval_threshold: float = 250_000.0  # in reporting currency; larger deals wait for a person
 
 
+#: what one publishing pass writes, each its own asset so the lineage shows it (one op runs them all)
+ERP_CUSTOMERS = AssetKey(["publish", "erp_customers"])
+ERP_ORDERS = AssetKey(["publish", "erp_orders"])
+CRM_WRITEBACKS = AssetKey(["publish", "crm_writebacks"])
+CRM_FINANCIALS = AssetKey(["publish", "crm_financials"])
+OUTPUTS = {
+    ERP_CUSTOMERS: "ERP customers created for the customer companies of closed-won deals that the ERP does not "
+                   "have yet (golden customer: marts.dim_customer). Read back into raw/validated erp_customers.",
+    ERP_ORDERS: "ERP sales orders for closed-won deals (closed on or after go-live) that have none; held and "
+                "awaiting-approval deals wait in the ledger. Read back into raw/validated erp_sales_orders.",
+    CRM_WRITEBACKS: "The ERP numbers written back to the CRM: erp_order_number on the deal, erp_customer_number on "
+                    "the company.",
+    CRM_FINANCIALS: "Receivables written to the CRM companies (open invoices, amounts due, last payment), from the "
+                    "ERP export; unchanged payloads are not sent again.",
+}
+
+
 def build_publish_assets(partitions_def) -> list:
-    @dg.asset(
-        key=AssetKey(["publish", "erp_orders"]), partitions_def=partitions_def, group_name="publish",
+    @dg.multi_asset(
+        name="publish__erp_orders", partitions_def=partitions_def, group_name="publish", can_subset=False,
+        outs={key.path[-1]: dg.AssetOut(key=key, description=text,
+                                        kinds={"python", "sql" if key.path[-1].startswith("erp") else "hubspot"})
+              for key, text in OUTPUTS.items()},
         deps=[AssetKey(["validated", "crm_deals"]), AssetKey(["validated", "crm_companies"]),
               AssetKey(["validated", "erp_customers"]), AssetKey(["validated", "erp_sales_orders"]),
               AssetKey(["marts", "dim_customer"])],
-        backfill_policy=BackfillPolicy.single_run(), kinds={"python", "sql"}, pool=BUSINESS_DAY_WRITES,
-        description="ERP customers and sales orders for closed-won deals (closed on or after go-live) that have "
-                    "none, then the ERP numbers written back to the CRM. Every write goes through ops.sor_writes.",
+        backfill_policy=BackfillPolicy.single_run(), pool=BUSINESS_DAY_WRITES,
+        description="One publishing pass: ERP customers and sales orders for closed-won deals, then the ERP numbers "
+                    "and the receivables written back to the CRM. Every write goes through the ledger "
+                    "(ops.sor_writes), idempotently.",
         required_resource_keys={"warehouse", "crm", "erp", "settings"},
     )
-    def erp_orders(context: AssetExecutionContext, config: PublishConfig) -> MaterializeResult:
+    def erp_orders(context: AssetExecutionContext, config: PublishConfig):
         import datetime as dt
 
         from assets.publish.run import publish
@@ -49,8 +70,15 @@ def build_publish_assets(partitions_def) -> list:
             last = facts[-1]  # the pass publishes everything due up to the last day
             last.rows_written = s.customers_created + s.orders_created + s.crm_updates + s.crm_financials
             last.rows_quarantined = s.quarantined
-        return MaterializeResult(metadata={"dry_run": config.dry_run,
-                                           **report_publish(context, wh, settings, s, max(context.partition_keys))})
+        meta = {"dry_run": config.dry_run, **report_publish(context, wh, settings, s, max(context.partition_keys))}
+        yield MaterializeResult(asset_key=ERP_CUSTOMERS, metadata={
+            "dry_run": config.dry_run, "customers_created": s.customers_created})
+        yield MaterializeResult(asset_key=ERP_ORDERS, metadata=meta)
+        yield MaterializeResult(asset_key=CRM_WRITEBACKS, metadata={
+            "dry_run": config.dry_run, "crm_updates": s.crm_updates, "unknown": s.unknown,
+            "retry_later": s.retry_later})
+        yield MaterializeResult(asset_key=CRM_FINANCIALS, metadata={
+            "dry_run": config.dry_run, "crm_company_financials": s.crm_financials})
 
     return [erp_orders]
 

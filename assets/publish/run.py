@@ -45,9 +45,6 @@ class PublishSummary:
     left_for_nightly: list[str] = field(default_factory=list)
     sample: list[dict] = field(default_factory=list)
 
-    def as_metadata(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "sample"} | {"sample": self.sample[:5]}
-
 
 @contextlib.contextmanager
 def publish_lock(home: Path, wh: Warehouse | None = None, owner: str = "a publisher"):
@@ -84,12 +81,9 @@ def land_confirmed_writes(wh: Warehouse, engine, tz: str, run_id: str, business_
     The versions read back belong to `business_day`, the night that wrote them (their ERP
     modification time is the wall clock of the run): the state as of that night includes them,
     and when a later ingest sees the same versions again, raw already holds them."""
-    from assets.ingest.objects import ERP_DB_OBJECTS
-    from assets.ingest.raw_store import land_partitions
+    from assets.gate.reland import land_and_gate
     from assets.ingest.reread import reread
     from quality.contracts import INBOUND
-    from quality.gate import evaluate_partitions
-    from quality.references import load_references
 
     total = 0
     for obj_name, key in (("erp_customers", "customer_number"), ("erp_sales_orders", "order_number")):
@@ -107,11 +101,8 @@ def land_confirmed_writes(wh: Warehouse, engine, tz: str, run_id: str, business_
             continue
         rows = reread(obj_name, missing, tz=tz, wh=wh, erp_engine=engine)
         rows["_partition"] = business_day
-        obj = ERP_DB_OBJECTS[target]
-        land_partitions(wh, obj, {}, run_id, lambda p: f"erp_db:{target} (read back after publish)", earlier=rows)
-        contract = INBOUND[obj_name]
-        outcomes = evaluate_partitions(contract, rows, load_references(wh, contract.references))
-        persist_gates(wh, outcomes, run_id, replace_partition=False, batch="read_back")
+        land_and_gate(wh, INBOUND[obj_name], rows, run_id=run_id, batch="read_back",
+                      source_label=f"erp_db:{target} (read back after publish)")
         total += len(rows)
     return total
 

@@ -53,7 +53,8 @@ READS = {
     "invoices_vs_payments": [validated_key("erp_invoices"), validated_key("erp_payments"),
                              AssetKey(["raw", "erp_payments"]), AssetKey(["raw", "erp_invoices"])],
     "companies_vs_customers": [validated_key("crm_companies"), validated_key("erp_customers"),
-                               validated_key("crm_deals"), validated_key("erp_sales_orders"), PUBLISH, GOLDEN],
+                               validated_key("crm_deals"), validated_key("erp_sales_orders"), PUBLISH,
+                               AssetKey(["publish", "erp_customers"]), GOLDEN],
     "source_vs_warehouse": [AssetKey(["raw", o]) for o in ALL_OBJECTS],
 }
 DESCRIPTIONS = {
