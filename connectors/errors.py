@@ -70,12 +70,6 @@ class PermanentError(SyncError):
     error_class = "permanent"
 
 
-class ContractError(SyncError):
-    """Data violates its contract; the rows belong in quarantine."""
-
-    error_class = "contract"
-
-
 class HumanRequiredError(SyncError):
     """Held until a person approves it."""
 

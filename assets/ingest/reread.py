@@ -1,7 +1,6 @@
 """Read the current source version of specific records (for replaying quarantined rows)."""
 from __future__ import annotations
 
-import datetime as dt
 
 import pandas as pd
 import sqlalchemy as sa
@@ -48,5 +47,3 @@ def reread(obj_name: str, keys: list[str], *, tz: str, wh: Warehouse, crm=None, 
     return df.reset_index(drop=True)
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)

@@ -9,11 +9,12 @@ from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, Config, Mat
 
 from assets.asset_run import recorded_run, step_facts
 from assets.pools import BUSINESS_DAY_WRITES
+from assets.publish.policy import DEFAULT_APPROVAL_THRESHOLD
 
 
 class PublishConfig(Config):
     dry_run: bool = False                 # report what would be written, write nothing
-    approval_threshold: float = 250_000.0  # in reporting currency; larger deals wait for a person
+    approval_threshold: float = DEFAULT_APPROVAL_THRESHOLD  # reporting currency; larger deals wait for a person
 
 
 #: what one publishing pass writes, each its own asset so the lineage shows it (one op runs them all)

@@ -21,8 +21,8 @@ from .business_time import stamp_business_time
 from .financials import financial_writes
 from .ledger import Write, approvals, failing_too_long, plan, releases
 from .plan import Plan, build_plan
+from .policy import DEFAULT_APPROVAL_THRESHOLD
 
-DEFAULT_APPROVAL_THRESHOLD = 250_000.0
 
 
 @dataclass

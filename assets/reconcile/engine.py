@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 import sqlalchemy as sa
 
+from connectors.clock import utc_now
 from connectors.warehouse import Warehouse
 
 from .config import ReconSettings
@@ -56,15 +57,6 @@ class ReconResult:
         return d
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
-def ensure_tables(wh: Warehouse) -> None:
-    with wh.begin() as conn:
-        ensure_recon_tables(conn)
-
-
 def run_reconciliation(wh: Warehouse, recon_name: str, as_of: dt.date, run_id: str,
                        settings: ReconSettings | dict | None = None, partition: str | None = None,
                        scope: str = "all", extra: dict | None = None) -> ReconResult:
@@ -75,7 +67,7 @@ def run_reconciliation(wh: Warehouse, recon_name: str, as_of: dt.date, run_id: s
     the latest business date."""
     s = settings if isinstance(settings, ReconSettings) else ReconSettings.from_dict(settings)
     rule = RULES[recon_name]
-    started = _now()
+    started = utc_now()
     partition = partition or as_of.isoformat()
     with wh.begin() as conn:
         ensure_recon_tables(conn)
@@ -105,7 +97,7 @@ def run_reconciliation(wh: Warehouse, recon_name: str, as_of: dt.date, run_id: s
             ":pf, :tf, :ap)"),
             {"run": run_id, "name": recon_name, "part": partition, "l": left, "r": right, "m": matched,
              "o": counts["breaks_opened"], "res": counts["breaks_resolved"], "open": counts["breaks_open"],
-             "risk": counts["amount_at_risk"], "st": started, "fin": _now(), "scope": scope, "as_of": as_of,
+             "risk": counts["amount_at_risk"], "st": started, "fin": utc_now(), "scope": scope, "as_of": as_of,
              "found": counts["breaks_found"], "bt": json.dumps({k: int(v) for k, v in by_type.items()}),
              "cfg": json.dumps(asdict(s)), "merged": merged, "pf": counts["pending_found"],
              "tf": counts["timing_found"], "ap": counts["amount_pending"]})
