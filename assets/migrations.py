@@ -4,6 +4,11 @@
 again: an applied migration is skipped, and each migration is itself re-runnable (a run cut
 short leaves nothing half done). `trueup migrate` runs it; landing into an old raw table also
 migrates that table first, so a warehouse that was never migrated by hand still stays right.
+
+The platform tables' current layout is connectors/warehouse_schema: a column a table lacks is
+added whenever its writer ensures it. A migration is for what that cannot do alone — re-shape a
+layer's tables (the raw version log), label rows written before a column existed — or for a
+reader that must see the new layout before any writer of the new release has run.
 """
 from __future__ import annotations
 
@@ -14,9 +19,7 @@ from typing import Callable
 import sqlalchemy as sa
 
 from connectors.warehouse import Warehouse
-
-LEDGER_DDL = ("CREATE TABLE IF NOT EXISTS ops.schema_migrations (version INTEGER PRIMARY KEY, name TEXT, "
-              "applied_at TIMESTAMP, detail TEXT)")
+from connectors.warehouse_schema import MIGRATION_LOG, SOR_WRITES, add_missing_columns, ensure
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,7 @@ def _ledger_columns(wh: Warehouse, conn) -> str:
     business_at, …): the ROI marts read them before any publish run of the new version."""
     if not wh.table_columns(conn, "ops", "sor_writes"):
         return "no ledger yet"
-    from assets.publish.ledger import ADDED_COLUMNS
-    from connectors.warehouse import ident
-
-    have = set(wh.table_columns(conn, "ops", "sor_writes"))
-    added = [c for c in ADDED_COLUMNS if c not in have]
-    for col in added:
-        conn.execute(sa.text(f"ALTER TABLE ops.sor_writes ADD COLUMN {ident(col)} {ADDED_COLUMNS[col]}"))
+    added = add_missing_columns(conn, SOR_WRITES)
     return f"ops.sor_writes: added {', '.join(added)}" if added else "ops.sor_writes: up to date"
 
 
@@ -86,9 +83,8 @@ MIGRATIONS = (
 
 
 def applied(wh: Warehouse) -> dict[int, dict]:
+    ensure(wh, MIGRATION_LOG)
     with wh.begin() as conn:
-        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))
-        conn.execute(sa.text(LEDGER_DDL))
         rows = conn.execute(sa.text("SELECT version, name, applied_at, detail FROM ops.schema_migrations"))
         return {int(r[0]): {"name": r[1], "applied_at": r[2], "detail": r[3]} for r in rows}
 

@@ -8,24 +8,12 @@ import sqlalchemy as sa
 
 from connectors.errors import classify
 from connectors.warehouse import Warehouse
-
-OPS_DDL = {
-    "sync_runs": """CREATE TABLE IF NOT EXISTS ops.sync_runs (
-        run_id TEXT, asset TEXT, partition TEXT, attempt INTEGER, started_at TIMESTAMP, finished_at TIMESTAMP,
-        status TEXT, rows_read BIGINT, rows_written BIGINT, rows_quarantined BIGINT, error_class TEXT,
-        error_message TEXT, window_start TIMESTAMP, window_end TIMESTAMP, pages INTEGER, retries INTEGER,
-        correlation_id TEXT, business_date TEXT, rows_echo BIGINT)""",
-    "export_loads": """CREATE TABLE IF NOT EXISTS ops.export_loads (
-        export_date TEXT, manifest_sha256 TEXT, status TEXT, reason TEXT, rows_invoices BIGINT,
-        rows_payments BIGINT, run_id TEXT, checked_at TIMESTAMP)""",
-}
+from connectors.warehouse_schema import RUN_FACTS, ensure
 
 
 def ensure_ops_tables(wh: Warehouse) -> None:
-    with wh.begin() as conn:
-        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))
-        for ddl in OPS_DDL.values():
-            conn.execute(sa.text(ddl))
+    """ops.sync_runs and ops.export_loads (connectors/warehouse_schema), once per process."""
+    ensure(wh, RUN_FACTS)
 
 
 def _now() -> dt.datetime:

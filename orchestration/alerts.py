@@ -21,11 +21,10 @@ from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
 
-log = logging.getLogger(__name__)
+from connectors.warehouse_schema import ALERT_LOG, ensure
+from orchestration.resources import SettingsResource, WarehouseResource
 
-ALERTS_DDL = """CREATE TABLE IF NOT EXISTS ops.alerts (
-    alert_id TEXT, run_id TEXT, job TEXT, partition TEXT, error_class TEXT, message TEXT,
-    created_at TIMESTAMP)"""
+log = logging.getLogger(__name__)
 
 WEBHOOK_TIMEOUT_S = 5.0
 _SECRET_ENV = re.compile(r"(TOKEN|PASSWORD|SECRET|API_KEY|PRIVATE_KEY)", re.I)
@@ -70,12 +69,6 @@ def classify_failure(message: str | None, error_type: str | None = None) -> str:
     return errors.classify(exc)
 
 
-def ensure_alerts_table(wh) -> None:
-    with wh.begin() as conn:
-        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))
-        conn.execute(sa.text(ALERTS_DDL))
-
-
 def post_webhook(url: str, alert: Alert, timeout: float = WEBHOOK_TIMEOUT_S) -> bool:
     """POST the alert as JSON; True on a 2xx answer. Failures are logged, not raised."""
     import requests
@@ -108,7 +101,7 @@ def record_alert(wh, *, run_id: str, job: str, partition: str | None, message: s
         error_class=error_class or classify_failure(message, error_type), message=text,
         created_at=dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
     )
-    ensure_alerts_table(wh)
+    ensure(wh, ALERT_LOG)
     with wh.begin() as conn:
         conn.execute(sa.text(
             "INSERT INTO ops.alerts (alert_id, run_id, job, partition, error_class, message, created_at) "
@@ -157,17 +150,11 @@ def build_alert_sensor():
                         minimum_interval_seconds=30,
                         description="Every failed run → a row in ops.alerts and, if TRUEUP_ALERT_WEBHOOK_URL "
                                     "is set, a JSON POST to it.")
-    def trueup_run_failure_alert(context):
-        from connectors.warehouse import Warehouse
-        from orchestration.config import load_settings
-
-        settings = load_settings()
+    def trueup_run_failure_alert(context, settings: SettingsResource, warehouse: WarehouseResource):
+        webhook_url = settings.get().alert_webhook_url
         facts = failure_facts(context)
-        wh = Warehouse(settings.warehouse_url)
-        try:
-            alert = record_alert(wh, webhook_url=settings.alert_webhook_url, **facts)
-        finally:
-            wh.dispose()
+        with warehouse.session() as wh:
+            alert = record_alert(wh, webhook_url=webhook_url, **facts)
         context.log.info(f"alert {alert.alert_id} recorded for run {alert.run_id} ({alert.error_class})")
 
     return trueup_run_failure_alert

@@ -11,29 +11,12 @@ import pandas as pd
 import sqlalchemy as sa
 
 from connectors.warehouse import Warehouse, ident
+from connectors.warehouse_schema import QUALITY, ensure, ensure_in
 
 from .batch import PARTITION
 from .contracts.rules import Contract
 from .gate import GateOutcome
 from .pii import mask_frame
-
-QUALITY_DDL = [
-    "CREATE SCHEMA IF NOT EXISTS quality",
-    "CREATE SCHEMA IF NOT EXISTS validated",
-    """CREATE TABLE IF NOT EXISTS quality.quarantine (
-        quarantine_id TEXT PRIMARY KEY, contract TEXT, contract_version TEXT, object TEXT, business_key TEXT,
-        partition TEXT, run_id TEXT, failed_expectations TEXT, payload TEXT, record_version TEXT,
-        first_seen_at TIMESTAMP, last_seen_at TIMESTAMP, attempts INTEGER, status TEXT, resolved_at TIMESTAMP,
-        resolution TEXT)""",
-    """CREATE TABLE IF NOT EXISTS quality.gate_results (
-        run_id TEXT, contract TEXT, contract_version TEXT, object TEXT, partition TEXT, direction TEXT,
-        rows_in BIGINT, rows_passed BIGINT, rows_quarantined BIGINT, blocked BOOLEAN, evaluated_at TIMESTAMP,
-        money_in DOUBLE PRECISION, money_passed DOUBLE PRECISION, money_quarantined DOUBLE PRECISION,
-        unexpected_counts TEXT, block_reason TEXT, gx_success BOOLEAN, batch_kind TEXT)""",
-    """CREATE TABLE IF NOT EXISTS quality.quarantine_actions (
-        quarantine_id TEXT, action TEXT, actor TEXT, reason TEXT, acted_at TIMESTAMP, run_id TEXT)""",
-]
-
 
 # What a gate evaluation was of: the day's batch from a source, publish's read-back of the ERP
 # rows it created, a quarantine replay's re-read, or the writes checked before sending. The ROI
@@ -42,13 +25,12 @@ BATCH_KINDS = ("day", "read_back", "replay", "outbound")
 
 
 def ensure_quality_tables(wh: Warehouse, conn=None) -> None:
+    """quality's tables in their current layout (connectors/warehouse_schema), once per process;
+    with `conn`, inside that transaction."""
     if conn is None:
-        with wh.begin() as conn:
-            return ensure_quality_tables(wh, conn)
-    for ddl in QUALITY_DDL:
-        conn.execute(sa.text(ddl))
-    if "batch_kind" not in wh.table_columns(conn, "quality", "gate_results"):   # a table older than the column
-        conn.execute(sa.text("ALTER TABLE quality.gate_results ADD COLUMN batch_kind TEXT"))
+        ensure(wh, QUALITY)
+    else:
+        ensure_in(conn, QUALITY)
 
 
 def quarantine_id(contract: str, business_key: str) -> str:

@@ -24,22 +24,9 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from connectors.warehouse import Warehouse, ident
+from connectors.warehouse import Warehouse
+from connectors.warehouse_schema import LEDGER, ensure
 
-DDL = """CREATE TABLE IF NOT EXISTS ops.sor_writes (
-    write_id TEXT PRIMARY KEY, idempotency_key TEXT, target_system TEXT, target_object TEXT, operation TEXT,
-    business_key TEXT, payload_hash TEXT, payload TEXT, state TEXT, attempts INTEGER, run_id TEXT, error TEXT,
-    created_at TIMESTAMP, updated_at TIMESTAMP, hold_reason TEXT, approved_by TEXT, approved_at TIMESTAMP,
-    correlation_id TEXT, business_date TEXT, target_version TEXT, superseded_by TEXT, superseded_at TIMESTAMP,
-    failing_since TIMESTAMP, alerted_at TIMESTAMP, decided_by TEXT, decided_at TIMESTAMP, decision TEXT,
-    linked_order_number TEXT, business_at TIMESTAMP)"""
-#: columns added after the first release: an existing ledger gets them on first use
-ADDED_COLUMNS = {"superseded_by": "TEXT", "superseded_at": "TIMESTAMP", "failing_since": "TIMESTAMP",
-                 "alerted_at": "TIMESTAMP", "decided_by": "TEXT", "decided_at": "TIMESTAMP", "decision": "TEXT",
-                 # a person's link of a held deal to an existing ERP order (reconciliation pairs them)
-                 "linked_order_number": "TEXT",
-                 # the business clock of the night a confirmed write belongs to (business_time.py)
-                 "business_at": "TIMESTAMP"}
 OPEN_STATES = ("planned", "sent", "unknown")
 #: states a newer payload of the same key replaces (a `sent`/`unknown` write is read back first)
 REPLACEABLE_STATES = ("planned", "awaiting_approval", "held")
@@ -72,13 +59,8 @@ class Write:
 
 
 def ensure_ledger(wh: Warehouse) -> None:
-    with wh.begin() as conn:
-        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))
-        conn.execute(sa.text(DDL))
-        have = set(wh.table_columns(conn, "ops", "sor_writes"))
-        for col, typ in ADDED_COLUMNS.items():   # names and types from the fixed list above
-            if col not in have:
-                conn.execute(sa.text(f"ALTER TABLE ops.sor_writes ADD COLUMN {ident(col)} {typ}"))
+    """ops.sor_writes in its current layout (connectors/warehouse_schema), once per process."""
+    ensure(wh, LEDGER)
 
 
 def ledger_rows(wh: Warehouse, target_object: str | None = None) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""recon.breaks / recon.runs / recon.fx_rates: DDL and the stateful merge of one run's breaks.
+"""The stateful merge of one run's breaks into recon.breaks (the recon tables and view are
+connectors/warehouse_schema's; `ensure_recon_tables` makes sure of them and seeds the rates).
 
 A break's id is a hash of (recon_name, break_type, business_key), so the same problem keeps its
 id night after night: seen again → last_seen_at moves (first_seen_at stays; a resolved break
@@ -19,60 +20,13 @@ import hashlib
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from connectors.warehouse_schema import RECON, ensure_in
+
 from .config import FX_TO_USD
 
-#: every break with `counted_at_risk`: money at risk once per root cause — within a chain
-#: (deal → order → invoices → payments) the largest exposure, held by one break; the others 0
-COUNTED_SQL = (
-    "SELECT b.*, CASE WHEN b.category = 'break' AND row_number() OVER (PARTITION BY b.status, b.category, "
-    "coalesce(b.chain_key, b.break_id) ORDER BY b.amount_at_risk DESC, b.break_id) = 1 "
-    "THEN coalesce(b.amount_at_risk, 0) ELSE 0 END AS counted_at_risk FROM recon.breaks b")
-#: the same, over one run's staged findings
+#: money at risk once per root cause, as recon.breaks_counted counts it, over one run's staged findings
 STAGE_RISK_SQL = ("SELECT coalesce(sum(m), 0) FROM (SELECT max(amount_at_risk) AS m FROM recon_stage "
                   "WHERE category = 'break' GROUP BY coalesce(chain_key, break_id)) x")
-
-RECON_DDL = [
-    "CREATE SCHEMA IF NOT EXISTS recon",
-    """CREATE TABLE IF NOT EXISTS recon.breaks (
-        break_id TEXT PRIMARY KEY, recon_name TEXT, break_type TEXT, business_key TEXT, left_system TEXT,
-        right_system TEXT, left_amount DECIMAL(18,2), right_amount DECIMAL(18,2), amount_at_risk DECIMAL(18,2),
-        currency TEXT, first_seen_at TIMESTAMP, last_seen_at TIMESTAMP, status TEXT, resolved_at TIMESTAMP,
-        details TEXT, scope TEXT, amount_at_risk_doc DECIMAL(18,2), reporting_currency TEXT, run_id TEXT,
-        times_seen INTEGER)""",
-    """CREATE TABLE IF NOT EXISTS recon.runs (
-        run_id TEXT, recon_name TEXT, partition TEXT, left_rows BIGINT, right_rows BIGINT, matched BIGINT,
-        breaks_opened BIGINT, breaks_resolved BIGINT, breaks_open BIGINT, amount_at_risk DECIMAL(18,2),
-        started_at TIMESTAMP, finished_at TIMESTAMP, scope TEXT, as_of DATE, breaks_found BIGINT,
-        breaks_by_type TEXT, settings TEXT)""",
-    "CREATE TABLE IF NOT EXISTS recon.fx_rates (currency TEXT PRIMARY KEY, usd_per_unit DOUBLE PRECISION)",
-    # the business dates a break was first and last seen as of, and resolved as of; whether a run's
-    # findings were merged into recon.breaks (a re-run of an earlier date than the latest is not)
-    "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS first_seen_as_of DATE",
-    "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS last_seen_as_of DATE",
-    "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS resolved_as_of DATE",
-    "ALTER TABLE recon.runs ADD COLUMN IF NOT EXISTS merged BOOLEAN",
-    # what a person needs to act: category, when the problem began, who fixes it, in plain words,
-    # and the root-cause chain its money belongs to (issue 16)
-    "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS problem_date DATE",
-    "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS category TEXT",
-    "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS owner_system TEXT",
-    "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS reason TEXT",
-    "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS chain_key TEXT",
-    "ALTER TABLE recon.breaks ADD COLUMN IF NOT EXISTS amount_pending DECIMAL(18,2)",
-    "ALTER TABLE recon.runs ADD COLUMN IF NOT EXISTS pending_found BIGINT",
-    "ALTER TABLE recon.runs ADD COLUMN IF NOT EXISTS timing_found BIGINT",
-    "ALTER TABLE recon.runs ADD COLUMN IF NOT EXISTS amount_pending DECIMAL(18,2)",
-    # rows written before categories existed were all breaks
-    "UPDATE recon.breaks SET category = 'break' WHERE category IS NULL",
-    "DROP VIEW IF EXISTS recon.breaks_counted",
-    f"CREATE VIEW recon.breaks_counted AS {COUNTED_SQL}",
-]
-
-BREAK_COLUMNS = ("break_id", "recon_name", "break_type", "business_key", "left_system", "right_system",
-                 "left_amount", "right_amount", "amount_at_risk", "currency", "first_seen_at", "last_seen_at",
-                 "status", "resolved_at", "details", "scope", "amount_at_risk_doc", "reporting_currency",
-                 "run_id", "times_seen")
-
 
 def break_id(recon_name: str, break_type: str, business_key: str) -> str:
     """The same as the SQL in `merge_breaks` (md5 of 'recon|type|key', first 24 hex digits)."""
@@ -80,8 +34,10 @@ def break_id(recon_name: str, break_type: str, business_key: str) -> str:
 
 
 def ensure_recon_tables(conn: Connection) -> None:
-    for ddl in RECON_DDL:
-        conn.execute(sa.text(ddl))
+    """recon's tables and view in their current layout (connectors/warehouse_schema, once per
+    process), inside the caller's transaction; recon.fx_rates seeded with the planning rates
+    while it is empty (finance may edit it afterwards: runs read the table)."""
+    ensure_in(conn, RECON)
     if not conn.execute(sa.text("SELECT count(*) FROM recon.fx_rates")).scalar():
         conn.execute(sa.text("INSERT INTO recon.fx_rates (currency, usd_per_unit) VALUES (:c, :r)"),
                      [{"c": c, "r": r} for c, r in FX_TO_USD.items()])
