@@ -172,15 +172,15 @@ class _Handler(BaseHTTPRequestHandler):
                               "and you can find more details at https://developers.hubspot.com/docs/methods/auth/"
                               "oauth-overview", category="INVALID_AUTHENTICATION")
             self.close_connection = True   # its body is never read: the connection cannot be reused
+            faults.record(kind, 401)   # counted before the answer leaves: a client never sees it uncounted
             self._send(401, json.dumps(body).encode())
-            faults.record(kind, 401)
             return kind, 401, 0, ""
         raw = self._body()
         if raw is None:
             self.close_connection = True
+            faults.record(kind, 413)
             self._send(413, json.dumps(error_body(f"Request body larger than {MAX_BODY_BYTES} bytes",
                                                   category="VALIDATION_ERROR")).encode())
-            faults.record(kind, 413)
             return kind, 413, 0, ""
 
         # --- admin endpoints: no rate limit, no faults
@@ -194,8 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
                 body = error_body("You have reached your secondly limit.", category="RATE_LIMITS",
                                   errorType="RATE_LIMIT", policyName=SECONDLY)
                 del body["category"]
-                self._send(429, json.dumps(body).encode())
                 faults.record(kind, 429, policy=SECONDLY)
+                self._send(429, json.dumps(body).encode())
                 return kind, 429, 0, SECONDLY
         else:
             limit = faults.get("rate_limit_10s")
@@ -207,8 +207,8 @@ class _Handler(BaseHTTPRequestHandler):
                 body = error_body("You have reached your ten_secondly_rolling limit.", errorType="RATE_LIMIT",
                                   policyName=TEN_SECONDLY)
                 del body["category"]
-                self._send(429, json.dumps(body).encode(), headers)
                 faults.record(kind, 429, policy=TEN_SECONDLY)
+                self._send(429, json.dumps(body).encode(), headers)
                 return kind, 429, 0, TEN_SECONDLY
 
         # --- faults before processing
@@ -218,9 +218,9 @@ class _Handler(BaseHTTPRequestHandler):
         if faults.roll("error_rate_5xx"):
             code = faults.choice(sorted(_GATEWAY))
             msg = _GATEWAY[code]
+            faults.record(kind, code, fault="5xx")
             self._send(code, f"<html><body><h1>{code} {msg}</h1></body></html>".encode(), headers,
                        ctype="text/html")
-            faults.record(kind, code, fault="5xx")
             return kind, code, 0, "fault=5xx"
 
         # --- the API itself
@@ -229,8 +229,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         # --- faults after processing (the request WAS applied)
         if faults.roll("drop_rate"):
-            self._drop()
             faults.record(kind, "dropped", fault="drop")
+            self._drop()
             return kind, "dropped", 0, "fault=drop"
         note = ""
         if status in (200, 207) and kind in ("batch_update", "batch_upsert") and body.get("results") \
