@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 import sqlalchemy as sa
 
 from connectors.warehouse_schema import ALERT_LOG, ensure
-from orchestration.resources import SettingsResource, WarehouseResource
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +149,17 @@ def build_alert_sensor():
                         minimum_interval_seconds=30,
                         description="Every failed run → a row in ops.alerts and, if TRUEUP_ALERT_WEBHOOK_URL "
                                     "is set, a JSON POST to it.")
-    def trueup_run_failure_alert(context, settings: SettingsResource, warehouse: WarehouseResource):
-        webhook_url = settings.get().alert_webhook_url
+    def trueup_run_failure_alert(context):
+        from connectors.warehouse import Warehouse
+        from orchestration.config import load_settings
+
+        settings = load_settings()
         facts = failure_facts(context)
-        with warehouse.session() as wh:
-            alert = record_alert(wh, webhook_url=webhook_url, **facts)
+        wh = Warehouse(settings.warehouse_url)
+        try:
+            alert = record_alert(wh, webhook_url=settings.alert_webhook_url, **facts)
+        finally:
+            wh.dispose()
         context.log.info(f"alert {alert.alert_id} recorded for run {alert.run_id} ({alert.error_class})")
 
     return trueup_run_failure_alert
