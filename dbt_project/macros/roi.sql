@@ -59,11 +59,11 @@
 {% macro src_sor_writes() -%}
     {{ optional_source('ops', 'sor_writes', {'business_key': 'varchar', 'payload': 'varchar', 'updated_at': 'timestamp',
         'target_system': 'varchar', 'target_object': 'varchar', 'state': 'varchar', 'hold_reason': 'varchar',
-        'approved_by': 'varchar'}) }}
+        'approved_by': 'varchar', 'business_at': 'timestamp', 'business_date': 'varchar'}) }}
 {%- endmacro %}
 
 {#- recon.breaks with counted_at_risk: money at risk once per root cause (the view is
-    assets/reconcile/store.py's, the one definition of that count) -#}
+    connectors/warehouse_schema's, the one definition of that count) -#}
 {% macro src_recon_breaks() -%}
     {{ optional_source('recon', 'breaks_counted', {'break_id': 'varchar', 'recon_name': 'varchar', 'break_type': 'varchar',
         'business_key': 'varchar', 'left_system': 'varchar', 'right_system': 'varchar', 'left_amount': 'decimal(18,2)',
