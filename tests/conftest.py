@@ -6,6 +6,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
 pytest_plugins = [
+    "tests.fixtures_cli",
     "tests.fixtures_crm",
     "tests.fixtures_pg",
 ]

@@ -13,6 +13,7 @@ from assets.ingest.objects import ALL_OBJECTS
 from quality.contracts import CONTRACTS, contract_for
 from quality.gate import evaluate_batch
 from quality.gx_suites import GxValidator, build_suite
+from tests.contract_samples import GOOD
 
 VERSIONS = json.loads((Path(__file__).parents[1] / "quality/contracts/versions.json").read_text())
 
@@ -73,25 +74,6 @@ def test_configurations_read_once_per_validation_are_the_ones_gx_builds(validato
                 assert got.to_json_dict() == outside.to_json_dict() and got.type == outside.type
 
 
-GOOD = {
-    "crm_deals": {"id": "101", "dealname": "Deal 101", "dealstage": "closedwon", "amount": "1200.50",
-                  "deal_currency_code": "EUR", "closedate": "2026-10-01T10:00:00.000Z", "company_id": "7",
-                  "pipeline": "default", "updated_at": "2026-10-01T10:00:00.000Z", "archived": "false"},
-    "crm_contacts": {"id": "201", "email": "ana.smith@acme.example", "firstname": "Ana", "lastname": "Smith",
-                     "phone": "+1-555-1234567", "associatedcompanyid": "7", "updated_at": "2026-10-01T10:00:00Z",
-                     "archived": "false"},
-    "erp_invoices": {"invoice_number": "INV-1001", "order_number": "SO-1001", "customer_number": "C1001",
-                     "issue_date": "2026-10-01", "due_date": "2026-10-31", "currency": "USD", "amount": "99.90",
-                     "status": "open", "created_at": "2026-10-01T09:00:00.000000Z",
-                     "updated_at": "2026-10-01T09:00:00.000000Z"},
-    "erp_payments": {"payment_id": "PAY-1001", "invoice_number": "INV-1001", "amount": "99.90", "currency": "USD",
-                     "received_at": "2026-10-02T09:00:00.000000Z", "method": "wire",
-                     "created_at": "2026-10-02T09:00:00.000000Z", "updated_at": "2026-10-02T09:00:00.000000Z"},
-    "erp_sales_orders": {"order_number": "SO-1001", "customer_number": "C1001", "crm_deal_id": "101",
-                         "order_date": "2026-10-01", "currency": "USD", "total_amount": "1200.50", "status": "open",
-                         "source": "manual", "created_at": "2026-10-01T09:00:00.000000Z",
-                         "updated_at": "2026-10-01T09:00:00.000000Z"},
-}
 REFS = {"crm_company_ids": ["7", "8"], "erp_customer_numbers": ["C1001"], "erp_order_numbers": ["SO-1001"],
         "erp_invoice_numbers": ["INV-1001"]}
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import _pid_alive, env, trueup  # noqa: F401 - `env` is a fixture
+from tests.fixtures_cli import _pid_alive, trueup
 
 STEP_LINE = re.compile(r"^ {5}\[ ?(\d+)/(\d+)\] (✓|✗) (\S+) +(\d+\.\d)s(?:  (.+))?$")
 RUN_HEAD = re.compile(r"^   run (\d+): (nightly_sync|reconcile) (\S+)(?: \.\. (\S+))? \(\d+ days?\)$")

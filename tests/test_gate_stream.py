@@ -19,7 +19,7 @@ from quality.gate import ConservationError, evaluate_partitions
 from quality.gx_worker import GateDisagreement, GxWorkerError
 from quality.gx_suites import GxValidator
 from quality.store import ensure_quality_tables
-from tests.test_contracts import GOOD
+from tests.contract_samples import GOOD
 
 CONTRACT = contract_for("erp_invoices")
 DAY1, DAY2 = "2026-10-01", "2026-10-02"

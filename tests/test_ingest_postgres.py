@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import tests.test_ingest as base
 from connectors.warehouse import Warehouse
 from orchestration.config import load_settings
+from tests.ingest_checks import nightly_runs_make_warehouse_equal_to_sources
 from tests.world_fixtures import make_world
 
 pytestmark = pytest.mark.slow
@@ -46,13 +46,13 @@ def _assert_warehouse_is_postgres():
 
 def test_nightly_runs_make_postgres_warehouse_equal_to_sources(pg_world):
     assert load_settings().warehouse_is_postgres
-    base.test_nightly_runs_make_warehouse_equal_to_sources(pg_world)
+    nightly_runs_make_warehouse_equal_to_sources(pg_world)
     _assert_warehouse_is_postgres()
 
 
 def test_nightly_runs_with_erp_and_warehouse_in_postgres(pg_erp_world):
     assert load_settings().erp_url.startswith("postgresql")
-    base.test_nightly_runs_make_warehouse_equal_to_sources(pg_erp_world)
+    nightly_runs_make_warehouse_equal_to_sources(pg_erp_world)
     _assert_warehouse_is_postgres()
 
 

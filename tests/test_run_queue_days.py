@@ -9,14 +9,12 @@ a per-day tag, so the per-value tag limits cannot hold it against a run of a day
 `business_day_writes` (assets/pools.py), limited to one run in progress at a time."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import yaml
-from dagster import AssetKey, DagsterInstance, DagsterRunStatus
+from dagster import DagsterInstance, DagsterRunStatus
 
-ORCH = Path(__file__).resolve().parents[1] / "orchestration"
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+from tests.run_queue import ORCH, RANGE_END, RANGE_START, Queue, backfill_tags  # noqa: F401
 
 
 @pytest.fixture(params=["local", "production"])
@@ -51,62 +49,11 @@ def defs():
     return build_definitions()
 
 
-class Queue:
-    """Runs as the UI, the schedule and the backfill daemon submit them (QUEUED), and the queue
-    daemon's pass that decides which of them start."""
-
-    def __init__(self, instance: DagsterInstance, defs):
-        from dagster._core.workspace.context import WorkspaceProcessContext
-        from dagster._core.workspace.load_target import EmptyWorkspaceTarget
-        from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
-
-        self.instance, self.defs = instance, defs
-        self.context = WorkspaceProcessContext(instance, EmptyWorkspaceTarget())
-        self.daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
-
-    def submit(self, job_name: str, tags: dict, assets: set | None = None, status=DagsterRunStatus.QUEUED,
-               run_config: dict | None = None) -> str:
-        """The run as the code location's job plans it (its steps, so its pools), queued."""
-        from dagster._core.remote_origin import (
-            InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin)
-        from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-
-        job = (self.defs.resolve_implicit_global_asset_job_def() if job_name == "__ASSET_JOB"
-               else self.defs.resolve_job_def(job_name))
-        location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="orchestration.definitions"),
-                                               location_name="trueup")
-        origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), job.name)
-        run = self.instance.create_run_for_job(job, status=status, tags=tags, asset_selection=assets,
-                                               remote_job_origin=origin, run_config=run_config)
-        return run.run_id
-
-    def pass_(self) -> None:
-        list(self.daemon.run_iteration(self.context))
-
-    def status(self, run_id: str) -> DagsterRunStatus:
-        return self.instance.get_run_by_id(run_id).status
-
-    def started(self, run_id: str) -> bool:
-        return self.status(run_id) not in (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED)
-
-    def finish(self, run_id: str) -> None:
-        self.instance.report_run_failed(self.instance.get_run_by_id(run_id))
-
-    def close(self) -> None:
-        self.daemon.__exit__(None, None, None)
-        self.context.__exit__(None, None, None)
-
-
 @pytest.fixture
 def queue(instance, defs):
     q = Queue(instance, defs)
     yield q
     q.close()
-
-
-def backfill_tags(start: str, end: str) -> dict:
-    """A single-run backfill launched from the UI: range tags only."""
-    return {RANGE_START: start, RANGE_END: end, "dagster/backfill": "abcdefgh"}
 
 
 def test_the_instance_limits_writing_runs_to_one_at_a_time(instance, defs):
