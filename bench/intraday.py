@@ -170,6 +170,7 @@ def measured(home: Path, a: dict) -> dict:
     from orchestration.config import load_settings
     from orchestration.definitions import build_definitions
     from orchestration.intraday import build_intraday_sensor
+    from orchestration.resources import default_resources
     from orchestration.runner import open_instance, run_job
 
     base, token = a["base_url"], a["token"]
@@ -195,6 +196,7 @@ def measured(home: Path, a: dict) -> dict:
     defs = build_definitions()
     job = defs.resolve_job_def("intraday_publish")
     sensor = build_intraday_sensor(job, running=True, interval_seconds=max(1, int(a["interval"])))
+    resources = default_resources()   # what the daemon gives the sensor's ticks
 
     # --- measured phase: HubSpot's limits on, the server's counts from zero
     sandbox_admin(base, token, "POST", "/_sandbox/knobs", {"rate_limit_10s": CRM_LIMIT_10S,
@@ -228,7 +230,8 @@ def measured(home: Path, a: dict) -> dict:
                 k += 1
                 at = time.time()
                 try:
-                    result = sensor(build_sensor_context(instance=instance, cursor=cursor))
+                    with build_sensor_context(instance=instance, cursor=cursor, resources=resources) as ctx:
+                        result = sensor(ctx)
                 except Exception as exc:     # noqa: BLE001 - a failed tick, as the daemon records it
                     ticks.append({"at": at, "seconds": time.time() - at, "error": repr(exc)})
                     continue

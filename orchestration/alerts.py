@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 import sqlalchemy as sa
 
 from connectors.warehouse_schema import ALERT_LOG, ensure
+from orchestration.resources import SettingsResource, WarehouseResource
 
 log = logging.getLogger(__name__)
 
@@ -149,17 +150,11 @@ def build_alert_sensor():
                         minimum_interval_seconds=30,
                         description="Every failed run → a row in ops.alerts and, if TRUEUP_ALERT_WEBHOOK_URL "
                                     "is set, a JSON POST to it.")
-    def trueup_run_failure_alert(context):
-        from connectors.warehouse import Warehouse
-        from orchestration.config import load_settings
-
-        settings = load_settings()
+    def trueup_run_failure_alert(context, settings: SettingsResource, warehouse: WarehouseResource):
+        webhook_url = settings.get().alert_webhook_url
         facts = failure_facts(context)
-        wh = Warehouse(settings.warehouse_url)
-        try:
-            alert = record_alert(wh, webhook_url=settings.alert_webhook_url, **facts)
-        finally:
-            wh.dispose()
+        with warehouse.session() as wh:
+            alert = record_alert(wh, webhook_url=webhook_url, **facts)
         context.log.info(f"alert {alert.alert_id} recorded for run {alert.run_id} ({alert.error_class})")
 
     return trueup_run_failure_alert

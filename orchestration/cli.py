@@ -62,14 +62,11 @@ def cmd_backfill(args, settings: Settings) -> None:
 def cmd_migrate(args, settings: Settings) -> None:
     """Bring the warehouse's layout up to date (re-runnable; see assets/migrations.py)."""
     from assets.migrations import migrate
-    from connectors.warehouse import Warehouse
+    from orchestration.warehouse_session import warehouse_session
 
-    wh = Warehouse(settings.warehouse_url)
-    try:
+    with warehouse_session(settings.warehouse_url) as wh:
         for line in migrate(wh):
             print(f"migration {line}")
-    finally:
-        wh.dispose()
 
 
 def cmd_replay(args, settings: Settings) -> None:
@@ -94,10 +91,11 @@ def cmd_approve(args, settings: Settings) -> None:
 
 
 def cmd_quarantine_list(args, settings: Settings) -> None:
-    from connectors.warehouse import Warehouse
+    from orchestration.warehouse_session import warehouse_session
     from quality.store import open_quarantine
 
-    df = open_quarantine(Warehouse(settings.warehouse_url), args.contract)
+    with warehouse_session(settings.warehouse_url) as wh:
+        df = open_quarantine(wh, args.contract)
     if df.empty:
         print("no open quarantine entries")
         return
@@ -108,10 +106,11 @@ def cmd_quarantine_list(args, settings: Settings) -> None:
 
 
 def cmd_quarantine_discard(args, settings: Settings) -> None:
-    from connectors.warehouse import Warehouse
+    from orchestration.warehouse_session import warehouse_session
     from quality.store import resolve
 
-    n = resolve(Warehouse(settings.warehouse_url), [args.id], "discarded", _actor(args), args.reason)
+    with warehouse_session(settings.warehouse_url) as wh:
+        n = resolve(wh, [args.id], "discarded", _actor(args), args.reason)
     if not n:
         raise CliError(f"no open quarantine entry {args.id}")
     print(f"discarded {args.id} (by {_actor(args)}: {args.reason})")
@@ -119,13 +118,10 @@ def cmd_quarantine_discard(args, settings: Settings) -> None:
 
 def cmd_writes_list(args, settings: Settings) -> None:
     from assets.publish.ledger import waiting
-    from connectors.warehouse import Warehouse
+    from orchestration.warehouse_session import warehouse_session
 
-    wh = Warehouse(settings.warehouse_url)
-    try:
+    with warehouse_session(settings.warehouse_url) as wh:
         df = waiting(wh)
-    finally:
-        wh.dispose()
     if df.empty:
         print("no writes waiting for a person")
         return
@@ -137,15 +133,13 @@ def cmd_writes_list(args, settings: Settings) -> None:
 
 
 def _writes_decision(args, settings: Settings, fn) -> None:
-    from connectors.warehouse import Warehouse
+    from orchestration.warehouse_session import warehouse_session
 
-    wh = Warehouse(settings.warehouse_url)
-    try:
-        print(fn(wh))
-    except LookupError as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        wh.dispose()
+    with warehouse_session(settings.warehouse_url) as wh:
+        try:
+            print(fn(wh))
+        except LookupError as exc:
+            raise CliError(str(exc)) from None
 
 
 def cmd_writes_release(args, settings: Settings) -> None:

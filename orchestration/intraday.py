@@ -37,6 +37,7 @@ from dagster import (
 from assets.asset_run import RETRY, recorded_run, step_facts
 from assets.pools import BUSINESS_DAY_WRITES
 from assets.publish.run import DEFAULT_APPROVAL_THRESHOLD
+from orchestration.resources import CrmResource, SettingsResource
 
 JOB_NAME = "intraday_publish"
 SENSOR_NAME = "intraday_closed_won_sensor"
@@ -169,24 +170,22 @@ def build_intraday_sensor(job_def, *, running: bool, interval_seconds: int,
             description="Every few minutes: CRM deals that closed won since the last look (search by "
                         "hs_lastmodifieddate; cursor = the newest change seen) start intraday_publish for "
                         "those deals. On by default when TRUEUP_INTRADAY is on.")
-    def intraday_closed_won_sensor(context: SensorEvaluationContext):
+    def intraday_closed_won_sensor(context: SensorEvaluationContext, settings: SettingsResource,
+                                   crm: CrmResource):
         from assets.publish.intraday import Cursor, look_for_closed_won
         from connectors.errors import classify
-        from connectors.hubspot import HubSpotClient
-        from orchestration.config import load_settings
 
-        settings = load_settings()
+        config = settings.get()
         now = clock() if clock else dt.datetime.now(dt.timezone.utc)
         cursor = Cursor.from_json(context.cursor)
-        client = HubSpotClient(settings.crm_base_url, settings.crm_token, max_retries=2, timeout=10)
-        try:
-            look = look_for_closed_won(client, cursor, now, settings.timezone, settings.publish_from)
-        except Exception as exc:
-            if classify(exc) == "transient":    # the CRM busy or down: look again next time, from the same place
-                return SkipReason(f"CRM unavailable ({exc}); will look again")
-            raise
-        finally:
-            client.close()
+        # a quick look: few retries, a short timeout (the next tick looks again)
+        with crm.quick_client(max_retries=2, timeout=10) as client:
+            try:
+                look = look_for_closed_won(client, cursor, now, config.timezone, config.publish_from)
+            except Exception as exc:
+                if classify(exc) == "transient":    # the CRM busy or down: look again next time, from the same place
+                    return SkipReason(f"CRM unavailable ({exc}); will look again")
+                raise
         since = dt.datetime.fromtimestamp(look.since_ms / 1000, dt.timezone.utc).strftime("%H:%M:%S UTC")
         if not look.found:
             return SensorResult(skip_reason=f"no deal closed won since {since} ({look.modified} deal(s) modified)",

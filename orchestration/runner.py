@@ -76,16 +76,18 @@ def business_days_claimed(settings: Settings, start: dt.date, end: dt.date, run_
     checks Dagster's own record of runs in progress (the schedule's, the sensors', the UI's).
     A day held either way refuses the run with one line: which run holds it, since when."""
     from connectors.locks import LockBusy, try_lock
-    from connectors.warehouse import Warehouse
+    from orchestration.warehouse_session import warehouse_session
 
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
 
     days = [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
     # each day's advisory lock lives on its own session: a range needs one connection per day,
-    # more than the warehouse's pool (2 + 2) gives
-    engine = (sa.create_engine(Warehouse(settings.warehouse_url).engine.url, poolclass=NullPool)
-              if settings.warehouse_is_postgres else None)
+    # more than the warehouse's pool (2 + 2) gives; the warehouse's own URL names its driver
+    engine = None
+    if settings.warehouse_is_postgres:
+        with warehouse_session(settings.warehouse_url) as wh:
+            engine = sa.create_engine(wh.engine.url, poolclass=NullPool)
     held = []
     try:
         for day in days:

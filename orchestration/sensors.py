@@ -6,29 +6,28 @@ import json
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
+from orchestration.resources import LandingResource, WarehouseResource
+
 
 def build_export_sensor(job, partitions_def):
     @sensor(job=job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
             description="Starts erp_export_ingest for each complete ERP export not yet loaded.")
-    def erp_export_sensor(context: SensorEvaluationContext):
+    def erp_export_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource,
+                          landing: LandingResource):
         from assets.ingest.erp_extract import manifest_digest
         from assets.ingest.export_log import loaded_digests
         from connectors.erp_exports import list_exports
         from connectors.errors import TransientError
-        from connectors.warehouse import Warehouse
-        from orchestration.config import load_settings
 
-        settings = load_settings()
         requested = json.loads(context.cursor) if context.cursor else {}
         try:
-            wh = Warehouse(settings.warehouse_url, lock_timeout_s=2)
-            loaded = loaded_digests(wh)
-            wh.dispose()
+            with warehouse.session(lock_timeout_s=2) as wh:   # a tick does not wait for a run's lock
+                loaded = loaded_digests(wh)
         except TransientError:
             return SkipReason("warehouse busy (another process holds the DuckDB lock); will look again")
         valid_keys = set(partitions_def.get_partition_keys())
         requests, rejected = [], []
-        for check in list_exports(settings.landing_dir):
+        for check in list_exports(landing.dir()):
             day = check.folder.name
             if day not in valid_keys:
                 continue

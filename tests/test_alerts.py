@@ -108,6 +108,7 @@ def test_sensor_alerts_on_real_failed_run(tiny_world, receiver, monkeypatch):
     from connectors.warehouse import Warehouse
     from orchestration.alerts import build_alert_sensor
     from orchestration.config import load_settings
+    from orchestration.resources import default_resources
     from orchestration.runner import run_job
 
     monkeypatch.setenv("TRUEUP_CRM_TOKEN", "wrong-token-" + "x" * 8)
@@ -121,10 +122,10 @@ def test_sensor_alerts_on_real_failed_run(tiny_world, receiver, monkeypatch):
         run = instance.get_run_by_id(outcome.run_id)
         failure = instance.all_logs(outcome.run_id, of_type=DagsterEventType.RUN_FAILURE)
         assert failure, "the run recorded no RUN_FAILURE event"
-        context = build_run_status_sensor_context(
-            sensor_name=sensor.name, dagster_event=failure[0].dagster_event, dagster_instance=instance,
-            dagster_run=run).for_run_failure()
-        sensor(context)
+        with build_run_status_sensor_context(
+                sensor_name=sensor.name, dagster_event=failure[0].dagster_event, dagster_instance=instance,
+                dagster_run=run, resources=default_resources()).for_run_failure() as context:
+            sensor(context)
 
     wh = Warehouse(load_settings().warehouse_url)
     rows = wh.query_df("SELECT * FROM ops.alerts WHERE run_id = :r", {"r": outcome.run_id}).to_dict("records")

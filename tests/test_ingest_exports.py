@@ -191,7 +191,7 @@ def test_new_export_column_is_carried_along_and_reported(export_world):
 def _tick(defs, instance, cursor):
     sensor = defs.resolve_sensor_def("erp_export_sensor")
     ctx = build_sensor_context(instance_ref=instance.get_ref(), cursor=cursor, definitions=defs,
-                               sensor_name=sensor.name, repository_name="__repository__")
+                               sensor_name=sensor.name, repository_name="__repository__", resources=defs.resources)
     with ctx:
         return sensor.evaluate_tick(ctx)
 

@@ -88,8 +88,10 @@ def sensor_for(clock_box: list):
 
 def tick(sensor, cursor: str | None):
     """One evaluation, as the daemon makes it: (run requests, skip reason, new cursor)."""
-    with DagsterInstance.ephemeral() as instance:
-        ctx = build_sensor_context(instance=instance, cursor=cursor)
+    from orchestration.resources import default_resources
+
+    with DagsterInstance.ephemeral() as instance, \
+            build_sensor_context(instance=instance, cursor=cursor, resources=default_resources()) as ctx:
         result = sensor(ctx)
     if isinstance(result, SkipReason):
         return [], result.skip_message, cursor
