@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from connectors.clock import utc_now
 from connectors.errors import classify
 from connectors.warehouse import Warehouse
 from connectors.warehouse_schema import RUN_FACTS, ensure
@@ -14,10 +15,6 @@ from connectors.warehouse_schema import RUN_FACTS, ensure
 def ensure_ops_tables(wh: Warehouse) -> None:
     """ops.sync_runs and ops.export_loads (connectors/warehouse_schema), once per process."""
     ensure(wh, RUN_FACTS)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
 @dataclass
@@ -35,7 +32,7 @@ class RunFacts:
     rows_echo: int = 0      # the platform's own CRM writes seen again: not business changes
     window_start: dt.datetime | None = None
     window_end: dt.datetime | None = None
-    started_at: dt.datetime = field(default_factory=_now)
+    started_at: dt.datetime = field(default_factory=utc_now)
 
 
 def write_sync_runs(wh: Warehouse, facts_list: list[RunFacts], error: BaseException | None = None) -> None:
@@ -45,7 +42,7 @@ def write_sync_runs(wh: Warehouse, facts_list: list[RunFacts], error: BaseExcept
     status = "failure" if error is not None else "success"
     error_class = classify(error) if error is not None else None
     message = str(error)[:1000] if error is not None else None
-    finished = _now()
+    finished = utc_now()
     ensure_ops_tables(wh)
     with wh.begin() as conn:
         conn.execute(sa.text(

@@ -3,13 +3,13 @@ validated rows (partition replaced), quarantine entries (upserted, never duplica
 releases of keys that now pass, and the gate result."""
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 
 import pandas as pd
 import sqlalchemy as sa
 
+from connectors.clock import utc_now
 from connectors.warehouse import Warehouse, ident
 from connectors.warehouse_schema import QUALITY, ensure, ensure_in
 
@@ -37,10 +37,6 @@ def quarantine_id(contract: str, business_key: str) -> str:
     return hashlib.sha256(f"{contract}|{business_key}".encode()).hexdigest()[:20]
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
 def _data_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if not c.startswith("_") and c != "failed_expectations"]
 
@@ -54,7 +50,7 @@ def persist_gates(wh: Warehouse, outcomes: dict[str, GateOutcome], run_id: str,
         if outcomes and next(iter(outcomes.values())).contract.direction == "outbound":
             # outbound rows are not stored as validated data: the ledger carries what passed
             for partition, outcome in outcomes.items():
-                upsert_quarantine(wh, conn, outcome.contract, outcome.quarantined, run_id, _now(), partition)
+                upsert_quarantine(wh, conn, outcome.contract, outcome.quarantined, run_id, utc_now(), partition)
                 gate_result(conn, outcome, partition, run_id, "outbound")
             return
         for partition, outcome in outcomes.items():
@@ -64,16 +60,11 @@ def persist_gates(wh: Warehouse, outcomes: dict[str, GateOutcome], run_id: str,
             ensure_current_view(wh, conn, c.object, c.key)
 
 
-def persist_gate(wh: Warehouse, outcome: GateOutcome, partition: str, run_id: str,
-                 replace_partition: bool = True, batch: str = "day") -> None:
-    persist_gates(wh, {partition: outcome}, run_id, replace_partition, batch)
-
-
 def _persist_one(wh: Warehouse, conn, outcome: GateOutcome, partition: str, run_id: str,
                  replace_partition: bool, kind: str) -> None:
     c = outcome.contract
     table = f"validated.{ident(c.object)}"
-    now = _now()
+    now = utc_now()
     cols = list(dict.fromkeys(_data_columns(outcome.passed) + _data_columns(outcome.quarantined)))
     wh.ensure_text_table(conn, "validated", c.object, cols + ["_partition", "_run_id", "_validated_at"],
                          typed={"_validated_at": "TIMESTAMP"})
@@ -262,7 +253,7 @@ def count_attempts(wh: Warehouse, contract: str, still_failing: list[str], run_i
     """A replay that still fails: attempts + 1, and the attempt is recorded."""
     if not still_failing:
         return
-    now = _now()
+    now = utc_now()
     ids = [quarantine_id(contract, k) for k in still_failing]
     with wh.begin() as conn:
         conn.execute(sa.text("UPDATE quality.quarantine SET attempts = attempts + 1, last_seen_at = :at "
@@ -276,7 +267,7 @@ def resolve(wh: Warehouse, quarantine_ids: list[str], status: str, actor: str, r
     """Mark entries released or discarded — an explicit, recorded action (who, when, why)."""
     if status not in ("released", "discarded"):
         raise ValueError("status must be released or discarded")
-    now = _now()
+    now = utc_now()
     ensure_quality_tables(wh)
     with wh.begin() as conn:
         found = wh.read_df(conn, "SELECT quarantine_id FROM quality.quarantine WHERE quarantine_id = :id" +

@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
+from connectors.clock import utc_now
 from connectors.warehouse import Warehouse, ident
 from quality.batch import PARTITION
 from quality.contracts.rules import Contract
@@ -18,7 +19,6 @@ from quality.gate import CHUNK_ROWS, ConservationError, GateOutcome, GateRun
 from quality.references import load_references
 from quality.reports import write_gate_report
 from quality.store import (
-    _now,
     ensure_current_view,
     ensure_quality_tables,
     gate_result,
@@ -103,7 +103,7 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
                 conn.execute(sa.text(f"SET threads = {int(threads)}"))
             try:
                 clock.lap("rows per day + duplicated keys")
-                now = _now()
+                now = utc_now()
                 # partition order matters only across days: a key's quarantine entry records its latest failure
                 ordered = sql + (" ORDER BY _partition" if first != last else "")
                 failing = _FailingRows(wh, conn, contract, run_id, now)
@@ -138,7 +138,7 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
             conn.execute(sa.text(f"DELETE FROM validated.{ident(obj)} WHERE _partition IN :ps").bindparams(
                 sa.bindparam("ps", expanding=True)), {"ps": blocked})
         _check_written(wh, conn, contract, outcomes, params)
-        release_passed(conn, contract, first, last, run_id, _now())
+        release_passed(conn, contract, first, last, run_id, utc_now())
         for p in partitions:
             gate_result(conn, outcomes[p], p, run_id)
         ensure_current_view(wh, conn, obj, key)

@@ -1,24 +1,11 @@
 """ops.export_loads: every verification of an ERP export, loaded or rejected, with the reason."""
 from __future__ import annotations
 
-import datetime as dt
-
 import sqlalchemy as sa
 
 from assets.run_facts import ensure_ops_tables
+from connectors.clock import utc_now
 from connectors.warehouse import Warehouse
-
-
-def record_export_load(wh: Warehouse, export_date: str, manifest_sha256: str | None, status: str,
-                       reason: str | None, rows: dict, run_id: str | None) -> None:
-    ensure_ops_tables(wh)
-    with wh.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO ops.export_loads (export_date, manifest_sha256, status, reason, rows_invoices, "
-            "rows_payments, run_id, checked_at) VALUES (:d, :sha, :status, :reason, :ri, :rp, :run, :at)"),
-            {"d": export_date, "sha": manifest_sha256, "status": status, "reason": reason,
-             "ri": rows.get("invoices.csv"), "rp": rows.get("payments.csv"), "run": run_id,
-             "at": dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)})
 
 
 def record_export_loads(wh: Warehouse, loads: list[tuple], run_id: str | None) -> None:
@@ -26,7 +13,7 @@ def record_export_loads(wh: Warehouse, loads: list[tuple], run_id: str | None) -
     if not loads:
         return
     ensure_ops_tables(wh)
-    at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    at = utc_now()
     with wh.begin() as conn:
         conn.execute(sa.text(
             "INSERT INTO ops.export_loads (export_date, manifest_sha256, status, reason, rows_invoices, "

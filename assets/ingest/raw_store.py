@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import sqlalchemy as sa
 
+from connectors.clock import utc_now
 from connectors.warehouse import Warehouse, ident
 
 from .objects import LOAD_COLUMNS, VERSION_HASH, SourceObject
@@ -33,10 +34,6 @@ class LandResult:
     rows_seen: int = 0          # versions in the batch for this day
     rows_written: int = 0       # of which new to raw (the rest were already held)
     new_columns: list[str] = field(default_factory=list)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
 def version_hash_sql(obj: SourceObject, columns: list[str], alias: str = "") -> str:
@@ -57,7 +54,7 @@ def land_versions(wh: Warehouse, obj: SourceObject, rows: pd.DataFrame, run_id: 
     version belongs to) into raw.<obj>, in one transaction. `source_of(day)` names where the
     rows came from. Returns per day (every day of `rows`, and every day in `days`) how many
     versions were seen and how many were new."""
-    loaded_at = _now()
+    loaded_at = utc_now()
     extra = [c for c in rows.columns if c not in obj.columns and not c.startswith("_")]
     data_cols = list(obj.columns) + list(dict.fromkeys(extra))
     results = {d: LandResult() for d in days}

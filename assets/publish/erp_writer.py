@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
@@ -98,9 +97,3 @@ def _send_one(wh: Warehouse, engine, obj: str, w: Write, run_id: str) -> str:
         return "rejected"
     set_state(wh, [w.write_id], "confirmed", run_id)
     return "confirmed"
-
-
-def confirmed_payloads(wh: Warehouse, target_object: str) -> pd.DataFrame:
-    df = wh.query_df("SELECT business_key, payload FROM ops.sor_writes WHERE target_object = :t AND "
-                     "target_system = 'erp' AND state = 'confirmed'", {"t": target_object})
-    return df

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
+from connectors.clock import utc_now
 from connectors.warehouse import Warehouse
 from connectors.warehouse_schema import LEDGER, ensure
 
@@ -32,8 +33,7 @@ OPEN_STATES = ("planned", "sent", "unknown")
 REPLACEABLE_STATES = ("planned", "awaiting_approval", "held")
 
 
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+now = utc_now   # the ledger's clock (naive UTC); others import it from here
 
 
 def payload_hash(payload: dict) -> str:
@@ -61,16 +61,6 @@ class Write:
 def ensure_ledger(wh: Warehouse) -> None:
     """ops.sor_writes in its current layout (connectors/warehouse_schema), once per process."""
     ensure(wh, LEDGER)
-
-
-def ledger_rows(wh: Warehouse, target_object: str | None = None) -> pd.DataFrame:
-    ensure_ledger(wh)
-    sql = "SELECT * FROM ops.sor_writes"
-    params = {}
-    if target_object:
-        sql += " WHERE target_object = :t"
-        params["t"] = target_object
-    return wh.query_df(sql, params)
 
 
 def plan(wh: Warehouse, writes: list[Write], run_id: str, state: str = "planned", hold_reason: str | None = None,
