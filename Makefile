@@ -4,7 +4,7 @@ export DO_NOT_TRACK := 1
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test ui bench clean
+.PHONY: setup demo test test-fast ui bench clean
 
 $(BIN)/trueup: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -39,7 +39,12 @@ test: setup            ## the whole test suite (starts its own PostgreSQL)
 	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
 		{ apt-get install -y chromium >/dev/null 2>&1 || \
 		  { apt-get update >/dev/null 2>&1 && apt-get install -y chromium >/dev/null 2>&1; }; } || true
-	$(BIN)/python -m pytest -q
+	@# one worker per core (pytest-xdist): tests/unit, tests/integration (worlds, Dagster runs,
+	@# PostgreSQL) and tests/e2e (the CLI, the demo, the UI) spread over them
+	$(BIN)/python -m pytest -q -n auto
+
+test-fast: setup       ## the inner loop: tests/unit (no generated world, no Dagster run)
+	$(BIN)/python -m pytest -q -n auto tests/unit
 
 ui: setup              ## the Dagster UI on http://127.0.0.1:3000
 	$(BIN)/trueup ui

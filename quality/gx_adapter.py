@@ -5,7 +5,7 @@ The gate's code imports GX through `import_gx()`: it turns GX's analytics off be
 import and refuses a major version other than 1 (the suites are written against GX 1.x).
 
 The adjustments make GX faster and change nothing it checks or counts —
-tests/test_gx_adapter.py validates every kind of rule with and without them and compares
+tests/unit/test_gx_adapter.py validates every kind of rule with and without them and compares
 the unexpected rows and counts:
 
 1. no data fingerprint (`skip_data_fingerprint`): GX md5-hashes every pandas batch below 1 GB
@@ -17,7 +17,7 @@ the unexpected rows and counts:
 They reach into GX's private modules, which any release may change. So they are applied only
 on a major.minor in TESTED_VERSIONS; on another 1.x the gate warns once (`UntestedGxVersion`)
 and runs GX as shipped — slower, with the same counts. To support a new release: run
-tests/test_gx_adapter.py and tests/test_contracts.py against it, then add it here.
+tests/unit/test_gx_adapter.py and tests/unit/test_contracts.py against it, then add it here.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import os
 import threading
 import warnings
 
-# the GX releases the adjustments below were checked against (tests/test_gx_adapter.py)
+# the GX releases the adjustments below were checked against (tests/unit/test_gx_adapter.py)
 TESTED_VERSIONS = {(1, 24)}
 SUPPORTED_MAJOR = 1
 
@@ -70,7 +70,7 @@ def adjust() -> bool:
             tested = ", ".join(f"{a}.{b}" for a, b in sorted(TESTED_VERSIONS))
             warnings.warn(f"great_expectations {gx.__version__} was not tested with the gate's adjustments "
                           f"(tested: {tested}); GX runs as shipped — slower, same counts. Run "
-                          f"tests/test_gx_adapter.py against it and add it to quality/gx_adapter.TESTED_VERSIONS.",
+                          f"tests/unit/test_gx_adapter.py against it and add it to quality/gx_adapter.TESTED_VERSIONS.",
                           UntestedGxVersion, stacklevel=2)
         return False
     skip_data_fingerprint()
@@ -84,7 +84,7 @@ def skip_data_fingerprint() -> None:
     chunk's validation (0.37 of 0.61 s, cProfile) while one 5M-row frame skipped it. The gate
     reads only GX's counts, so its batches are not fingerprinted at any size: what GX checks
     and counts is unchanged. (A module constant of GX's pandas engine; if a GX release drops
-    it, batches are hashed again — slower, still correct; tests/test_contracts.py notices.)"""
+    it, batches are hashed again — slower, still correct; tests/unit/test_contracts.py notices.)"""
     from great_expectations.execution_engine import pandas_execution_engine
 
     if hasattr(pandas_execution_engine, "HASH_THRESHOLD"):
@@ -103,7 +103,7 @@ def configurations_once_per_validation() -> None:
     pydantic calls; two such rules over 250k rows: 0.73 s, 0.19 s read once). Within
     `one_validation()` the fields are read once per expectation and every request gets a fresh
     configuration built from them, as GX builds it (the same type, kwargs, meta, notes,
-    description, severity, id and rendered content; tests/test_contracts.py compares the two
+    description, severity, id and rendered content; tests/unit/test_contracts.py compares the two
     for every kind of rule). Outside a validation GX's own property runs unchanged."""
     from great_expectations.expectations.expectation import Expectation, FailureSeverity, camel_to_snake
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration

@@ -4,7 +4,7 @@
 here and hold no DDL. A writer ensures its group before it writes (`ensure(wh, LEDGER)`):
 the group is created or upgraded the first time in a process, later calls cost nothing.
 The dbt sources and the SQL reports that read these tables are checked against these
-definitions by tests/test_warehouse_schema.py.
+definitions by tests/unit/test_warehouse_schema.py.
 
 It sits beside the warehouse connector, below `assets/` and `quality/`, because both write
 these tables (the gate's quarantine and results are written by `quality/store.py`). The

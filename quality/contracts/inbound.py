@@ -2,7 +2,7 @@
 
 Each contract is a Great Expectations suite (see quality/gx_suites.py) named
 `<object>.inbound`; its version lives in the suite's meta. Changing a rule without bumping
-the version fails tests/test_contracts.py (quality/contracts/versions.json records the
+the version fails tests/unit/test_contracts.py (quality/contracts/versions.json records the
 fingerprint of every version).
 """
 from __future__ import annotations

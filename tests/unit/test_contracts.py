@@ -15,7 +15,7 @@ from quality.gate import evaluate_batch
 from quality.gx_suites import GxValidator, build_suite
 from tests.contract_samples import GOOD
 
-VERSIONS = json.loads((Path(__file__).parents[1] / "quality/contracts/versions.json").read_text())
+VERSIONS = json.loads((Path(__file__).parents[2] / "quality/contracts/versions.json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import requests
 
 from tests.world_fixtures import tiny_world  # noqa: F401 - fixture
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 # the UI launches runs directly (DefaultRunCoordinator → DefaultRunLauncher subprocess):

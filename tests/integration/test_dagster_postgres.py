@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from tests.world_fixtures import tiny_world  # noqa: F401 - fixture
 
-PRODUCTION_YAML = Path(__file__).resolve().parents[1] / "orchestration" / "dagster_production.yaml"
+PRODUCTION_YAML = Path(__file__).resolve().parents[2] / "orchestration" / "dagster_production.yaml"
 
 
 def test_production_yaml_is_documented_and_env_only():
@@ -31,7 +31,7 @@ def test_production_yaml_is_documented_and_env_only():
     limits = {lim["key"]: lim for lim in cfg["concurrency"]["runs"]["tag_concurrency_limits"]}
     for key in ("dagster/partition", "trueup/business_date"):
         assert limits[key]["value"] == {"applyLimitPerUniqueValue": True} and limits[key]["limit"] == 1
-    # and one run writing business days at a time, whatever days (tests/test_run_queue_days.py)
+    # and one run writing business days at a time, whatever days (tests/integration/test_run_queue_days.py)
     assert cfg["concurrency"]["pools"] == {"granularity": "run", "default_limit": 1}
     # the DefaultRunLauncher cannot tell that a run's process died: only a maximum runtime frees
     # a run left STARTED by a killed process, which would otherwise hold its day's slot of the

@@ -24,7 +24,7 @@ from tests.fixtures_crm import crm_sandbox  # noqa: F401 - fixture
 from tests.world_fixtures import tiny_world  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TRUEUP = [str(BIN / "trueup")] if (BIN / "trueup").exists() else [sys.executable, "-m", "orchestration.cli"]
 

@@ -265,13 +265,13 @@ def test_a_deal_whose_erp_customer_does_not_exist_yet_waits_for_the_night(day_th
 
 # ------------------------------------------------------------------------------ the run queue
 def test_an_intraday_run_waits_in_the_queue_while_a_night_is_in_progress(tmp_path, monkeypatch):
-    """Dagster's own queue pass over Trueup's local instance (tests/test_run_queue_days.py does the
+    """Dagster's own queue pass over Trueup's local instance (tests/integration/test_run_queue_days.py does the
     same for the other jobs): the intraday run's steps belong to the pool business_day_writes."""
     from dagster import DagsterRunStatus
 
     from orchestration.definitions import build_definitions
     from orchestration.intraday import run_config
-    from tests.test_run_queue_days import ORCH, Queue
+    from tests.run_queue import ORCH, Queue
 
     import yaml
 

@@ -29,7 +29,7 @@ from sqlglot.optimizer.scope import traverse_scope
 from connectors.warehouse import Warehouse
 from connectors.warehouse_schema import GROUPS, LEDGER, TABLES, VIEWS, ensure
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DBT = ROOT / "dbt_project"
 PLATFORM_SCHEMAS = ("ops", "quality", "recon")
 PLATFORM_RELATION = re.compile(r"\b(?:ops|quality|recon)\.[a-z_]+\b")

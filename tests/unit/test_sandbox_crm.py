@@ -20,7 +20,7 @@ from tests.fixtures_crm import BASE_MS, N_SEED, QUIET_KNOBS, STEP_MS
 
 RL_HEADERS = ("X-HubSpot-RateLimit-Max", "X-HubSpot-RateLimit-Remaining",
               "X-HubSpot-RateLimit-Interval-Milliseconds")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _mod_filter(prop: str, op: str, value) -> dict:

@@ -2,7 +2,7 @@
 jobs, schedules, sensors — compared with a reviewed snapshot. A restructuring must not change it
 by accident; a deliberate change updates the snapshot in the same commit:
 
-    TRUEUP_UPDATE_SNAPSHOT=1 .venv/bin/python -m pytest tests/test_definitions_snapshot.py
+    TRUEUP_UPDATE_SNAPSHOT=1 .venv/bin/python -m pytest tests/unit/test_definitions_snapshot.py
 """
 import json
 import os

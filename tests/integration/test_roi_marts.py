@@ -105,7 +105,7 @@ def test_roi_marts_match_an_independent_recomputation(world):
     # `python -m assets.transform.profile -- build`) so they see tonight's orders and breaks
     done = subprocess.run([sys.executable, "-m", "assets.transform.profile", "--", "build", "--select",
                            "fx_rates+", "fct_sync_runs+", "fct_recon_breaks+"],
-                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:]
     wh = Warehouse(settings.warehouse_url)
 
