@@ -1,4 +1,4 @@
-"""The ERP database contract (shared/spec/erp.md) as SQLAlchemy 2 Core tables.
+"""The ERP database contract (docs/architecture.md, "The ERP") as SQLAlchemy 2 Core tables.
 
 Table and column names are fixed by the contract. Amounts use :class:`Money`
 (NUMERIC(18,2) on PostgreSQL, an exact decimal string in SQLite); timestamps are

@@ -1,4 +1,4 @@
-"""Error classes shared by the connectors (DESIGN.md principle 6).
+"""Error classes shared by the connectors (docs/architecture.md, rule 6).
 
 Every failure the platform handles falls in one of four classes:
 

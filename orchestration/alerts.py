@@ -1,4 +1,4 @@
-"""Run-failure alerting for OSS Dagster (DESIGN.md: "run failure → alert sink").
+"""Run-failure alerting for OSS Dagster: every failed run reaches an alert sink.
 
 Every failed run becomes one row in ``ops.alerts`` (the alert log, queryable next to
 ``ops.sync_runs``) and, when ``TRUEUP_ALERT_WEBHOOK_URL`` is set, one JSON POST to that

@@ -2,7 +2,7 @@
 
 `load_settings()` is called when a run, a command or a test starts — never at import
 time — so that pointing the variables at other systems needs no code change.
-The variable names are a fixed interface (shared/spec/config.md).
+The variable names are a fixed interface (README: Configuration).
 
 What the environment leaves unset (or empty) may come from the settings file of the
 TRUEUP_HOME, `$TRUEUP_HOME/trueup.env`: one `VARIABLE=value` per line, `#` comments, private

@@ -1,5 +1,5 @@
 """Jobs. The nightly job runs in one process: DuckDB admits one writer at a time, and a
-process per step would cost ~3 s each on a small machine (FIELD_NOTES)."""
+process per step would cost ~3 s each on a small machine (measured on 2 cores)."""
 from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job, in_process_executor

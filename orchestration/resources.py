@@ -1,5 +1,5 @@
 """Dagster resources. The configuration reaches them by one route: the `settings` resource, whose
-fields are the environment variables (shared/spec/config.md), resolved once per run by
+fields are the environment variables (README: Configuration), resolved once per run by
 orchestration.config.load_settings; the warehouse, CRM, ERP and landing resources take what they
 need from it.
 

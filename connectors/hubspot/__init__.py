@@ -1,4 +1,4 @@
-"""HubSpot CRM v3 client (spec/crm_api.md) — knows nothing of Dagster.
+"""HubSpot CRM v3 client (the subset in docs/architecture.md, "The CRM") — knows nothing of Dagster.
 
 Works unchanged against a real portal (``https://api.hubapi.com`` + a private-app token)
 and against the local sandbox. One module per concern:

@@ -1,4 +1,4 @@
-"""HubSpot's page and batch sizes (spec/crm_api.md) that the client's requests are cut to."""
+"""HubSpot's page and batch sizes (docs/architecture.md, "The CRM") that the client's requests are cut to."""
 from __future__ import annotations
 
 SEARCH_CAP = 10_000  # results one search query can page through (after >= cap → 400)

@@ -3,7 +3,7 @@
 * pacing: a shared client-side :class:`~connectors.throttle.Throttle` (rolling ten-second
   window, search per second, server headers, 429 policies) and at most ``max_concurrency``
   requests in flight;
-* classified errors (DESIGN principle 6): 429/5xx/timeouts/dropped connections/truncated
+* classified errors (docs/architecture.md, rule 6): 429/5xx/timeouts/dropped connections/truncated
   bodies are retried with exponential backoff and full jitter; 400/401/403/404 raise
   :class:`PermanentError` at once; a *write* whose outcome is unknown (timeout, dropped
   connection, unreadable answer) is never resent blindly: it raises :class:`TransientError`

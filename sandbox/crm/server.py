@@ -1,4 +1,4 @@
-"""HTTP server of the sandbox CRM (HubSpot CRM v3 subset, spec/crm_api.md).
+"""HTTP server of the sandbox CRM (HubSpot CRM v3 subset, docs/architecture.md).
 
 In-process::
 

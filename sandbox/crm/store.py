@@ -1,4 +1,4 @@
-"""SQLite-backed state of the sandbox CRM (HubSpot CRM v3 subset, see spec/crm_api.md).
+"""SQLite-backed state of the sandbox CRM (HubSpot CRM v3 subset, see docs/architecture.md).
 
 One table ``records`` holds companies, contacts and deals: integer id, properties as a JSON
 object of strings, created/updated epoch-ms columns (the indexed truth for createdate and the

@@ -1,6 +1,6 @@
 """Nightly ERP file exports (writer side, used by the sandbox ERP generator).
 
-Layout (shared/spec/erp.md)::
+Layout (docs/architecture.md, "The ERP")::
 
     <landing_dir>/exports/<YYYY-MM-DD>/invoices.csv
                                        payments.csv
