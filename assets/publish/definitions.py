@@ -92,7 +92,7 @@ def report_publish(context, wh, settings, s, partition: str) -> dict:
         context.log.warning(f"{s.retry_later} write(s) failed transiently (the target was unreachable or "
                             f"overloaded); later runs send them again")
     if s.failing_too_long:
-        from orchestration.alerts import record_alert
+        from connectors.alert_sink import record_alert
 
         for f in s.failing_too_long:
             record_alert(wh, run_id=context.run.run_id, job=context.run.job_name, partition=partition,

@@ -2,7 +2,7 @@
 
 dbt runs with a profile written from `settings.warehouse_url` (TRUEUP_WAREHOUSE_URL) for each
 invocation (assets/transform/invocation.py), so dbt and the Python assets always point at the
-same warehouse. No Dagster here: usable from a shell (`python -m assets.transform.profile --
+same warehouse. No Dagster here: usable from a shell (`python -m orchestration.dbt_shell --
 <dbt args>`) and from tests.
 """
 from __future__ import annotations
@@ -39,21 +39,3 @@ def dbt_vars_args(settings) -> list[str]:
     """`--vars` for dbt from the settings: go-live (period split of the ROI marts), reporting currency."""
     return ["--vars", json.dumps({"publish_from": settings.publish_from.isoformat(),
                                   "reporting_currency": settings.reporting_currency})]
-
-
-if __name__ == "__main__":  # run dbt by hand against the configured warehouse
-    import os
-    import subprocess
-    import sys
-
-    from orchestration.config import load_settings
-
-    from .invocation import PROJECT_DIR, dbt_executable, dbt_invocation
-
-    settings = load_settings()
-    args = [a for a in sys.argv[1:] if a != "--"] or ["build"]
-    with dbt_invocation(settings) as invocation:
-        code = subprocess.call([dbt_executable(), *args, "--project-dir", str(PROJECT_DIR),
-                                "--profiles-dir", str(invocation.profiles_dir)],
-                               env={**os.environ, "TRUEUP_PUBLISH_FROM": settings.publish_from.isoformat()})
-    sys.exit(code)

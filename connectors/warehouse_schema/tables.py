@@ -89,7 +89,7 @@ BREAKS_COUNTED = View("recon", "breaks_counted", (
 # -- the groups, as their writers ensure them ---------------------------------------------------------
 RUN_FACTS = Group("run_facts", (SYNC_RUNS, EXPORT_LOADS))                 # assets/run_facts.py, ingest/export_log.py
 LEDGER = Group("ledger", (SOR_WRITES,))                                   # assets/publish/ledger.py
-ALERT_LOG = Group("alerts", (ALERTS,))                                    # orchestration/alerts.py
+ALERT_LOG = Group("alerts", (ALERTS,))                                    # connectors/alert_sink.py
 MIGRATION_LOG = Group("migrations", (SCHEMA_MIGRATIONS,))                 # assets/migrations.py
 # the gate also writes `validated`, whose tables follow the contracts (quality/store.py makes them)
 QUALITY = Group("quality", (QUARANTINE, GATE_RESULTS, QUARANTINE_ACTIONS), extra_schemas=("validated",))

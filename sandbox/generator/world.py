@@ -20,7 +20,7 @@ from sqlalchemy import Engine, select
 from connectors.erp_schema import create_erp_schema, customers, make_erp_engine, sales_orders
 from sandbox.crm.store import CrmStore
 from sandbox.erp.exports import export_rows_from_db, write_export
-from sandbox.world_settings import clear_world_settings, write_world_settings
+from sandbox.generator.world_settings import clear_world_settings, write_world_settings
 
 from . import crm_versions
 from .billing import _records, run_billing_day
@@ -31,7 +31,7 @@ from .history import DAY_MS, History, _uniforms, day_start_ms, generate_history
 @dataclass(frozen=True)
 class WorldPaths:
     """Where a world lives. The ERP may be any SQLAlchemy URL (SQLite file or PostgreSQL).
-    The world's dates go to the settings file of the TRUEUP_HOME above `root` (world_settings.py)."""
+    The world's dates go to the settings file of the TRUEUP_HOME above `root` (generator/world_settings.py)."""
 
     root: Path            # sandbox state folder, $TRUEUP_HOME/sandbox (world.json, defects.json, crm.sqlite)
     erp_url: str

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from orchestration.alerts import classify_failure, record_alert, redact
+from connectors.alert_sink import classify_failure, record_alert, redact
 from tests.world_fixtures import tiny_world  # noqa: F401 - fixture
 
 

@@ -102,8 +102,8 @@ def test_roi_marts_match_an_independent_recomputation(world):
     outcome = run_job(settings, "nightly_sync", world.days()[0], world.days()[-1])
     assert outcome.success, outcome.error
     # the nightly job runs dbt before publish/reconcile: rebuild the marts by hand (the documented
-    # `python -m assets.transform.profile -- build`) so they see tonight's orders and breaks
-    done = subprocess.run([sys.executable, "-m", "assets.transform.profile", "--", "build", "--select",
+    # `python -m orchestration.dbt_shell -- build`) so they see tonight's orders and breaks
+    done = subprocess.run([sys.executable, "-m", "orchestration.dbt_shell", "--", "build", "--select",
                            "fx_rates+", "fct_sync_runs+", "fct_recon_breaks+"],
                           cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:]

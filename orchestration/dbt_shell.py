@@ -1,0 +1,26 @@
+"""dbt by hand against the configured warehouse, with the profile and vars a run gives it:
+
+    .venv/bin/python -m orchestration.dbt_shell -- build --select fct_recon_breaks+
+
+(no arguments: `build`). The settings come from the environment as for any command."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from assets.transform.invocation import PROJECT_DIR, dbt_executable, dbt_invocation
+from orchestration.config import load_settings
+
+
+def main(argv: list[str]) -> int:
+    settings = load_settings()
+    args = [a for a in argv if a != "--"] or ["build"]
+    with dbt_invocation(settings) as invocation:
+        return subprocess.call([dbt_executable(), *args, "--project-dir", str(PROJECT_DIR),
+                                "--profiles-dir", str(invocation.profiles_dir)],
+                               env={**os.environ, "TRUEUP_PUBLISH_FROM": settings.publish_from.isoformat()})
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
