@@ -9,6 +9,7 @@ is one class here: the gate, GX's worker and the batch preparation ask it, never
 """
 from __future__ import annotations
 
+import abc
 import enum
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,7 @@ def duplicated_values_table(rule_id: str) -> str:
     return f"dup_{rule_id}"
 
 
-class RuleKind:
+class RuleKind(abc.ABC):
     name: str = ""
     scope: Scope = Scope.ROW
 
@@ -82,8 +83,9 @@ class RuleKind:
             p = f"coalesce({quote(col)} = '{value}', false) AND ({p})"
         return f"coalesce({p}, false)"
 
+    @abc.abstractmethod
     def fails(self, rule: Rule, chunked: bool) -> str:
-        raise NotImplementedError
+        """The kind's own failure condition in SQL (before the condition and NULL handling)."""
 
     # -- GX ----------------------------------------------------------------------------------
     def expectation(self, rule: Rule, references: dict[str, list[str]]):
@@ -96,8 +98,9 @@ class RuleKind:
             common.update(row_condition=f'{col}=="{value}"', condition_parser="pandas")
         return self.gx_expectation(gxe, rule, references, common)
 
+    @abc.abstractmethod
     def gx_expectation(self, gxe, rule: Rule, references: dict[str, list[str]], common: dict):
-        raise NotImplementedError
+        """The kind's GX expectation class built with `common` (meta, row condition)."""
 
 
 class NotNull(RuleKind):
