@@ -2,6 +2,7 @@
 environment — what `make demo` builds, in a temporary TRUEUP_HOME."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
@@ -52,13 +53,23 @@ def make_world(home: Path, cfg: WorldConfig = SMALL_WORLD, warehouse_url: str | 
     return World(home, cfg, paths, server, token, env)
 
 
-@pytest.fixture
-def world(tmp_path, monkeypatch):
-    w = make_world(tmp_path / "home")
+@contextlib.contextmanager
+def world_in_env(monkeypatch, home: Path, **kwargs):
+    """`make_world(home, **kwargs)` with its settings in the environment for the test, its CRM
+    server stopped after."""
+    w = make_world(home, **kwargs)
     for k, v in w.env.items():
         monkeypatch.setenv(k, v)
-    yield w
-    w.server.stop()
+    try:
+        yield w
+    finally:
+        w.server.stop()
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    with world_in_env(monkeypatch, tmp_path / "home") as w:
+        yield w
 
 
 #: a few days only and no drifted exports: every night must succeed (for the focused tests)
@@ -67,11 +78,8 @@ TINY_WORLD = dataclasses.replace(SMALL_WORLD, scale=1.0, days=3, schema_drift_da
 
 @pytest.fixture
 def tiny_world(tmp_path, monkeypatch):
-    w = make_world(tmp_path / "home", cfg=TINY_WORLD)
-    for k, v in w.env.items():
-        monkeypatch.setenv(k, v)
-    yield w
-    w.server.stop()
+    with world_in_env(monkeypatch, tmp_path / "home", cfg=TINY_WORLD) as w:
+        yield w
 
 
 def assert_ingest_succeeded(outcome) -> None:

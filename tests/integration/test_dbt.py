@@ -15,7 +15,7 @@ from orchestration.runner import run_job
 from sandbox.crm.store import CrmStore
 from sandbox.generator.config import DEFAULT_DEFECT_RATES
 from sandbox.generator.world import read_defects, reexport_day
-from tests.world_fixtures import SMALL_WORLD, make_world
+from tests.world_fixtures import SMALL_WORLD, make_world, world_in_env
 
 pytestmark = pytest.mark.slow
 
@@ -31,22 +31,16 @@ AMBIGUOUS_CUSTOMERS = ("C9900000011", "C9900000012")
 
 @pytest.fixture
 def world(tmp_path, monkeypatch):
-    w = make_world(tmp_path / "home", cfg=MISMATCH_WORLD)
-    for k, v in w.env.items():
-        monkeypatch.setenv(k, v)
-    yield w
-    w.server.stop()
+    with world_in_env(monkeypatch, tmp_path / "home", cfg=MISMATCH_WORLD) as w:
+        yield w
 
 
 @pytest.fixture
 def pg_world(tmp_path, monkeypatch, pg_url):
     # the small world: shorter ones may land no ERP customers, and an object never landed has
     # only its key columns in the warehouse yet, which no model can select from
-    w = make_world(tmp_path / "home", cfg=SMALL_WORLD, warehouse_url=pg_url)
-    for k, v in w.env.items():
-        monkeypatch.setenv(k, v)
-    yield w
-    w.server.stop()
+    with world_in_env(monkeypatch, tmp_path / "home", cfg=SMALL_WORLD, warehouse_url=pg_url) as w:
+        yield w
 
 
 def _add_ambiguity(world) -> None:

@@ -17,7 +17,7 @@ from orchestration.config import load_settings
 from orchestration.definitions import build_definitions
 from orchestration.runner import ensure_dagster_home, run_job
 from sandbox.erp.exports import export_rows_from_db, write_export
-from tests.world_fixtures import SMALL_WORLD, assert_ingest_succeeded, make_world
+from tests.world_fixtures import SMALL_WORLD, assert_ingest_succeeded, world_in_env
 
 pytestmark = pytest.mark.slow
 
@@ -28,11 +28,8 @@ EXPORT_WORLD = dataclasses.replace(SMALL_WORLD, schema_drift_days=())
 
 @pytest.fixture
 def export_world(tmp_path, monkeypatch):
-    w = make_world(tmp_path / "home", cfg=EXPORT_WORLD)
-    for k, v in w.env.items():
-        monkeypatch.setenv(k, v)
-    yield w
-    w.server.stop()
+    with world_in_env(monkeypatch, tmp_path / "home", cfg=EXPORT_WORLD) as w:
+        yield w
 
 
 def _busiest_export_day(world):

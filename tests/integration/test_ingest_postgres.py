@@ -7,28 +7,22 @@ import pytest
 from connectors.warehouse import Warehouse
 from orchestration.config import load_settings
 from tests.ingest_checks import nightly_runs_make_warehouse_equal_to_sources
-from tests.world_fixtures import make_world
+from tests.world_fixtures import world_in_env
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def pg_world(tmp_path, monkeypatch, pg_url):
-    w = make_world(tmp_path / "home", warehouse_url=pg_url)
-    for k, v in w.env.items():
-        monkeypatch.setenv(k, v)
-    yield w
-    w.server.stop()
+    with world_in_env(monkeypatch, tmp_path / "home", warehouse_url=pg_url) as w:
+        yield w
 
 
 @pytest.fixture
 def pg_erp_world(tmp_path, monkeypatch, pg_cluster, pg_url):
     erp_db = pg_cluster.create_database()
-    w = make_world(tmp_path / "home", warehouse_url=pg_url, erp_url=erp_db)
-    for k, v in w.env.items():
-        monkeypatch.setenv(k, v)
-    yield w
-    w.server.stop()
+    with world_in_env(monkeypatch, tmp_path / "home", warehouse_url=pg_url, erp_url=erp_db) as w:
+        yield w
     try:
         pg_cluster.drop_database(erp_db.rsplit("/", 1)[1])
     except Exception:  # the cluster is thrown away anyway
