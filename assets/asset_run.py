@@ -17,9 +17,9 @@ from typing import Iterable, Iterator
 
 from dagster import Backoff, Failure, Jitter, RetryPolicy
 
-from assets.run_facts import RunFacts, write_sync_runs
-from connectors.errors import classify
-from connectors.warehouse import Warehouse
+from trueup.assets.run_facts import RunFacts, write_sync_runs
+from trueup.connectors.errors import classify
+from trueup.connectors.warehouse import Warehouse
 
 #: transient failures (timeouts, 429, 5xx, locks) are retried by Dagster with backoff
 RETRY = RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)

@@ -18,8 +18,8 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from connectors.warehouse import Warehouse
-from connectors.warehouse_schema import MIGRATION_LOG, SOR_WRITES, add_missing_columns, ensure
+from trueup.connectors.warehouse import Warehouse
+from trueup.connectors.warehouse_schema import MIGRATION_LOG, SOR_WRITES, add_missing_columns, ensure
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,8 @@ class Migration:
 def _raw_version_log(wh: Warehouse, conn) -> str:
     """raw.<obj> from per-day snapshots (a re-run replaced a day) to a log of observed versions:
     every row kept, each given its `_version_hash`; the current views rebuilt."""
-    from assets.ingest.objects import ALL_OBJECTS
-    from assets.ingest.raw_store import migrate_raw_table
+    from trueup.assets.ingest.objects import ALL_OBJECTS
+    from trueup.assets.ingest.raw_store import migrate_raw_table
 
     done = []
     for name, obj in ALL_OBJECTS.items():
@@ -57,7 +57,7 @@ def _gate_batch_kind(wh: Warehouse, conn) -> str:
     record: an ERP customers/orders evaluation made after the same run's publish step started is
     publish's read-back of its own writes; outbound rows are the writes' check; the rest were the
     day's batches (a quarantine replay of that time cannot be told apart and stays `day`)."""
-    from quality.store import ensure_quality_tables
+    from trueup.quality.store import ensure_quality_tables
 
     if not wh.table_columns(conn, "quality", "gate_results"):
         return "no gate results yet"

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from connectors.clock import utc_now
-from connectors.errors import classify
-from connectors.warehouse import Warehouse
-from connectors.warehouse_schema import RUN_FACTS, ensure
+from trueup.connectors.clock import utc_now
+from trueup.connectors.errors import classify
+from trueup.connectors.warehouse import Warehouse
+from trueup.connectors.warehouse_schema import RUN_FACTS, ensure
 
 
 def ensure_ops_tables(wh: Warehouse) -> None:

@@ -29,12 +29,12 @@ Steps, at each size:
    context, batch and validation are timed; ``prepare_batch`` is timed separately, not counted.
 2. ``load``  — untimed: the batch lands in ``raw`` of a fresh DuckDB warehouse, with the reference
    tables the contract reads.
-3. ``gate``  — ``assets.gate.run_gate.gate_partitions``: raw → validated + quarantine, streamed in
+3. ``gate``  — ``trueup.assets.gate.run_gate.gate_partitions``: raw → validated + quarantine, streamed in
    chunks with GX in a forked worker process (GX import excluded, as for step 1); peak memory is
    the gate process's VmHWM plus the worker's growth above what it inherited. Asserted: per-rule counts
    equal the injected ones, every failing row is quarantined, the quarantine table holds one entry
    per failing business key, validated holds every passing row, money balances.
-4. ``floor`` — one DuckDB query computing the same 14 predicates (``quality.evaluate.predicate``)
+4. ``floor`` — one DuckDB query computing the same 14 predicates (``trueup.quality.evaluate.predicate``)
    over the same in-memory frame, with the batch preparation (empty → null, decimal shadow)
    done in the same SQL.
 
@@ -75,7 +75,7 @@ def make_batch(n: int, fail_share: float, seed: int = 7):
     import numpy as np
     import pandas as pd
 
-    from quality.contracts import contract_for
+    from trueup.quality.contracts import contract_for
 
     rng = np.random.default_rng(seed)
     keys = pd.Series(np.arange(1, n + 1, dtype=np.int64)).astype(str).str.zfill(8)
@@ -196,9 +196,9 @@ def step_gx(workdir: Path, as_shipped: bool = False) -> dict:
     import great_expectations  # noqa: F401 - the import (≈5 s) is excluded from the timing
     from great_expectations.execution_engine import pandas_execution_engine
 
-    from quality.batch import prepare_batch
-    from quality.contracts import contract_for
-    from quality.gx_suites import GxValidator, build_suite
+    from trueup.quality.batch import prepare_batch
+    from trueup.quality.contracts import contract_for
+    from trueup.quality.gx_suites import GxValidator, build_suite
 
     contract = contract_for(CONTRACT)
     rows, refs, meta = read_inputs(workdir)
@@ -253,11 +253,11 @@ def step_gate(workdir: Path, profile: bool = False) -> dict:
     quarantine, timed end to end; the GX import is excluded, as for plain GX."""
     import great_expectations  # noqa: F401 - excluded from the timing, as for plain GX
 
-    from assets.gate.run_gate import gate_partitions
-    from connectors.warehouse import Warehouse
-    from quality.contracts import contract_for
-    from quality.gate import CHUNK_ROWS
-    from quality.gx_worker import worker_mode
+    from trueup.assets.gate.run_gate import gate_partitions
+    from trueup.connectors.warehouse import Warehouse
+    from trueup.quality.contracts import contract_for
+    from trueup.quality.gate import CHUNK_ROWS
+    from trueup.quality.gx_worker import worker_mode
 
     contract = contract_for(CONTRACT)
     meta = json.loads((workdir / "meta.json").read_text())
@@ -319,10 +319,10 @@ def step_floor(workdir: Path) -> dict:
     import duckdb
     import pandas as pd
 
-    from quality.batch import PARTITION, num_column
-    from quality.contracts import contract_for
-    from quality.contracts.rules import DECIMAL_RE
-    from quality.evaluate import _q, predicate
+    from trueup.quality.batch import PARTITION, num_column
+    from trueup.quality.contracts import contract_for
+    from trueup.quality.contracts.rules import DECIMAL_RE
+    from trueup.quality.evaluate import _q, predicate
 
     contract = contract_for(CONTRACT)
     rows, refs, meta = read_inputs(workdir)

@@ -211,7 +211,7 @@ def step_gen(home: Path, a: dict) -> dict:
     """Build the world vectorised; write parquet (deals, orders) and the ERP exports (CSV)."""
     import numpy as np
 
-    from sandbox.erp.exports import write_export
+    from trueup.sandbox.erp.exports import write_export
 
     rows, changed = int(a["rows"]), int(a["changed"])
     data = home / "bench_data"
@@ -243,7 +243,7 @@ def step_gen(home: Path, a: dict) -> dict:
 
 
 def _platform_objects():
-    from assets.ingest.objects import CRM_OBJECTS, ERP_DB_OBJECTS, ERP_EXPORT_OBJECTS
+    from trueup.assets.ingest.objects import CRM_OBJECTS, ERP_DB_OBJECTS, ERP_EXPORT_OBJECTS
 
     return {"deals": CRM_OBJECTS["deals"], "orders": ERP_DB_OBJECTS["sales_orders"],
             "exports": ERP_EXPORT_OBJECTS}
@@ -253,9 +253,9 @@ def step_platform(home: Path, a: dict) -> dict:
     """One object through the platform's landing path into the platform warehouse."""
     import pandas as pd
 
-    from assets.ingest.erp_extract import read_verified_export
-    from assets.ingest.raw_store import land_partition
-    from connectors.warehouse import Warehouse
+    from trueup.assets.ingest.erp_extract import read_verified_export
+    from trueup.assets.ingest.raw_store import land_partition
+    from trueup.connectors.warehouse import Warehouse
 
     what, phase = a["object"], a["phase"]           # phase: full | incr
     day = (FULL_DAY if phase == "full" else INCR_DAY).isoformat()
@@ -287,8 +287,8 @@ def step_platform(home: Path, a: dict) -> dict:
     out["seconds"] = total()
     out["rows"] = rows
     if what == "exports":  # breakdown only (outside the timed path): how much of read_s is verification
-        from assets.ingest.erp_extract import export_folder
-        from connectors.erp_exports import check_export
+        from trueup.assets.ingest.erp_extract import export_folder
+        from trueup.connectors.erp_exports import check_export
 
         t = Timer()
         check_export(export_folder(home / "landing", day))
@@ -336,7 +336,7 @@ def _seed_crm(db: Path, n: int, modified: int, day: dt.date) -> dict:
     import numpy as np
     import pandas as pd
 
-    from sandbox.crm.store import CrmStore
+    from trueup.sandbox.crm.store import CrmStore
 
     rng = np.random.default_rng(7)
     ids = np.arange(1, n + 1, dtype=np.int64)
@@ -367,7 +367,7 @@ def _start_sandbox(home: Path, db: Path, token: str) -> tuple[subprocess.Popen, 
     env = dict(os.environ, TRUEUP_SANDBOX_RATE_LIMIT_10S=str(CRM_LIMIT_10S),
                TRUEUP_SANDBOX_SEARCH_PER_SECOND=str(CRM_SEARCH_PER_S))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.crm.server", "--db", str(db), "--token-file", str(token_file),
+        [sys.executable, "-m", "trueup.sandbox.crm.server", "--db", str(db), "--token-file", str(token_file),
          "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file), "--log-level", "WARNING"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=open(home / "crm.log", "wb"),
     )
@@ -381,7 +381,7 @@ def _start_sandbox(home: Path, db: Path, token: str) -> tuple[subprocess.Popen, 
 
 def _fresh(base: str, token: str):
     """A new client with its defaults, a reset server limiter and zeroed server stats."""
-    from connectors.hubspot import HubSpotClient
+    from trueup.connectors.hubspot import HubSpotClient
 
     sandbox_admin(base, token, "POST", "/_sandbox/knobs",
            {"rate_limit_10s": CRM_LIMIT_10S, "search_per_second": CRM_SEARCH_PER_S})  # also resets the limiter
@@ -425,9 +425,9 @@ def _phase_report(name: str, records: int, seconds: float, bound: float, client,
 
 
 def step_crm(home: Path, a: dict) -> dict:
-    from assets.ingest.crm_extract import extract_crm_day, record_to_row
-    from assets.ingest.objects import CRM_OBJECTS, CRM_PROPERTIES
-    from connectors.hubspot import HubSpotClient
+    from trueup.assets.ingest.crm_extract import extract_crm_day, record_to_row
+    from trueup.assets.ingest.objects import CRM_OBJECTS, CRM_PROPERTIES
+    from trueup.connectors.hubspot import HubSpotClient
 
     n, modified = int(a["crm_records"]), int(a["crm_modified"])
     db = home / "crm.sqlite"

@@ -83,15 +83,15 @@ def _r(x: float | None, n: int = 1) -> float | None:
 
 # ============================================================================ the world (untimed)
 def world_paths(home: Path):
-    from sandbox.generator.world import WorldPaths
+    from trueup.sandbox.generator.world import WorldPaths
 
     root = home / "sandbox"
     return WorldPaths(root, f"sqlite:///{root / 'erp.sqlite'}", home / "landing")
 
 
 def seed(home: Path, days: int, scale: float) -> dict:
-    from sandbox.generator.config import WorldConfig
-    from sandbox.generator.world import seed_world
+    from trueup.sandbox.generator.config import WorldConfig
+    from trueup.sandbox.generator.world import seed_world
 
     today = dt.datetime.now(dt.timezone.utc).date()
     cfg = WorldConfig(seed=7, scale=scale, start_date=today - dt.timedelta(days=days), days=days,
@@ -109,12 +109,12 @@ def candidates(home: Path, n: int) -> tuple[list[dict], int]:
     posts at once. Returns the first `n` (by id) and how many there are."""
     import sqlalchemy as sa
 
-    from assets.publish.plan import customer_number_for
-    from connectors.erp_schema import make_erp_engine
-    from connectors.warehouse import Warehouse
-    from orchestration.config import load_settings
-    from sandbox.crm.store import CrmStore
-    from sandbox.generator.world import read_defects
+    from trueup.assets.publish.plan import customer_number_for
+    from trueup.connectors.erp_schema import make_erp_engine
+    from trueup.connectors.warehouse import Warehouse
+    from trueup.orchestration.config import load_settings
+    from trueup.sandbox.crm.store import CrmStore
+    from trueup.sandbox.generator.world import read_defects
 
     paths = world_paths(home)
     wh = Warehouse(load_settings().warehouse_url)
@@ -146,7 +146,7 @@ def close_won(home: Path, deal: dict, i: int) -> int:
     Amounts are distinct and odd, below the approval threshold, so no manual order looks like them."""
     import pandas as pd
 
-    from sandbox.crm.store import CrmStore
+    from trueup.sandbox.crm.store import CrmStore
 
     now = dt.datetime.now(dt.timezone.utc)
     ms = int(now.timestamp() * 1000)
@@ -166,12 +166,12 @@ def measured(home: Path, a: dict) -> dict:
     """Runs in a child interpreter with the world's environment: setup night, then the measured phase."""
     from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context
 
-    from connectors.warehouse import Warehouse
-    from orchestration.config import load_settings
-    from orchestration.definitions import build_definitions
-    from orchestration.intraday import build_intraday_sensor
-    from orchestration.resources import default_resources
-    from orchestration.runner import open_instance, run_job
+    from trueup.connectors.warehouse import Warehouse
+    from trueup.orchestration.config import load_settings
+    from trueup.orchestration.definitions import build_definitions
+    from trueup.orchestration.intraday import build_intraday_sensor
+    from trueup.orchestration.resources import default_resources
+    from trueup.orchestration.runner import open_instance, run_job
 
     base, token = a["base_url"], a["token"]
     settings = load_settings()
@@ -344,9 +344,9 @@ def checks(home: Path, deal_ids: list[str]) -> dict:
     """Every closed deal: exactly one ERP order, exactly one confirmed ledger write."""
     import sqlalchemy as sa
 
-    from connectors.erp_schema import make_erp_engine
-    from connectors.warehouse import Warehouse
-    from orchestration.config import load_settings
+    from trueup.connectors.erp_schema import make_erp_engine
+    from trueup.connectors.warehouse import Warehouse
+    from trueup.orchestration.config import load_settings
 
     engine = make_erp_engine(world_paths(home).erp_url)
     with engine.connect() as conn:
@@ -433,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS_DIR)
     ap.add_argument("--quiet", action="store_true", help="no progress lines (the table is still printed)")
     args = ap.parse_args(argv)
-    from orchestration.config import DEFAULT_INTRADAY_INTERVAL_SECONDS
+    from trueup.orchestration.config import DEFAULT_INTRADAY_INTERVAL_SECONDS
 
     if args.smoke:
         args.every, args.duration = 2.0, 6.0

@@ -6,12 +6,12 @@
 What is timed (each pass runs in its own interpreter, so its peak RSS is its own; the clock
 starts after imports and after the writes are built):
 
-ERP pass — the orders half of ``assets.publish.run.publish`` (the function the Dagster asset
+ERP pass — the orders half of ``trueup.assets.publish.run.publish`` (the function the Dagster asset
 calls), fed synthetic writes instead of ``build_plan``'s output:
   1. ``erp_writer.resolve_pending(wh, engine, "sales_orders", run_id)``
   2. ``ledger.plan(wh, writes, run_id, business_date=day)``   → ``planned`` rows in ops.sor_writes
   3. ``erp_writer.send(wh, engine, to_send, run_id)``         → ``sent`` → ERP insert → ``confirmed``
-The writes are ``assets.publish.plan._order_write`` for N synthetic closed-won deals (ids
+The writes are ``trueup.assets.publish.plan._order_write`` for N synthetic closed-won deals (ids
 20000001…, idempotency key ``erp-order:crm-deal:<id>``, order number ``SO-8<id>``) of
 existing ERP customers ``C8<company id>`` (one per 20 orders, inserted untimed beforehand,
 as if the ERP already knew them). Not timed (not called): ``build_plan`` (reading validated
@@ -33,7 +33,7 @@ Re-run: the same pass again (same writes, new run id); it must write nothing —
 planned, 0 ERP rows, 0 CRM requests — and its time is reported.
 
 Floors, measured in the same run:
-  * ERP: a fresh SQLite ERP made by ``connectors.erp_schema`` (same constraints, foreign keys
+  * ERP: a fresh SQLite ERP made by ``trueup.connectors.erp_schema`` (same constraints, foreign keys
     on, WAL; the same customers inserted untimed) and one transaction of DB-API
     ``executemany`` INSERT of the same N order rows (values pre-converted untimed to what
     SQLAlchemy stores). Also reported, as a second reference: the writer's own SQLAlchemy Core
@@ -100,13 +100,13 @@ def _paths(home: Path) -> dict[str, Path]:
 
 
 def _warehouse(home: Path):
-    from connectors.warehouse import Warehouse
+    from trueup.connectors.warehouse import Warehouse
 
     return Warehouse(f"duckdb:///{_paths(home)['warehouse']}")
 
 
 def _erp_engine(path: Path):
-    from connectors.erp_schema import make_erp_engine
+    from trueup.connectors.erp_schema import make_erp_engine
 
     return make_erp_engine(f"sqlite:///{path}")
 
@@ -137,7 +137,7 @@ def deals_frame(n: int):
 
 def customer_rows(deals) -> list[dict]:
     """The ERP customers the orders belong to (inserted untimed, in every ERP database)."""
-    from assets.publish.plan import customer_number_for
+    from trueup.assets.publish.plan import customer_number_for
 
     at = dt.datetime(2026, 9, 1)
     comp = sorted(set(deals["company_id"]), key=int)
@@ -148,7 +148,7 @@ def customer_rows(deals) -> list[dict]:
 
 def order_writes(n: int) -> list:
     """The platform's own order writes (``plan._order_write``) for N synthetic deals."""
-    from assets.publish.plan import _order_write, customer_number_for
+    from trueup.assets.publish.plan import _order_write, customer_number_for
 
     return [_order_write(d, customer_number_for(d.company_id)) for d in deals_frame(n).itertuples(index=False)]
 
@@ -208,10 +208,10 @@ def step_setup(home: Path, a: dict) -> dict:
     import numpy as np
     import pandas as pd
 
-    from assets.publish.ledger import ensure_ledger
-    from connectors.erp_schema import create_erp_schema
-    from connectors.erp_schema import customers as t_customers
-    from sandbox.crm.store import CrmStore
+    from trueup.assets.publish.ledger import ensure_ledger
+    from trueup.connectors.erp_schema import create_erp_schema
+    from trueup.connectors.erp_schema import customers as t_customers
+    from trueup.sandbox.crm.store import CrmStore
 
     n = int(a["orders"])
     p = _paths(home)
@@ -288,8 +288,8 @@ def _erp_state(home: Path, n: int) -> dict:
 
 def step_erp_publish(home: Path, a: dict) -> dict:
     """Timed: resolve_pending + ledger.plan + erp_writer.send for the N order writes."""
-    import assets.publish.erp_writer as erp_writer
-    from assets.publish import ledger
+    import trueup.assets.publish.erp_writer as erp_writer
+    from trueup.assets.publish import ledger
 
     n, run_id = int(a["orders"]), a["run_id"]
     p = _paths(home)
@@ -328,8 +328,8 @@ def step_erp_publish(home: Path, a: dict) -> dict:
 
 def _floor_tuples(writes) -> tuple[list[str], list[tuple]]:
     """The writer's rows (``erp_writer._row``), converted to what SQLAlchemy stores in SQLite."""
-    from assets.publish.erp_writer import _row
-    from connectors.erp_schema import to_money
+    from trueup.assets.publish.erp_writer import _row
+    from trueup.connectors.erp_schema import to_money
 
     at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     rows = [_row("sales_orders", w.payload, at) for w in writes]
@@ -353,8 +353,8 @@ def step_erp_floor(home: Path, a: dict) -> dict:
     then (separately) the SQLAlchemy Core insert of all rows in one transaction into another."""
     import sqlalchemy as sa
 
-    from assets.publish.erp_writer import _row
-    from connectors.erp_schema import sales_orders as t_orders
+    from trueup.assets.publish.erp_writer import _row
+    from trueup.connectors.erp_schema import sales_orders as t_orders
 
     n = int(a["orders"])
     p = _paths(home)
@@ -419,9 +419,9 @@ def _crm_counts(db: Path) -> dict:
 
 def step_crm_publish(home: Path, a: dict) -> dict:
     """Timed: resolve_pending_crm + writeback_writes + ledger.plan + crm_writer.send_crm."""
-    import assets.publish.crm_writer as crm_writer
-    from assets.publish import ledger
-    from connectors.hubspot import HubSpotClient
+    import trueup.assets.publish.crm_writer as crm_writer
+    from trueup.assets.publish import ledger
+    from trueup.connectors.hubspot import HubSpotClient
 
     n, run_id, base = int(a["crm_updates"]), a["run_id"], a["base_url"]
     p = _paths(home)
@@ -488,8 +488,8 @@ def step_crm_floor(home: Path, a: dict) -> dict:
     """Timed: CrmStore.api_batch_update of the same N updates in one call (one SQLite transaction)."""
     import sqlite3
 
-    from assets.publish.plan import order_number_for
-    from sandbox.crm.store import CrmStore, now_ms
+    from trueup.assets.publish.plan import order_number_for
+    from trueup.sandbox.crm.store import CrmStore, now_ms
 
     n = int(a["crm_updates"])
     p = _paths(home)
@@ -591,7 +591,7 @@ def start_sandbox(home: Path) -> tuple[subprocess.Popen, str]:
         del env[k]      # no fault knobs (latency, 5xx, drops) inherited from the caller's shell
     with open(p["crm_log"], "wb") as log_fh:      # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sandbox.crm.server", "--db", str(p["crm"]), "--token-file", str(p["token"]),
+            [sys.executable, "-m", "trueup.sandbox.crm.server", "--db", str(p["crm"]), "--token-file", str(p["token"]),
              "--host", "127.0.0.1", "--port", "0", "--port-file", str(p["port"]), "--log-level", "WARNING"],
             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log_fh,
         )

@@ -63,11 +63,11 @@ def step_floor(db: Path) -> dict:
 def step_recon(db: Path) -> dict:
     import sqlalchemy as sa
 
-    from assets.reconcile.config import ReconSettings
-    from assets.reconcile.rules import BASE_COLUMNS, RuleContext
-    from assets.reconcile.sql import num
-    from assets.reconcile.store import create_found_table, ensure_recon_tables, merge_breaks
-    from connectors.warehouse import Warehouse
+    from trueup.assets.reconcile.config import ReconSettings
+    from trueup.assets.reconcile.rules import BASE_COLUMNS, RuleContext
+    from trueup.assets.reconcile.sql import num
+    from trueup.assets.reconcile.store import create_found_table, ensure_recon_tables, merge_breaks
+    from trueup.connectors.warehouse import Warehouse
 
     wh = Warehouse(f"duckdb:///{db}")
     out = {}
@@ -77,7 +77,7 @@ def step_recon(db: Path) -> dict:
         ctx = RuleContext(conn, wh.dialect, ReconSettings(), __import__("datetime").date(2026, 10, 2))
         t = time.perf_counter()
         # the same shape as rules/source_warehouse.compare_object's key-level step
-        from assets.reconcile.rules.source_warehouse import differs
+        from trueup.assets.reconcile.rules.source_warehouse import differs
         side = "SELECT k, amount AS c_0, currency AS c_1, updated_at AS c_2, amount, currency FROM raw.{t}"
         ctx.found("SELECT CASE WHEN w.k IS NULL THEN 'missing_key' WHEN s.k IS NULL THEN 'extra_key' "
                   "ELSE 'content_mismatch' END, 'bench:' || coalesce(s.k, w.k), 'source', 'warehouse', "

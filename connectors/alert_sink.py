@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
 
-from connectors.warehouse_schema import ALERT_LOG, ensure
+from trueup.connectors.warehouse_schema import ALERT_LOG, ensure
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def classify_failure(message: str | None, error_type: str | None = None) -> str:
     """Classify a failure known only by its message (and exception class name) with
     connectors.errors.classify: the connectors' own classes keep their class, the rest is
     judged by the message text (timeouts, 429/5xx, locks → transient; else permanent)."""
-    from connectors import errors
+    from trueup.connectors import errors
 
     cls = getattr(errors, error_type, None) if error_type else None
     if isinstance(cls, type) and issubclass(cls, errors.SyncError):
@@ -89,7 +89,7 @@ def record_alert(wh, *, run_id: str, job: str, partition: str | None, message: s
                  error_type: str | None = None, error_class: str | None = None,
                  webhook_url: str | None = None) -> Alert:
     """Write one ops.alerts row for a failed run and, if `webhook_url`, POST it as JSON."""
-    from connectors.errors import one_line
+    from trueup.connectors.errors import one_line
 
     text = redact(one_line(message or "run failed", limit=1000))
     alert = Alert(

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from connectors.errors import TransientError
+from trueup.connectors.errors import TransientError
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked")

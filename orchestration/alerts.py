@@ -7,8 +7,8 @@ the ``trueup_run_failure_alert`` sensor only extracts the facts from the failed 
 """
 from __future__ import annotations
 
-from connectors.alert_sink import Alert, classify_failure, post_webhook, record_alert, redact  # noqa: F401
-from orchestration.resources import SettingsResource, WarehouseResource
+from trueup.connectors.alert_sink import Alert, classify_failure, post_webhook, record_alert, redact  # noqa: F401
+from trueup.orchestration.resources import SettingsResource, WarehouseResource
 
 
 def failure_facts(context) -> dict:

@@ -13,19 +13,19 @@ import os
 import sys
 from typing import Callable
 
-from orchestration.commands import CliError, add_registered_commands, iso_date
-from orchestration.config import ConfigError, Settings, load_settings
+from trueup.orchestration.commands import CliError, add_registered_commands, iso_date
+from trueup.orchestration.config import ConfigError, Settings, load_settings
 
 
 # -- runs --------------------------------------------------------------------------------
 def run_summary(settings: Settings, run_id: str) -> str:
-    from orchestration.run_report import run_summary as summary
+    from trueup.orchestration.run_report import run_summary as summary
 
     return summary(settings, run_id)
 
 
 def _print_run(settings: Settings, outcome) -> None:
-    from orchestration.run_report import run_summary
+    from trueup.orchestration.run_report import run_summary
 
     print(f"run {outcome.run_id} ({outcome.partitions}): {'success' if outcome.success else 'FAILED'}")
     print(run_summary(settings, outcome.run_id))
@@ -34,8 +34,8 @@ def _print_run(settings: Settings, outcome) -> None:
 
 
 def cmd_nightly(args, settings: Settings) -> None:
-    from orchestration.crm_check import require_crm
-    from orchestration.runner import run_job
+    from trueup.orchestration.crm_check import require_crm
+    from trueup.orchestration.runner import run_job
 
     require_crm(settings)   # reachable, and the token accepted: fail in seconds, not after retries
     day = args.date or (dt.date.today() - dt.timedelta(days=1))
@@ -43,8 +43,8 @@ def cmd_nightly(args, settings: Settings) -> None:
 
 
 def cmd_backfill(args, settings: Settings) -> None:
-    from orchestration.crm_check import require_crm
-    from orchestration.runner import run_job
+    from trueup.orchestration.crm_check import require_crm
+    from trueup.orchestration.runner import run_job
 
     require_crm(settings)
     start, end = args.start, args.end
@@ -61,8 +61,8 @@ def cmd_backfill(args, settings: Settings) -> None:
 
 def cmd_migrate(args, settings: Settings) -> None:
     """Bring the warehouse's layout up to date (re-runnable; see assets/migrations.py)."""
-    from assets.migrations import migrate
-    from orchestration.warehouse_session import warehouse_session
+    from trueup.assets.migrations import migrate
+    from trueup.orchestration.warehouse_session import warehouse_session
 
     with warehouse_session(settings.warehouse_url) as wh:
         for line in migrate(wh):
@@ -71,7 +71,7 @@ def cmd_migrate(args, settings: Settings) -> None:
 
 def cmd_replay(args, settings: Settings) -> None:
     """Through the Dagster instance, like the nightly runs: the replay shows in the UI."""
-    from orchestration.runner import run_unpartitioned_job
+    from trueup.orchestration.runner import run_unpartitioned_job
 
     outcome = run_unpartitioned_job(settings, "replay_quarantine",
                                     run_config={"ops": {"replay_quarantine_op": {"config": {"actor": _actor(args)}}}})
@@ -81,7 +81,7 @@ def cmd_replay(args, settings: Settings) -> None:
 
 
 def cmd_approve(args, settings: Settings) -> None:
-    from orchestration.runner import run_unpartitioned_job
+    from trueup.orchestration.runner import run_unpartitioned_job
 
     outcome = run_unpartitioned_job(settings, "approve_write", run_config={"ops": {"approve_write_op": {"config": {
         "idempotency_key": args.key, "actor": _actor(args)}}}})
@@ -91,8 +91,8 @@ def cmd_approve(args, settings: Settings) -> None:
 
 
 def cmd_quarantine_list(args, settings: Settings) -> None:
-    from orchestration.warehouse_session import warehouse_session
-    from quality.store import open_quarantine
+    from trueup.orchestration.warehouse_session import warehouse_session
+    from trueup.quality.store import open_quarantine
 
     with warehouse_session(settings.warehouse_url) as wh:
         df = open_quarantine(wh, args.contract)
@@ -106,8 +106,8 @@ def cmd_quarantine_list(args, settings: Settings) -> None:
 
 
 def cmd_quarantine_discard(args, settings: Settings) -> None:
-    from orchestration.warehouse_session import warehouse_session
-    from quality.store import resolve
+    from trueup.orchestration.warehouse_session import warehouse_session
+    from trueup.quality.store import resolve
 
     with warehouse_session(settings.warehouse_url) as wh:
         n = resolve(wh, [args.id], "discarded", _actor(args), args.reason)
@@ -117,8 +117,8 @@ def cmd_quarantine_discard(args, settings: Settings) -> None:
 
 
 def cmd_writes_list(args, settings: Settings) -> None:
-    from assets.publish.ledger import waiting
-    from orchestration.warehouse_session import warehouse_session
+    from trueup.assets.publish.ledger import waiting
+    from trueup.orchestration.warehouse_session import warehouse_session
 
     with warehouse_session(settings.warehouse_url) as wh:
         df = waiting(wh)
@@ -133,7 +133,7 @@ def cmd_writes_list(args, settings: Settings) -> None:
 
 
 def _writes_decision(args, settings: Settings, fn) -> None:
-    from orchestration.warehouse_session import warehouse_session
+    from trueup.orchestration.warehouse_session import warehouse_session
 
     with warehouse_session(settings.warehouse_url) as wh:
         try:
@@ -143,7 +143,7 @@ def _writes_decision(args, settings: Settings, fn) -> None:
 
 
 def cmd_writes_release(args, settings: Settings) -> None:
-    from assets.publish.ledger import decide
+    from trueup.assets.publish.ledger import decide
 
     _writes_decision(args, settings, lambda wh: decide(wh, args.key, _actor(args), "release")
                      + "; the next publish run sends it")
@@ -152,7 +152,7 @@ def cmd_writes_release(args, settings: Settings) -> None:
 def cmd_writes_link(args, settings: Settings) -> None:
     import re
 
-    from assets.publish.ledger import decide
+    from trueup.assets.publish.ledger import decide
 
     if not re.fullmatch(r"SO-\d+", args.order):
         raise CliError(f"--order {args.order!r} is not an ERP order number (SO-<digits>)")
@@ -161,7 +161,7 @@ def cmd_writes_link(args, settings: Settings) -> None:
 
 
 def cmd_writes_undo(args, settings: Settings) -> None:
-    from assets.publish.ledger import undo
+    from trueup.assets.publish.ledger import undo
 
     _writes_decision(args, settings, lambda wh: undo(wh, args.key, _actor(args)))
 
@@ -175,7 +175,7 @@ def _actor(args) -> str:
 def cmd_ui(args, settings: Settings) -> None:
     import subprocess
 
-    from orchestration.runner import ensure_dagster_home
+    from trueup.orchestration.runner import ensure_dagster_home
 
     ensure_dagster_home(settings)
     print(f"Dagster UI on http://127.0.0.1:{args.port} (DAGSTER_HOME={settings.dagster_home}); Ctrl-C stops it")
@@ -269,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    from orchestration.crm_check import CrmCheckFailed
-    from orchestration.runner import RunRefused
+    from trueup.orchestration.crm_check import CrmCheckFailed
+    from trueup.orchestration.runner import RunRefused
 
     expected = (CliError, ConfigError, CrmCheckFailed, RunRefused)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

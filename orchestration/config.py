@@ -221,8 +221,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     port = int(env.get("TRUEUP_SANDBOX_PORT") or DEFAULT_SANDBOX_PORT)
     crm_base_url = (env.get("TRUEUP_CRM_BASE_URL") or f"http://127.0.0.1:{port}").rstrip("/")
     uses_sandbox = not env.get("TRUEUP_CRM_BASE_URL")
-    from connectors.errors import PermanentError
-    from connectors.hubspot import require_safe_url
+    from trueup.connectors.errors import PermanentError
+    from trueup.connectors.hubspot import require_safe_url
 
     try:
         require_safe_url(crm_base_url)

@@ -3,7 +3,7 @@ in seconds with one clear line instead of retrying for minutes. `trueup nightly`
 make it before they start a run, the `crm` resource before a run's first CRM call."""
 from __future__ import annotations
 
-from orchestration.config import Settings
+from trueup.orchestration.config import Settings
 
 #: what to do when nothing answers at the default CRM address (TRUEUP_CRM_BASE_URL unset):
 #: that CRM is the local sandbox, which its own command starts
@@ -21,8 +21,8 @@ class CrmCheckFailed(RuntimeError):
 def require_crm(settings: Settings, base_url: str | None = None) -> None:
     """Fail with one clear line when the CRM cannot be reached or refuses the token.
     `base_url` defaults to TRUEUP_CRM_BASE_URL. Raises CrmCheckFailed."""
-    from connectors.errors import SyncError
-    from connectors.hubspot import check_crm
+    from trueup.connectors.errors import SyncError
+    from trueup.connectors.hubspot import check_crm
 
     url = base_url or settings.crm_base_url
     try:

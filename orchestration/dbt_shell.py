@@ -1,6 +1,6 @@
 """dbt by hand against the configured warehouse, with the profile and vars a run gives it:
 
-    .venv/bin/python -m orchestration.dbt_shell -- build --select fct_recon_breaks+
+    .venv/bin/python -m trueup.orchestration.dbt_shell -- build --select fct_recon_breaks+
 
 (no arguments: `build`). The settings come from the environment as for any command."""
 from __future__ import annotations
@@ -9,8 +9,8 @@ import os
 import subprocess
 import sys
 
-from assets.transform.invocation import PROJECT_DIR, dbt_executable, dbt_invocation
-from orchestration.config import load_settings
+from trueup.assets.transform.invocation import PROJECT_DIR, dbt_executable, dbt_invocation
+from trueup.orchestration.config import load_settings
 
 
 def main(argv: list[str]) -> int:

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from assets.gate.definitions import build_gate_assets
-from assets.gate.replay_job import replay_quarantine
-from assets.ingest.definitions import build_ingest_assets
-from assets.operations_log import operations_log_specs
-from assets.publish.definitions import approve_write, build_publish_assets, resolve_held_write
-from assets.reconcile.definitions import build_reconcile_assets, build_reconcile_job_and_schedule
-from assets.transform.definitions import build_transform_assets, build_transform_resources
-from orchestration.alerts import build_alert_sensor
-from orchestration.freshness import with_freshness
-from orchestration.intraday import build_intraday_sensor, intraday_publish
-from orchestration.jobs import build_jobs
-from orchestration.partitions import daily_partitions
-from orchestration.resources import default_resources
-from orchestration.schedules import build_nightly_schedule
-from orchestration.sensors import build_export_sensor
+from trueup.assets.gate.definitions import build_gate_assets
+from trueup.assets.gate.replay_job import replay_quarantine
+from trueup.assets.ingest.definitions import build_ingest_assets
+from trueup.assets.operations_log import operations_log_specs
+from trueup.assets.publish.definitions import approve_write, build_publish_assets, resolve_held_write
+from trueup.assets.reconcile.definitions import build_reconcile_assets, build_reconcile_job_and_schedule
+from trueup.assets.transform.definitions import build_transform_assets, build_transform_resources
+from trueup.orchestration.alerts import build_alert_sensor
+from trueup.orchestration.freshness import with_freshness
+from trueup.orchestration.intraday import build_intraday_sensor, intraday_publish
+from trueup.orchestration.jobs import build_jobs
+from trueup.orchestration.partitions import daily_partitions
+from trueup.orchestration.resources import default_resources
+from trueup.orchestration.schedules import build_nightly_schedule
+from trueup.orchestration.sensors import build_export_sensor
 
 
 def build_definitions() -> Definitions:
-    from orchestration.config import intraday_settings
+    from trueup.orchestration.config import intraday_settings
 
     partitions = daily_partitions()
     intraday_on, intraday_every = intraday_settings()

@@ -21,7 +21,7 @@ DEFAULT_WINDOW_H = (25, 26)
 
 
 def _system_of(name: str) -> str | None:
-    from assets.ingest.objects import CRM_OBJECTS, ERP_DB_OBJECTS, ERP_EXPORT_OBJECTS
+    from trueup.assets.ingest.objects import CRM_OBJECTS, ERP_DB_OBJECTS, ERP_EXPORT_OBJECTS
 
     for objs in (CRM_OBJECTS, ERP_DB_OBJECTS, ERP_EXPORT_OBJECTS):
         for obj in objs.values():

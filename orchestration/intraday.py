@@ -34,10 +34,10 @@ from dagster import (
     sensor,
 )
 
-from assets.asset_run import RETRY, recorded_run, step_facts
-from assets.pools import BUSINESS_DAY_WRITES
-from assets.publish.run import DEFAULT_APPROVAL_THRESHOLD
-from orchestration.resources import CrmResource, SettingsResource
+from trueup.assets.asset_run import RETRY, recorded_run, step_facts
+from trueup.assets.pools import BUSINESS_DAY_WRITES
+from trueup.assets.publish.run import DEFAULT_APPROVAL_THRESHOLD
+from trueup.orchestration.resources import CrmResource, SettingsResource
 
 JOB_NAME = "intraday_publish"
 SENSOR_NAME = "intraday_closed_won_sensor"
@@ -65,8 +65,8 @@ def run_config(deal_ids: list[str], business_date: str, as_of: str | None = None
                 "(the nightly ingestion over the day's window; raw keeps every version, so the night adds "
                 "only what it has not seen).")
 def intraday_crm_ingest(context: OpExecutionContext, config: IntradayConfig):
-    from assets.publish.intraday import OBJECTS, day_window, ingest_day
-    from assets.publish.ledger import now as wall_now
+    from trueup.assets.publish.intraday import OBJECTS, day_window, ingest_day
+    from trueup.assets.publish.ledger import now as wall_now
 
     day = dt.date.fromisoformat(config.business_date)
     wh = context.resources.warehouse.get()
@@ -97,7 +97,7 @@ def intraday_crm_ingest(context: OpExecutionContext, config: IntradayConfig):
     description="The inbound contracts of the day's companies and deals (the gate assets' function): validated "
                 "rows, quarantine; a blocked batch fails the run before anything is published.")
 def intraday_gate(context: OpExecutionContext, scope: dict):
-    from assets.publish.intraday import gate_day
+    from trueup.assets.publish.intraday import gate_day
 
     day = dt.date.fromisoformat(scope["business_date"])
     wh, settings = context.resources.warehouse.get(), context.resources.settings.get()
@@ -125,9 +125,9 @@ def intraday_gate(context: OpExecutionContext, scope: dict):
     description="The publish pass (publish/erp_orders' function) for the deals the sensor found: same plan, "
                 "outbound contracts, ledger, holds and approvals; stamped with the moment the writes are made.")
 def intraday_publish_deals(context: OpExecutionContext, scope: dict):
-    from assets.publish.definitions import report_publish
-    from assets.publish.intraday import business_clock
-    from assets.publish.run import publish
+    from trueup.assets.publish.definitions import report_publish
+    from trueup.assets.publish.intraday import business_clock
+    from trueup.assets.publish.run import publish
 
     settings = context.resources.settings.get()
     wh = context.resources.warehouse.get()
@@ -172,8 +172,8 @@ def build_intraday_sensor(job_def, *, running: bool, interval_seconds: int,
                         "those deals. On by default when TRUEUP_INTRADAY is on.")
     def intraday_closed_won_sensor(context: SensorEvaluationContext, settings: SettingsResource,
                                    crm: CrmResource):
-        from assets.publish.intraday import Cursor, look_for_closed_won
-        from connectors.errors import classify
+        from trueup.assets.publish.intraday import Cursor, look_for_closed_won
+        from trueup.connectors.errors import classify
 
         config = settings.get()
         now = clock() if clock else dt.datetime.now(dt.timezone.utc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dagster import DailyPartitionsDefinition
 
-from orchestration.config import DEFAULT_START_DATE, settings_sources
+from trueup.orchestration.config import DEFAULT_START_DATE, settings_sources
 
 
 def partition_settings(env=None) -> tuple[str, str]:

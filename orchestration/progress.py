@@ -120,7 +120,7 @@ class RunProgress:
                 return
 
     def _on_event(self, entry) -> None:
-        from orchestration.runner import failure_reason
+        from trueup.orchestration.runner import failure_reason
 
         event = entry.dagster_event
         step = entry.step_key or "?"

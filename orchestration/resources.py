@@ -18,8 +18,8 @@ from typing import Iterator, Mapping, Optional
 from dagster import ConfigurableResource, EnvVar, Failure, ResourceDependency
 from pydantic import Field, PrivateAttr
 
-from orchestration.config import Settings, load_settings
-from orchestration.warehouse_session import connect_warehouse, warehouse_session
+from trueup.orchestration.config import Settings, load_settings
+from trueup.orchestration.warehouse_session import connect_warehouse, warehouse_session
 
 #: each field of the settings resource and the variable it stands for
 VARIABLES = {
@@ -186,14 +186,14 @@ class CrmResource(UsesSettings):
             client.close()
 
     def _new_client(self, settings: Settings, url: str, **options):
-        from connectors.hubspot import HubSpotClient
+        from trueup.connectors.hubspot import HubSpotClient
 
         return HubSpotClient(url, settings.crm_token, requests_per_10s=self.requests_per_10s,
                              searches_per_second=self.searches_per_second, max_concurrency=self.max_concurrency,
                              **options)
 
     def _check(self, settings: Settings, url: str) -> None:
-        from orchestration.crm_check import CrmCheckFailed, require_crm
+        from trueup.orchestration.crm_check import CrmCheckFailed, require_crm
 
         try:
             require_crm(settings, base_url=url)
@@ -209,7 +209,7 @@ class ErpResource(UsesSettings):
     _engine = PrivateAttr(default=None)
 
     def engine(self):
-        from connectors.erp_schema import make_erp_engine
+        from trueup.connectors.erp_schema import make_erp_engine
 
         if self._engine is None:
             self._engine = make_erp_engine(self.url or self.resolved_settings().erp_url)

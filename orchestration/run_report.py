@@ -1,11 +1,11 @@
 """What a run did, in human terms, read back from ops.sync_runs."""
 from __future__ import annotations
 
-from orchestration.config import Settings
+from trueup.orchestration.config import Settings
 
 
 def run_summary(settings: Settings, run_id: str) -> str:
-    from connectors.warehouse import Warehouse
+    from trueup.connectors.warehouse import Warehouse
 
     wh = Warehouse(settings.warehouse_url)
     try:
@@ -29,7 +29,7 @@ def run_summary(settings: Settings, run_id: str) -> str:
 
 def rejected_exports(settings: Settings) -> list[tuple[str, str]]:
     """Export days whose latest check rejected them, with the reason."""
-    from connectors.warehouse import Warehouse
+    from trueup.connectors.warehouse import Warehouse
 
     wh = Warehouse(settings.warehouse_url)
     try:
@@ -110,7 +110,7 @@ def _scalar(wh, sql: str, params: dict | None = None, default=0):
 def run_digest(settings: Settings, run_id: str, loads: bool = True) -> str:
     """One line for one run: what it loaded, held back and posted (`loads`), and the breaks
     open after it."""
-    from connectors.warehouse import Warehouse
+    from trueup.connectors.warehouse import Warehouse
 
     wh = Warehouse(settings.warehouse_url)
     try:
@@ -176,7 +176,7 @@ def _recon_sections(df, cur: str) -> list[str]:
 def demo_summary(settings: Settings) -> str:
     """The closing account of the demo, as two tables: what Trueup synced, held back, posted
     and left open, and the ROI before (manual order entry) and after go-live."""
-    from connectors.warehouse import Warehouse
+    from trueup.connectors.warehouse import Warehouse
 
     wh = Warehouse(settings.warehouse_url)
     cur = settings.reporting_currency

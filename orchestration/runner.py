@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager
 
-from orchestration.config import Settings
+from trueup.orchestration.config import Settings
 
 LOCAL_INSTANCE_YAML = Path(__file__).with_name("dagster_local.yaml")
 
@@ -75,8 +75,8 @@ def business_days_claimed(settings: Settings, start: dt.date, end: dt.date, run_
     PostgreSQL (across machines), else a file lock under TRUEUP_HOME. Then `refuse_if_running`
     checks Dagster's own record of runs in progress (the schedule's, the sensors', the UI's).
     A day held either way refuses the run with one line: which run holds it, since when."""
-    from connectors.locks import LockBusy, try_lock
-    from orchestration.warehouse_session import warehouse_session
+    from trueup.connectors.locks import LockBusy, try_lock
+    from trueup.orchestration.warehouse_session import warehouse_session
 
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
@@ -110,7 +110,7 @@ def open_instance(settings: Settings):
     instance's SQLite storage at once collide on its schema stamp."""
     from dagster import DagsterInstance
 
-    from connectors.locks import lock
+    from trueup.connectors.locks import lock
 
     ensure_dagster_home(settings)
     with lock("dagster instance", home=settings.home, owner="trueup"):
@@ -125,7 +125,7 @@ def ensure_pool_limits(instance) -> None:
     The run queue does this itself when it first sees a queued run of the pool — but it reads the
     limits before, so on that first pass it would let the run start beside a run the CLI executes
     itself (never queued). A limit set by hand (UI, `dagster instance concurrency set`) is kept."""
-    from assets.pools import BUSINESS_DAY_WRITES
+    from trueup.assets.pools import BUSINESS_DAY_WRITES
 
     storage = instance.event_log_storage
     default = instance.global_op_concurrency_default_limit
@@ -172,7 +172,7 @@ def run_job(settings: Settings, job_name: str, start: dt.date, end: dt.date | No
     `progress(instance, run_id)`, if given, is entered around the execution (see
     orchestration/progress.py: it follows the run's events while it executes)."""
     ensure_dagster_home(settings)
-    from orchestration.definitions import build_definitions
+    from trueup.orchestration.definitions import build_definitions
 
     # built now, not at import: partitions follow the environment of this run
     job = build_definitions().resolve_job_def(job_name)
@@ -260,7 +260,7 @@ def run_unpartitioned_job(settings: Settings, job_name: str, run_config: dict | 
     ensure_dagster_home(settings)
     from dagster import DagsterInstance
 
-    from orchestration.definitions import build_definitions
+    from trueup.orchestration.definitions import build_definitions
 
     job = build_definitions().resolve_job_def(job_name)
     tags = {"trueup/correlation_id": str(uuid.uuid4()), "trueup/trigger": "cli"}

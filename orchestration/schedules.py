@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dagster import DefaultScheduleStatus, build_schedule_from_partitioned_job
 
-from assets.publish.business_time import NIGHTLY_RUN_HOUR
+from trueup.assets.publish.business_time import NIGHTLY_RUN_HOUR
 
 
 def build_nightly_schedule(nightly_job):

@@ -6,7 +6,7 @@ import json
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
-from orchestration.resources import LandingResource, WarehouseResource
+from trueup.orchestration.resources import LandingResource, WarehouseResource
 
 
 def build_export_sensor(job, partitions_def):
@@ -14,10 +14,10 @@ def build_export_sensor(job, partitions_def):
             description="Starts erp_export_ingest for each complete ERP export not yet loaded.")
     def erp_export_sensor(context: SensorEvaluationContext, warehouse: WarehouseResource,
                           landing: LandingResource):
-        from assets.ingest.erp_extract import manifest_digest
-        from assets.ingest.export_log import loaded_digests
-        from connectors.erp_exports import list_exports
-        from connectors.errors import TransientError
+        from trueup.assets.ingest.erp_extract import manifest_digest
+        from trueup.assets.ingest.export_log import loaded_digests
+        from trueup.connectors.erp_exports import list_exports
+        from trueup.connectors.errors import TransientError
 
         requested = json.loads(context.cursor) if context.cursor else {}
         try:

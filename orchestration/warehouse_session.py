@@ -9,13 +9,13 @@ import contextlib
 from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
-    from connectors.warehouse import Warehouse
+    from trueup.connectors.warehouse import Warehouse
 
 
 def connect_warehouse(url: str, lock_timeout_s: float | None = None) -> "Warehouse":
     """The warehouse at `url`; `lock_timeout_s`: how long to wait for DuckDB's file lock
     (default: the warehouse's own, 120 s)."""
-    from connectors.warehouse import Warehouse
+    from trueup.connectors.warehouse import Warehouse
 
     return Warehouse(url) if lock_timeout_s is None else Warehouse(url, lock_timeout_s=lock_timeout_s)
 

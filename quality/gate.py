@@ -25,8 +25,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.errors import SyncError
-from connectors.warehouse import arrow_to_pandas
+from trueup.connectors.errors import SyncError
+from trueup.connectors.warehouse import arrow_to_pandas
 
 from .batch import PARTITION, ROW, blank_to_null, money_values, prepare_batch
 from .contracts.rules import Contract, Rule

@@ -69,7 +69,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from connectors.errors import SyncError
+from trueup.connectors.errors import SyncError
 
 from .batch import PARTITION, prepare_batch
 from .contracts.rules import Contract, Rule
@@ -164,7 +164,7 @@ class GxTally:
         """One chunk's live rows, raw: prepared here as for the gate's own evaluation
         (`prepare_batch`), its row rules validated (in pieces of ROW_PIECE_ROWS), then `answer()`
         (the chunk is done with, the caller may send the next) and its whole-batch columns kept."""
-        from connectors.warehouse import arrow_to_pandas
+        from trueup.connectors.warehouse import arrow_to_pandas
 
         batch = prepare_batch(self.contract, arrow_to_pandas(rows) if isinstance(rows, pa.Table) else rows)
         if len(batch) and self.row_rules:

@@ -1,7 +1,7 @@
 """Reference key sets for referential rules, read from the warehouse's current state."""
 from __future__ import annotations
 
-from connectors.warehouse import Warehouse
+from trueup.connectors.warehouse import Warehouse
 
 REFERENCE_QUERIES = {
     "crm_company_ids": ("crm_companies_current", "id"),

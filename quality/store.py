@@ -9,9 +9,9 @@ import json
 import pandas as pd
 import sqlalchemy as sa
 
-from connectors.clock import utc_now
-from connectors.warehouse import Warehouse, ident
-from connectors.warehouse_schema import QUALITY, ensure, ensure_in
+from trueup.connectors.clock import utc_now
+from trueup.connectors.warehouse import Warehouse, ident
+from trueup.connectors.warehouse_schema import QUALITY, ensure, ensure_in
 
 from .batch import PARTITION
 from .contracts.rules import Contract

@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from orchestration.commands import CliError, iso_date, positive_float, positive_int
-from orchestration.config import Settings
+from trueup.orchestration.commands import CliError, iso_date, positive_float, positive_int
+from trueup.orchestration.config import Settings
 
 
 def world_paths(settings: Settings):
-    from sandbox.generator.world import WorldPaths
-    from sandbox.paths import SandboxPaths
+    from trueup.sandbox.generator.world import WorldPaths
+    from trueup.sandbox.paths import SandboxPaths
 
     return WorldPaths(SandboxPaths.of(settings).root, settings.erp_url, settings.landing_dir)
 
@@ -20,9 +20,9 @@ def reseed(settings: Settings, cfg, days: int | None = None) -> list:
     """Seed a fresh world (its first `days` days; default all); a running sandbox CRM is
     restarted so it serves the new store. The world's dates and the sandbox CRM's token file
     land in the TRUEUP_HOME's settings file, where Trueup reads them."""
-    from sandbox.control import running_pid, sandbox_down, sandbox_up
-    from sandbox.generator.world import seed_world
-    from sandbox.paths import SandboxPaths
+    from trueup.sandbox.control import running_pid, sandbox_down, sandbox_up
+    from trueup.sandbox.generator.world import seed_world
+    from trueup.sandbox.paths import SandboxPaths
 
     was_running = settings.uses_sandbox_crm and running_pid(settings) is not None
     if was_running:
@@ -35,20 +35,20 @@ def reseed(settings: Settings, cfg, days: int | None = None) -> list:
 
 
 def cmd_sandbox_up(args, settings: Settings) -> None:
-    from sandbox.control import sandbox_up
+    from trueup.sandbox.control import sandbox_up
 
     print(sandbox_up(settings))
 
 
 def cmd_sandbox_down(args, settings: Settings) -> None:
-    from sandbox.control import sandbox_down
+    from trueup.sandbox.control import sandbox_down
 
     print(sandbox_down(settings))
 
 
 def cmd_sandbox_seed(args, settings: Settings) -> None:
-    from sandbox.generator.config import WorldConfig
-    from sandbox.world_report import format_report
+    from trueup.sandbox.generator.config import WorldConfig
+    from trueup.sandbox.world_report import format_report
 
     cfg = WorldConfig(seed=args.seed, scale=args.scale, start_date=args.start, days=args.days,
                       golive_date=args.golive)
@@ -60,14 +60,14 @@ def cmd_sandbox_seed(args, settings: Settings) -> None:
 
 
 def cmd_sandbox_reexport(args, settings: Settings) -> None:
-    from sandbox.generator.world import reexport_day
+    from trueup.sandbox.generator.world import reexport_day
 
     folder = reexport_day(world_paths(settings), args.date)
     print(f"re-exported {args.date} from the ERP database into {folder}")
 
 
 def cmd_sandbox_advance(args, settings: Settings) -> None:
-    from sandbox.generator.world import WorldNotSeeded, advance_world
+    from trueup.sandbox.generator.world import WorldNotSeeded, advance_world
 
     try:
         for d in advance_world(world_paths(settings), days=args.days):
@@ -80,8 +80,8 @@ def cmd_sandbox_advance(args, settings: Settings) -> None:
 
 
 def cmd_sandbox_status(args, settings: Settings) -> None:
-    from sandbox.control import is_answering, running_pid
-    from sandbox.world_report import format_report
+    from trueup.sandbox.control import is_answering, running_pid
+    from trueup.sandbox.world_report import format_report
 
     pid = running_pid(settings)
     state = "running" if pid and is_answering(settings) else "not running"

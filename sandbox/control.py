@@ -9,9 +9,9 @@ import time
 
 import requests
 
-from orchestration.commands import CliError
-from orchestration.config import Settings
-from sandbox.paths import SandboxPaths, client_token
+from trueup.orchestration.commands import CliError
+from trueup.orchestration.config import Settings
+from trueup.sandbox.paths import SandboxPaths, client_token
 
 
 class SandboxError(CliError):
@@ -52,7 +52,7 @@ def sandbox_up(settings: Settings, wait_seconds: float = 20.0) -> str:
     paths.sandbox_token()  # make sure the token file exists before the server reads it
     log = open(paths.log_file, "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.crm.server", "--db", str(paths.crm_db),
+        [sys.executable, "-m", "trueup.sandbox.crm.server", "--db", str(paths.crm_db),
          "--token-file", str(paths.token_file), "--host", "127.0.0.1", "--port", str(settings.sandbox_port)],
         stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
     )

@@ -9,9 +9,9 @@ import datetime as dt
 import os
 import time
 
-from orchestration.commands import CliError, positive_float, positive_int
-from orchestration.config import Settings, load_settings
-from sandbox.commands import reseed, world_paths
+from trueup.orchestration.commands import CliError, positive_float, positive_int
+from trueup.orchestration.config import Settings, load_settings
+from trueup.sandbox.commands import reseed, world_paths
 
 
 def _chunks(first: dt.date, last: dt.date, size: int) -> list[tuple[dt.date, dt.date]]:
@@ -50,7 +50,7 @@ class _DemoRuns:
     rejected ERP exports is followed by the ERP team's re-export and a re-run of its days."""
 
     def __init__(self, settings: Settings, paths) -> None:
-        from orchestration.progress import RunProgress
+        from trueup.orchestration.progress import RunProgress
 
         self.settings, self.paths = settings, paths
         self.log = settings.home / "logs" / "demo.log"
@@ -62,8 +62,8 @@ class _DemoRuns:
         outcome = self.once(first, last)
         if outcome.success:
             return outcome
-        from orchestration.run_report import rejected_exports
-        from sandbox.generator.world import reexport_day
+        from trueup.orchestration.run_report import rejected_exports
+        from trueup.sandbox.generator.world import reexport_day
 
         rejected = [(str(d), why) for d, why in rejected_exports(self.settings) if str(first) <= str(d) <= str(last)]
         if not rejected:
@@ -82,8 +82,8 @@ class _DemoRuns:
         return outcome
 
     def once(self, first: dt.date, last: dt.date, job: str = "nightly_sync"):
-        from orchestration.run_report import run_digest
-        from orchestration.runner import run_job
+        from trueup.orchestration.run_report import run_digest
+        from trueup.orchestration.runner import run_job
 
         self.count += 1
         days = (last - first).days + 1
@@ -103,11 +103,11 @@ class _DemoRuns:
 
 
 def cmd_demo(args, settings: Settings) -> None:
-    from orchestration.run_report import demo_summary
-    from sandbox.control import sandbox_up
-    from sandbox.generator.config import WorldConfig
-    from sandbox.generator.world import advance_world
-    from sandbox.world_report import format_report
+    from trueup.orchestration.run_report import demo_summary
+    from trueup.sandbox.control import sandbox_up
+    from trueup.sandbox.generator.config import WorldConfig
+    from trueup.sandbox.generator.world import advance_world
+    from trueup.sandbox.world_report import format_report
 
     t_start = time.monotonic()
     golive_env = os.environ.get("TRUEUP_PUBLISH_FROM")

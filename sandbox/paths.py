@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestration.config import Settings, settings_file, update_settings_file
+from trueup.orchestration.config import Settings, settings_file, update_settings_file
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from collections import Counter
 
 from sqlalchemy import func, select
 
-from connectors.erp_schema import customers, invoices, make_erp_engine, payments, sales_orders
-from connectors.erp_exports import list_exports
-from sandbox.crm.store import CrmStore
-from sandbox.generator.world import WorldPaths, read_defects, read_state
+from trueup.connectors.erp_schema import customers, invoices, make_erp_engine, payments, sales_orders
+from trueup.connectors.erp_exports import list_exports
+from trueup.sandbox.crm.store import CrmStore
+from trueup.sandbox.generator.world import WorldPaths, read_defects, read_state
 
 
 def world_counts(paths: WorldPaths) -> dict[str, dict[str, int]]:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import requests
 
-from sandbox.crm import CrmStore, SandboxServer, start_in_thread
+from trueup.sandbox.crm import CrmStore, SandboxServer, start_in_thread
 
 #: deterministic test knobs: every fault off, rate limits off (tests switch them on explicitly)
 QUIET_KNOBS = {"rate_limit_10s": 0, "search_per_second": 0, "error_rate_5xx": 0.0, "latency_ms": 0,

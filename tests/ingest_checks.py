@@ -6,12 +6,12 @@ import datetime as dt
 
 import pandas as pd
 
-from connectors.erp_schema import make_erp_engine
-from connectors.warehouse import Warehouse
-from orchestration.config import load_settings
-from orchestration.runner import run_job
-from sandbox.erp.exports import export_rows_from_db, write_export
-from sandbox.generator.world import read_defects
+from trueup.connectors.erp_schema import make_erp_engine
+from trueup.connectors.warehouse import Warehouse
+from trueup.orchestration.config import load_settings
+from trueup.orchestration.runner import run_job
+from trueup.sandbox.erp.exports import export_rows_from_db, write_export
+from trueup.sandbox.generator.world import read_defects
 from tests.source_compare import crm_source, crm_warehouse, erp_source, erp_warehouse
 
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 import sqlalchemy as sa
 
-from assets.fx import FX_TO_USD
-from sandbox.crm.store import CrmStore
-from sandbox.generator.world import read_defects
+from trueup.assets.fx import FX_TO_USD
+from trueup.sandbox.crm.store import CrmStore
+from trueup.sandbox.generator.world import read_defects
 
 #: deals the inbound gate quarantines (contract failures): never reconciled, a quarantine entry
 INVALID_DEAL_KINDS = {"missing_amount", "negative_amount", "unknown_currency", "missing_company"}

@@ -12,7 +12,7 @@ What each mart column is recomputed from:
   by file day (every row of `exports/<day>/{invoices,payments}.csv` whose manifest is present; within
   a file, one version per key and day — the latest `updated_at`, identical copies all kept, as the
   gate batches them). A later snapshot of a day replaces the earlier one.
-- rows bad per (day, object): offered rows that the manifest (`sandbox.generator.world.read_defects`)
+- rows bad per (day, object): offered rows that the manifest (`trueup.sandbox.generator.world.read_defects`)
   says fail an inbound contract — deals with a negative amount or a non-ISO currency (every live
   version), closed-won deals without amount or company (their closed-won versions), contacts with a
   malformed email or a non-existent company, a contact re-keyed with another's email (when both are

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from assets.fx import FX_TO_USD
-from sandbox.crm.store import CrmStore
-from sandbox.generator.world import read_defects
+from trueup.assets.fx import FX_TO_USD
+from trueup.sandbox.crm.store import CrmStore
+from trueup.sandbox.generator.world import read_defects
 from tests.recon_truth import INVALID_DEAL_KINDS, Truth, _counted
 
 ORDER_SLA = pd.Timedelta(hours=48)        # dbt var order_sla_hours

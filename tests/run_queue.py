@@ -33,7 +33,7 @@ class Queue:
 
         job = (self.defs.resolve_implicit_global_asset_job_def() if job_name == "__ASSET_JOB"
                else self.defs.resolve_job_def(job_name))
-        location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="orchestration.definitions"),
+        location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="trueup.orchestration.definitions"),
                                                location_name="trueup")
         origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), job.name)
         run = self.instance.create_run_for_job(job, status=status, tags=tags, asset_selection=assets,

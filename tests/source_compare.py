@@ -4,11 +4,11 @@ from __future__ import annotations
 import pandas as pd
 import sqlalchemy as sa
 
-from assets.ingest.erp_extract import _text
-from assets.ingest.objects import CRM_PROPERTIES, ERP_DB_OBJECTS, ERP_EXPORT_OBJECTS
-from connectors.erp_schema import make_erp_engine
-from connectors.warehouse import Warehouse
-from sandbox.crm.store import CrmStore
+from trueup.assets.ingest.erp_extract import _text
+from trueup.assets.ingest.objects import CRM_PROPERTIES, ERP_DB_OBJECTS, ERP_EXPORT_OBJECTS
+from trueup.connectors.erp_schema import make_erp_engine
+from trueup.connectors.warehouse import Warehouse
+from trueup.sandbox.crm.store import CrmStore
 
 # the modification-date properties are covered by updated_at; compare business properties
 CRM_COMPARE = {t: [p for p in props if p not in ("hs_lastmodifieddate", "lastmodifieddate", "createdate")]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.crm import start_in_thread
-from sandbox.generator.config import WorldConfig
-from sandbox.generator.world import WorldPaths, seed_world
+from trueup.sandbox.crm import start_in_thread
+from trueup.sandbox.generator.config import WorldConfig
+from trueup.sandbox.generator.world import WorldPaths, seed_world
 from tests.fixtures_crm import QUIET_KNOBS
 
 SMALL_WORLD = WorldConfig(seed=11, scale=3.0, days=16, schema_drift_days=((10, "renamed_column"),
@@ -85,8 +85,8 @@ def tiny_world(tmp_path, monkeypatch):
 def assert_ingest_succeeded(outcome) -> None:
     """Every ingest (raw/*) step of the run succeeded, whatever later stages (gates) decided:
     the ingestion tests judge ingestion; a gate holding rows back is not an ingest failure."""
-    from connectors.warehouse import Warehouse
-    from orchestration.config import load_settings
+    from trueup.connectors.warehouse import Warehouse
+    from trueup.orchestration.config import load_settings
 
     wh = Warehouse(load_settings().warehouse_url)
     facts = wh.query_df("SELECT asset, partition, status, error_message FROM ops.sync_runs "

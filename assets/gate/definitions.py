@@ -14,10 +14,10 @@ from dagster import (
     asset,
 )
 
-from assets.asset_run import RETRY, recorded_run, step_facts
-from assets.pools import BUSINESS_DAY_WRITES
-from quality.contracts import INBOUND
-from quality.contracts.rules import Contract
+from trueup.assets.asset_run import RETRY, recorded_run, step_facts
+from trueup.assets.pools import BUSINESS_DAY_WRITES
+from trueup.quality.contracts import INBOUND
+from trueup.quality.contracts.rules import Contract
 
 # which raw objects a contract's reference sets read (so lineage and run order follow them)
 REFERENCE_DEPS = {
@@ -49,8 +49,8 @@ def build_gate_asset(contract: Contract, partitions_def):
         metadata={"contract": contract.name, "contract_version": contract.version},
     )
     def _gate(context: AssetExecutionContext):
-        from assets.gate.run_gate import gate_partitions
-        from quality.gx_suites import GxValidator
+        from trueup.assets.gate.run_gate import gate_partitions
+        from trueup.quality.gx_suites import GxValidator
 
         wh = context.resources.warehouse.get()
         settings = context.resources.settings.get()

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from assets.ingest.objects import ALL_OBJECTS
-from assets.ingest.raw_store import land_partitions
-from connectors.warehouse import Warehouse
-from quality.contracts.rules import Contract
-from quality.gate import evaluate_partitions
-from quality.references import load_references
-from quality.store import persist_gates
+from trueup.assets.ingest.objects import ALL_OBJECTS
+from trueup.assets.ingest.raw_store import land_partitions
+from trueup.connectors.warehouse import Warehouse
+from trueup.quality.contracts.rules import Contract
+from trueup.quality.gate import evaluate_partitions
+from trueup.quality.references import load_references
+from trueup.quality.store import persist_gates
 
 
 def land_and_gate(wh: Warehouse, contract: Contract, rows: pd.DataFrame, *, run_id: str, source_label: str,

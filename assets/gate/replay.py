@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from assets.gate.reland import land_and_gate
-from assets.ingest.objects import ALL_OBJECTS
-from assets.ingest.reread import reread
-from connectors.warehouse import Warehouse
-from quality.contracts import INBOUND
-from quality.store import count_attempts, open_quarantine, quarantine_id, resolve
+from trueup.assets.gate.reland import land_and_gate
+from trueup.assets.ingest.objects import ALL_OBJECTS
+from trueup.assets.ingest.reread import reread
+from trueup.connectors.warehouse import Warehouse
+from trueup.quality.contracts import INBOUND
+from trueup.quality.store import count_attempts, open_quarantine, quarantine_id, resolve
 
 
 @dataclass

@@ -9,8 +9,8 @@ class ReplayConfig(Config):
 @op(required_resource_keys={"warehouse", "crm", "erp", "settings"})
 def replay_quarantine_op(context: OpExecutionContext, config: ReplayConfig) -> str:
     """Re-validate every open quarantined row against its current source value."""
-    from assets.gate.replay import replay_quarantine
-    from quality.gx_suites import GxValidator
+    from trueup.assets.gate.replay import replay_quarantine
+    from trueup.quality.gx_suites import GxValidator
 
     settings = context.resources.settings.get()
     summary = replay_quarantine(

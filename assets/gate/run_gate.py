@@ -11,14 +11,14 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from connectors.clock import utc_now
-from connectors.warehouse import Warehouse, ident
-from quality.batch import PARTITION
-from quality.contracts.rules import Contract
-from quality.gate import CHUNK_ROWS, ConservationError, GateOutcome, GateRun
-from quality.references import load_references
-from quality.reports import write_gate_report
-from quality.store import (
+from trueup.connectors.clock import utc_now
+from trueup.connectors.warehouse import Warehouse, ident
+from trueup.quality.batch import PARTITION
+from trueup.quality.contracts.rules import Contract
+from trueup.quality.gate import CHUNK_ROWS, ConservationError, GateOutcome, GateRun
+from trueup.quality.references import load_references
+from trueup.quality.reports import write_gate_report
+from trueup.quality.store import (
     ensure_current_view,
     ensure_quality_tables,
     gate_result,
@@ -77,7 +77,7 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
     rows are quarantined chunk by chunk and their keys staged, and the passed rows go from raw
     to validated in one set-based INSERT … SELECT while GX finishes. (Appending them chunk by
     chunk kept every appended row in DuckDB's transaction memory: +1.5 GB at 5M rows, measured.)"""
-    from assets.ingest.objects import ALL_OBJECTS
+    from trueup.assets.ingest.objects import ALL_OBJECTS
 
     obj, key = contract.object, contract.key
     first, last = min(partitions), max(partitions)

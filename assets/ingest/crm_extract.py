@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from connectors.hubspot import HubSpotClient
+from trueup.connectors.hubspot import HubSpotClient
 
 from .objects import CRM_PROPERTIES, SourceObject
 

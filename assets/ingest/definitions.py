@@ -18,9 +18,9 @@ from dagster import (
     multi_asset,
 )
 
-from assets.asset_run import RETRY, recorded_run, step_facts
-from assets.pools import BUSINESS_DAY_WRITES
-from connectors.errors import classify
+from trueup.assets.asset_run import RETRY, recorded_run, step_facts
+from trueup.assets.pools import BUSINESS_DAY_WRITES
+from trueup.connectors.errors import classify
 
 from .objects import CRM_OBJECTS, ERP_DB_OBJECTS, ERP_EXPORT_OBJECTS, SourceObject
 

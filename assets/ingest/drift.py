@@ -6,7 +6,7 @@ import re
 
 import pandas as pd
 
-from connectors.errors import SyncError
+from trueup.connectors.errors import SyncError
 
 from .objects import SourceObject
 

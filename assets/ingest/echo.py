@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from connectors.warehouse import Warehouse
+from trueup.connectors.warehouse import Warehouse
 
 
 def platform_echoes(wh: Warehouse, crm_object: str, rows: pd.DataFrame) -> dict[str, int]:

@@ -10,8 +10,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from connectors.erp_exports import ExportCheck, check_export, read_export_file
-from connectors.errors import SyncError
+from trueup.connectors.erp_exports import ExportCheck, check_export, read_export_file
+from trueup.connectors.errors import SyncError
 
 from .drift import check_columns
 from .objects import SourceObject

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from assets.run_facts import ensure_ops_tables
-from connectors.clock import utc_now
-from connectors.warehouse import Warehouse
+from trueup.assets.run_facts import ensure_ops_tables
+from trueup.connectors.clock import utc_now
+from trueup.connectors.warehouse import Warehouse
 
 
 def record_export_loads(wh: Warehouse, loads: list[tuple], run_id: str | None) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from connectors.warehouse import Warehouse
+from trueup.connectors.warehouse import Warehouse
 
 from .objects import SourceObject
 from .raw_store import LandResult, land_versions

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 import sqlalchemy as sa
 
-from connectors.clock import utc_now
-from connectors.warehouse import Warehouse, ident
+from trueup.connectors.clock import utc_now
+from trueup.connectors.warehouse import Warehouse, ident
 
 from .objects import LOAD_COLUMNS, VERSION_HASH, SourceObject
 

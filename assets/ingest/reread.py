@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import sqlalchemy as sa
 
-from connectors.warehouse import Warehouse, ident
+from trueup.connectors.warehouse import Warehouse, ident
 
 from .crm_extract import _business_day, _deal_companies, record_to_row
 from .erp_extract import _text

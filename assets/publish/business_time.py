@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import sqlalchemy as sa
 
-from connectors.warehouse import Warehouse
+from trueup.connectors.warehouse import Warehouse
 
 #: the nightly schedule's hour (business time zone), for the previous business day
 NIGHTLY_RUN_HOUR = 2

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from connectors.errors import SyncError
-from connectors.warehouse import Warehouse
+from trueup.connectors.errors import SyncError
+from trueup.connectors.warehouse import Warehouse
 
 from .ledger import Write, pending, set_state
 

@@ -7,9 +7,9 @@ from typing import Literal, Optional
 import dagster as dg
 from dagster import AssetExecutionContext, AssetKey, BackfillPolicy, Config, MaterializeResult, MetadataValue
 
-from assets.asset_run import recorded_run, step_facts
-from assets.pools import BUSINESS_DAY_WRITES
-from assets.publish.policy import DEFAULT_APPROVAL_THRESHOLD
+from trueup.assets.asset_run import recorded_run, step_facts
+from trueup.assets.pools import BUSINESS_DAY_WRITES
+from trueup.assets.publish.policy import DEFAULT_APPROVAL_THRESHOLD
 
 
 class PublishConfig(Config):
@@ -52,7 +52,7 @@ def build_publish_assets(partitions_def) -> list:
     def erp_orders(context: AssetExecutionContext, config: PublishConfig):
         import datetime as dt
 
-        from assets.publish.run import publish
+        from trueup.assets.publish.run import publish
 
         settings = context.resources.settings.get()
         wh = context.resources.warehouse.get()
@@ -92,7 +92,7 @@ def report_publish(context, wh, settings, s, partition: str) -> dict:
         context.log.warning(f"{s.retry_later} write(s) failed transiently (the target was unreachable or "
                             f"overloaded); later runs send them again")
     if s.failing_too_long:
-        from connectors.alert_sink import record_alert
+        from trueup.connectors.alert_sink import record_alert
 
         for f in s.failing_too_long:
             record_alert(wh, run_id=context.run.run_id, job=context.run.job_name, partition=partition,
@@ -121,7 +121,7 @@ class ApproveConfig(Config):
 
 @dg.op(required_resource_keys={"warehouse"})
 def approve_write_op(context: dg.OpExecutionContext, config: ApproveConfig) -> str:
-    from assets.publish.ledger import approve
+    from trueup.assets.publish.ledger import approve
 
     p = approve(context.resources.warehouse.get(), config.idempotency_key, config.actor)
     if p is None:
@@ -148,7 +148,7 @@ class ResolveHeldWriteConfig(Config):
 @dg.op(required_resource_keys={"warehouse"})
 def resolve_held_write_op(context: dg.OpExecutionContext, config: ResolveHeldWriteConfig) -> str:
     """The UI's way to what `trueup writes release|link|undo` does: the same ledger decisions."""
-    from assets.publish.ledger import decide, undo
+    from trueup.assets.publish.ledger import decide, undo
 
     key, order = config.idempotency_key, (config.order_number or "").strip() or None
     if not config.actor.strip():

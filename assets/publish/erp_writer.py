@@ -12,9 +12,9 @@ import json
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from connectors.erp_schema import customers as t_customers
-from connectors.erp_schema import sales_orders as t_orders
-from connectors.warehouse import Warehouse
+from trueup.connectors.erp_schema import customers as t_customers
+from trueup.connectors.erp_schema import sales_orders as t_orders
+from trueup.connectors.warehouse import Warehouse
 
 from .ledger import Write, pending, set_state
 

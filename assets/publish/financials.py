@@ -7,7 +7,7 @@ import datetime as dt
 
 import pandas as pd
 
-from connectors.warehouse import Warehouse
+from trueup.connectors.warehouse import Warehouse
 
 from .ledger import Write
 

@@ -26,8 +26,8 @@ import json
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from connectors.hubspot import to_epoch_ms
-from connectors.warehouse import Warehouse
+from trueup.connectors.hubspot import to_epoch_ms
+from trueup.connectors.warehouse import Warehouse
 
 #: the CRM search is eventually consistent (a change may be found a little after it was made):
 #: each look starts this far before the newest change seen, and skips what it already requested
@@ -122,8 +122,8 @@ def look_for_closed_won(client, cursor: Cursor | None, now: dt.datetime, tz: str
 def ingest_day(wh: Warehouse, client, day: dt.date, tz: str, run_id: str) -> dict:
     """The CRM's companies and deals of the business day so far into raw: the nightly ingestion
     (`assets/ingest/incremental.ingest_crm`) over the day's window. {object name: IngestResult}."""
-    from assets.ingest.incremental import ingest_crm
-    from assets.ingest.objects import CRM_OBJECTS
+    from trueup.assets.ingest.incremental import ingest_crm
+    from trueup.assets.ingest.objects import CRM_OBJECTS
 
     start, end = day_window(day, tz)
     windows = [(day.isoformat(), start, end)]
@@ -139,9 +139,9 @@ def gate_day(wh: Warehouse, day: dt.date, run_id: str, reports_dir, scratch_dir=
     the function the gate assets run): ({object name: (GateOutcome, report path)}, the blocked
     batches with their reasons). A blocked batch must stop the run before anything is published,
     as the gate assets' blocking check stops the night."""
-    from assets.gate.run_gate import gate_partitions
-    from quality.contracts import INBOUND
-    from quality.gx_suites import GxValidator
+    from trueup.assets.gate.run_gate import gate_partitions
+    from trueup.quality.contracts import INBOUND
+    from trueup.quality.gx_suites import GxValidator
 
     validator = GxValidator()
     out, blocked = {}, []

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
-from connectors.clock import utc_now
-from connectors.warehouse import Warehouse
-from connectors.warehouse_schema import LEDGER, ensure
+from trueup.connectors.clock import utc_now
+from trueup.connectors.warehouse import Warehouse
+from trueup.connectors.warehouse_schema import LEDGER, ensure
 
 OPEN_STATES = ("planned", "sent", "unknown")
 #: states a newer payload of the same key replaces (a `sent`/`unknown` write is read back first)

@@ -1,6 +1,6 @@
 """Conversion to the reporting currency for thresholds, at the platform's planning rates
 (assets/fx.py: the same rates the marts and the reconciliation use)."""
-from assets.fx import FX_TO_USD
+from trueup.assets.fx import FX_TO_USD
 
 
 def to_reporting(amount: float, currency: str, reporting: str = "USD") -> float:

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 import sqlalchemy as sa
 
-from connectors.erp_schema import customers as t_customers
-from connectors.erp_schema import sales_orders as t_orders
-from connectors.warehouse import Warehouse
+from trueup.connectors.erp_schema import customers as t_customers
+from trueup.connectors.erp_schema import sales_orders as t_orders
+from trueup.connectors.warehouse import Warehouse
 
 from .ledger import Write
 from .money import to_reporting

@@ -10,11 +10,11 @@ from typing import Callable, Collection
 
 import pandas as pd
 
-from connectors.errors import SyncError
-from connectors.warehouse import Warehouse
-from quality.contracts import OUTBOUND
-from quality.gate import evaluate_batch
-from quality.store import persist_gates
+from trueup.connectors.errors import SyncError
+from trueup.connectors.warehouse import Warehouse
+from trueup.quality.contracts import OUTBOUND
+from trueup.quality.gate import evaluate_batch
+from trueup.quality.store import persist_gates
 
 from . import crm_writer, erp_writer
 from .business_time import stamp_business_time
@@ -52,7 +52,7 @@ def publish_lock(home: Path, wh: Warehouse | None = None, owner: str = "a publis
     (holds across machines), else a file lock under TRUEUP_HOME (a DuckDB warehouse is one local
     file). A second publisher waits; the ledger then shows it what the first one did. The
     target's unique keys stay the last line."""
-    from connectors.locks import lock
+    from trueup.connectors.locks import lock
 
     pg = wh.engine if wh is not None and wh.dialect == "postgresql" else None
     with lock("publish", home=home, owner=owner, pg_engine=pg):
@@ -81,9 +81,9 @@ def land_confirmed_writes(wh: Warehouse, engine, tz: str, run_id: str, business_
     The versions read back belong to `business_day`, the night that wrote them (their ERP
     modification time is the wall clock of the run): the state as of that night includes them,
     and when a later ingest sees the same versions again, raw already holds them."""
-    from assets.gate.reland import land_and_gate
-    from assets.ingest.reread import reread
-    from quality.contracts import INBOUND
+    from trueup.assets.gate.reland import land_and_gate
+    from trueup.assets.ingest.reread import reread
+    from trueup.quality.contracts import INBOUND
 
     total = 0
     for obj_name, key in (("erp_customers", "customer_number"), ("erp_sales_orders", "order_number")):
@@ -129,7 +129,7 @@ def _restricted(p: Plan, engine, only_deals: Collection[str] | None, create_cust
         return out, []
     import sqlalchemy as sa
 
-    from connectors.erp_schema import customers as t_customers
+    from trueup.connectors.erp_schema import customers as t_customers
 
     with engine.connect() as conn:
         known = {r[0] for r in conn.execute(sa.select(t_customers.c.customer_number))}

@@ -13,9 +13,9 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from assets.ingest.objects import ALL_OBJECTS
-from assets.ingest.raw_store import alive_sql, latest_version_sql
-from connectors.warehouse import ident
+from trueup.assets.ingest.objects import ALL_OBJECTS
+from trueup.assets.ingest.raw_store import alive_sql, latest_version_sql
+from trueup.connectors.warehouse import ident
 
 
 def state_as_of(conn, layer: str, obj_name: str, as_of: dt.date) -> str:

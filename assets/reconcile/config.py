@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields, replace
 # USD per unit of currency, the platform's planning rates (assets/fx.py, the dbt seed):
 # recon.fx_rates is seeded from them once and may be edited by finance afterwards — the table,
 # not this map, is what runs use
-from assets.fx import FX_TO_USD  # noqa: F401 - re-exported for recon.store
+from trueup.assets.fx import FX_TO_USD  # noqa: F401 - re-exported for recon.store
 
 
 @dataclass(frozen=True)

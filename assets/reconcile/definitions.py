@@ -28,10 +28,10 @@ from dagster import (
     in_process_executor,
 )
 
-from assets.asset_run import RETRY, recorded_run, step_facts
-from assets.gate.definitions import validated_key
-from assets.ingest.objects import ALL_OBJECTS
-from assets.pools import BUSINESS_DAY_WRITES
+from trueup.assets.asset_run import RETRY, recorded_run, step_facts
+from trueup.assets.gate.definitions import validated_key
+from trueup.assets.ingest.objects import ALL_OBJECTS
+from trueup.assets.pools import BUSINESS_DAY_WRITES
 
 from .config import ReconSettings
 from .engine import RECON_NAMES
@@ -127,7 +127,7 @@ def build_recon_asset(name: str, partitions_def):
         results = []
         with recorded_run(wh, facts.values()):
             if name == "source_vs_warehouse":
-                from assets.ingest.echo import echo_versions
+                from trueup.assets.ingest.echo import echo_versions
 
                 from .sources import DEFAULT_OBJECTS, read_sources_for_days, source_lookup
                 clients = {"erp_engine": context.resources.erp.engine(),

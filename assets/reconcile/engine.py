@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 import sqlalchemy as sa
 
-from connectors.clock import utc_now
-from connectors.warehouse import Warehouse
+from trueup.connectors.clock import utc_now
+from trueup.connectors.warehouse import Warehouse
 
 from .config import ReconSettings
 from .rules import RuleContext, companies_customers, deals_orders, invoices_payments, orders_invoices

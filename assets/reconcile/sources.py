@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from assets.ingest.objects import ALL_OBJECTS, SourceObject
+from trueup.assets.ingest.objects import ALL_OBJECTS, SourceObject
 
 DEFAULT_OBJECTS = tuple(ALL_OBJECTS)
 
@@ -26,7 +26,7 @@ def read_source_days(obj: SourceObject, days: list[str], tz: str, *, erp_engine=
     every archived record) once per day of a backfill. Rows are split by the business day of
     their modification, so each day gets exactly what a read of that day alone returns."""
     if obj.system == "erp_export":
-        from assets.ingest.erp_extract import read_verified_export
+        from trueup.assets.ingest.erp_extract import read_verified_export
         out = {}
         for day in days:
             try:
@@ -38,10 +38,10 @@ def read_source_days(obj: SourceObject, days: list[str], tz: str, *, erp_engine=
         return out
     start, end = day_window(min(days), tz)[0], day_window(max(days), tz)[1]
     if obj.system == "erp_db":
-        from assets.ingest.erp_extract import extract_erp_table_range
+        from trueup.assets.ingest.erp_extract import extract_erp_table_range
         rows, _earlier, _drift = extract_erp_table_range(erp_engine, obj, start, end, tz)
     else:
-        from assets.ingest.crm_extract import extract_crm_range
+        from trueup.assets.ingest.crm_extract import extract_crm_range
         rows = extract_crm_range(crm_client, obj, start, end, tz).rows
     return {day: (rows[rows["_partition"] == day].drop(columns="_partition"), False, None) for day in days}
 
@@ -68,7 +68,7 @@ def read_sources(day: str, tz: str, objects=DEFAULT_OBJECTS, **clients) -> tuple
 def source_lookup(tz: str, wh, *, erp_engine=None, crm_client=None):
     """(SourceObject, keys) -> the source's current rows of those keys, archived CRM records
     included: what source_vs_warehouse asks of records that left a day's window."""
-    from assets.ingest.reread import reread
+    from trueup.assets.ingest.reread import reread
 
     def lookup(obj: SourceObject, keys: list[str]) -> pd.DataFrame:
         if obj.system == "erp_export":

@@ -20,7 +20,7 @@ import hashlib
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from connectors.warehouse_schema import RECON, ensure_in
+from trueup.connectors.warehouse_schema import RECON, ensure_in
 
 from .config import FX_TO_USD
 

@@ -2,7 +2,7 @@
 
 dbt runs with a profile written from `settings.warehouse_url` (TRUEUP_WAREHOUSE_URL) for each
 invocation (assets/transform/invocation.py), so dbt and the Python assets always point at the
-same warehouse. No Dagster here: usable from a shell (`python -m orchestration.dbt_shell --
+same warehouse. No Dagster here: usable from a shell (`python -m trueup.orchestration.dbt_shell --
 <dbt args>`) and from tests.
 """
 from __future__ import annotations

@@ -18,16 +18,16 @@ scrubbed from every message this package builds.
 """
 from __future__ import annotations
 
-# callers look names up here (``connectors.hubspot.check_crm`` is the patch point tests use)
-from connectors.hubspot.check import check_crm
-from connectors.hubspot.client import HubSpotClient
-from connectors.hubspot.connection import TOKEN_HINT, classify_network_failure, require_safe_url
-from connectors.hubspot.limits import ASSOCIATION_BATCH_SIZE, BATCH_SIZE, LIST_PAGE, SEARCH_CAP, SEARCH_PAGE
-from connectors.hubspot.search import SearchRun, SearchStats, SearchWindow, default_modified_property
-from connectors.hubspot.stats import ClientStats
-from connectors.hubspot.timestamps import to_epoch_ms
-from connectors.hubspot.transport import RETRYABLE_STATUS
-from connectors.hubspot.writes import BatchOutcome
+# callers look names up here (``trueup.connectors.hubspot.check_crm`` is the patch point tests use)
+from trueup.connectors.hubspot.check import check_crm
+from trueup.connectors.hubspot.client import HubSpotClient
+from trueup.connectors.hubspot.connection import TOKEN_HINT, classify_network_failure, require_safe_url
+from trueup.connectors.hubspot.limits import ASSOCIATION_BATCH_SIZE, BATCH_SIZE, LIST_PAGE, SEARCH_CAP, SEARCH_PAGE
+from trueup.connectors.hubspot.search import SearchRun, SearchStats, SearchWindow, default_modified_property
+from trueup.connectors.hubspot.stats import ClientStats
+from trueup.connectors.hubspot.timestamps import to_epoch_ms
+from trueup.connectors.hubspot.transport import RETRYABLE_STATUS
+from trueup.connectors.hubspot.writes import BatchOutcome
 
 __all__ = [
     "ASSOCIATION_BATCH_SIZE",

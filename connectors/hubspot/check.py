@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import requests
 
-from connectors.errors import PermanentError, TransientError
-from connectors.hubspot.connection import TOKEN_HINT, classify_network_failure, require_safe_url
+from trueup.connectors.errors import PermanentError, TransientError
+from trueup.connectors.hubspot.connection import TOKEN_HINT, classify_network_failure, require_safe_url
 
 
 def check_crm(base_url: str, token: str, timeout: float = 5.0) -> None:

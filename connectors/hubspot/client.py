@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.hubspot.reads import RecordReads
-from connectors.hubspot.search import ModifiedSearch, SearchStats
-from connectors.hubspot.writes import BatchWrites
+from trueup.connectors.hubspot.reads import RecordReads
+from trueup.connectors.hubspot.search import ModifiedSearch, SearchStats
+from trueup.connectors.hubspot.writes import BatchWrites
 
 
 class HubSpotClient(RecordReads, ModifiedSearch, BatchWrites):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import requests
 
-from connectors.errors import PermanentError
+from trueup.connectors.errors import PermanentError
 
 TOKEN_HINT = "check TRUEUP_CRM_TOKEN"
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, Sequence
 
-from connectors.errors import PermanentError
-from connectors.hubspot.limits import ASSOCIATION_BATCH_SIZE, BATCH_SIZE, LIST_PAGE
-from connectors.hubspot.transport import CrmTransport
+from trueup.connectors.errors import PermanentError
+from trueup.connectors.hubspot.limits import ASSOCIATION_BATCH_SIZE, BATCH_SIZE, LIST_PAGE
+from trueup.connectors.hubspot.transport import CrmTransport
 
 
 class RecordReads(CrmTransport):

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from connectors.errors import SyncError
-from connectors.hubspot.limits import SEARCH_CAP, SEARCH_PAGE
-from connectors.hubspot.timestamps import to_epoch_ms
-from connectors.hubspot.transport import CrmTransport
+from trueup.connectors.errors import SyncError
+from trueup.connectors.hubspot.limits import SEARCH_CAP, SEARCH_PAGE
+from trueup.connectors.hubspot.timestamps import to_epoch_ms
+from trueup.connectors.hubspot.transport import CrmTransport
 
 
 def default_modified_property(object_type: str) -> str:

@@ -24,10 +24,10 @@ from typing import Any, Callable, Self
 import requests
 from requests.adapters import HTTPAdapter
 
-from connectors.errors import PermanentError, TransientError, one_line
-from connectors.hubspot.connection import TOKEN_HINT, classify_network_failure, require_safe_url
-from connectors.hubspot.stats import ClientStats
-from connectors.throttle import Throttle
+from trueup.connectors.errors import PermanentError, TransientError, one_line
+from trueup.connectors.hubspot.connection import TOKEN_HINT, classify_network_failure, require_safe_url
+from trueup.connectors.hubspot.stats import ClientStats
+from trueup.connectors.throttle import Throttle
 
 # the package's name, as when the client was one module: log configuration keeps matching it
 log = logging.getLogger(__package__)

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from connectors.errors import PermanentError, SyncError, TransientError
-from connectors.hubspot.limits import BATCH_SIZE
-from connectors.hubspot.transport import CrmTransport
+from trueup.connectors.errors import PermanentError, SyncError, TransientError
+from trueup.connectors.hubspot.limits import BATCH_SIZE
+from trueup.connectors.hubspot.transport import CrmTransport
 
 
 @dataclass

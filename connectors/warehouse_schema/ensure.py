@@ -13,7 +13,7 @@ import threading
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from connectors.warehouse import Warehouse, ident
+from trueup.connectors.warehouse import Warehouse, ident
 
 from .model import Group, Table
 

@@ -5,7 +5,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from connectors.warehouse import ident
+from trueup.connectors.warehouse import ident
 
 _ENTRY = re.compile(r"^([a-z_][a-z0-9_]*)\s+(.+?)(\s+PRIMARY KEY)?$")
 

@@ -7,7 +7,7 @@ In-process::
 
 As a process (``trueup sandbox up``)::
 
-    python -m sandbox.crm.server --db PATH --token-file FILE --host 127.0.0.1 --port 8765
+    python -m trueup.sandbox.crm.server --db PATH --token-file FILE --host 127.0.0.1 --port 8765
 """
 from __future__ import annotations
 
@@ -375,7 +375,7 @@ def start_in_thread(db_path: str | Path, token: str, host: str = "127.0.0.1", po
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sandbox.crm.server", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m trueup.sandbox.crm.server", description=__doc__.splitlines()[0])
     ap.add_argument("--db", required=True, help="SQLite file with the CRM state (created if missing)")
     ap.add_argument("--token-file", required=True, help="file holding the bearer token")
     ap.add_argument("--host", default="127.0.0.1")

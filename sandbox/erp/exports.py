@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, and_, or_, select
 
-from connectors.erp_schema import invoices as t_invoices
-from connectors.erp_schema import payments as t_payments
+from trueup.connectors.erp_schema import invoices as t_invoices
+from trueup.connectors.erp_schema import payments as t_payments
 
 INVOICE_COLUMNS = [
     "invoice_number", "order_number", "customer_number", "issue_date", "due_date",

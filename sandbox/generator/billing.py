@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select, update
 
-from connectors.erp_schema import invoices, payments, sales_orders
+from trueup.connectors.erp_schema import invoices, payments, sales_orders
 
 from .config import WorldConfig
 from .history import HOUR_MS, _uniforms

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select
 
-from connectors.erp_schema import create_erp_schema, customers, make_erp_engine, sales_orders
-from sandbox.crm.store import CrmStore
-from sandbox.erp.exports import export_rows_from_db, write_export
-from sandbox.generator.world_settings import clear_world_settings, write_world_settings
+from trueup.connectors.erp_schema import create_erp_schema, customers, make_erp_engine, sales_orders
+from trueup.sandbox.crm.store import CrmStore
+from trueup.sandbox.erp.exports import export_rows_from_db, write_export
+from trueup.sandbox.generator.world_settings import clear_world_settings, write_world_settings
 
 from . import crm_versions
 from .billing import _records, run_billing_day
@@ -112,7 +112,7 @@ def reset_world(paths: WorldPaths) -> None:
     if exports.exists():
         shutil.rmtree(exports)
     engine = make_erp_engine(paths.erp_url)
-    from connectors.erp_schema import metadata
+    from trueup.connectors.erp_schema import metadata
     metadata.drop_all(engine, checkfirst=True)
     engine.dispose()
 

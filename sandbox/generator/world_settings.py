@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sandbox.generator.config import WorldConfig
+from trueup.sandbox.generator.config import WorldConfig
 
 #: the variables a world sets, cleared again when the world is reset
 WORLD_VARIABLES = ("TRUEUP_START_DATE", "TRUEUP_PUBLISH_FROM", "TRUEUP_BACKFILL_END")
@@ -23,6 +23,6 @@ def clear_world_settings(paths) -> None:
 
 
 def _update(paths, values: dict) -> None:
-    from orchestration.config import settings_file, update_settings_file
+    from trueup.orchestration.config import settings_file, update_settings_file
 
     update_settings_file(settings_file(paths.root.parent), values)

@@ -97,7 +97,7 @@ def test_seed_advance_status(env):
     assert "Exports: 10 of 10 days complete" in out
 
     # the counts printed are the world's counts
-    from sandbox.crm.store import CrmStore
+    from trueup.sandbox.crm.store import CrmStore
 
     store = CrmStore(home / "sandbox" / "crm.sqlite")
     try:

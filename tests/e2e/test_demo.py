@@ -262,7 +262,7 @@ def test_progress_lines_from_the_event_log(tmp_path, out_cls):
 
     from dagster import DagsterInstance
 
-    from orchestration.progress import RunProgress
+    from trueup.orchestration.progress import RunProgress
 
     out = out_cls()
     progress = RunProgress(out=out, interval=0.1, log_path=tmp_path / "run.log")
@@ -291,7 +291,7 @@ def test_progress_lines_from_the_event_log(tmp_path, out_cls):
 
 
 def test_demo_backfill_chunks():
-    from sandbox.demo import _chunks
+    from trueup.sandbox.demo import _chunks
 
     d = dt.date
     assert _chunks(d(2026, 10, 1), d(2026, 10, 31), 7) == [
@@ -310,7 +310,7 @@ def test_progress_with_an_ephemeral_instance():
 
     from dagster import DagsterInstance
 
-    from orchestration.progress import RunProgress
+    from trueup.orchestration.progress import RunProgress
 
     out = _Pipe()
     progress = RunProgress(out=out, interval=0.1)
@@ -322,7 +322,7 @@ def test_progress_with_an_ephemeral_instance():
 
 
 def test_progress_marks_fall_back_to_ascii():
-    from orchestration.progress import _marks
+    from trueup.orchestration.progress import _marks
 
     class Latin1(io.StringIO):
         encoding = "latin-1"

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from connectors.alert_sink import classify_failure, record_alert, redact
+from trueup.connectors.alert_sink import classify_failure, record_alert, redact
 from tests.world_fixtures import tiny_world  # noqa: F401 - fixture
 
 
@@ -49,7 +49,7 @@ def receiver():
 
 @pytest.fixture
 def wh(tmp_path):
-    from connectors.warehouse import Warehouse
+    from trueup.connectors.warehouse import Warehouse
 
     w = Warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}")
     yield w
@@ -105,11 +105,11 @@ def test_classify_failure():
 def test_sensor_alerts_on_real_failed_run(tiny_world, receiver, monkeypatch):
     from dagster import DagsterEventType, DagsterInstance, build_run_status_sensor_context
 
-    from connectors.warehouse import Warehouse
-    from orchestration.alerts import build_alert_sensor
-    from orchestration.config import load_settings
-    from orchestration.resources import default_resources
-    from orchestration.runner import run_job
+    from trueup.connectors.warehouse import Warehouse
+    from trueup.orchestration.alerts import build_alert_sensor
+    from trueup.orchestration.config import load_settings
+    from trueup.orchestration.resources import default_resources
+    from trueup.orchestration.runner import run_job
 
     monkeypatch.setenv("TRUEUP_CRM_TOKEN", "wrong-token-" + "x" * 8)
     monkeypatch.setenv("TRUEUP_ALERT_WEBHOOK_URL", receiver.url)

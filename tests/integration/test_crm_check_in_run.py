@@ -10,7 +10,7 @@ import socket
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from orchestration.runner import failure_reason
+from trueup.orchestration.runner import failure_reason
 from tests.fixtures_crm import crm_sandbox  # noqa: F401 - fixture
 
 CRM_ASSETS = [AssetKey(["raw", o]) for o in ("crm_companies", "crm_contacts", "crm_deals")]
@@ -25,7 +25,7 @@ def free_port() -> int:
 @pytest.fixture
 def checks(monkeypatch) -> list:
     """Every CRM check made (connectors.hubspot.check_crm), with what it raised (None: passed)."""
-    import connectors.hubspot as hubspot
+    import trueup.connectors.hubspot as hubspot
 
     made, real = [], hubspot.check_crm
 
@@ -52,7 +52,7 @@ def env(tmp_path, monkeypatch):
 
 
 def run_crm_ingest(tmp_path):
-    from orchestration.definitions import build_definitions
+    from trueup.orchestration.definitions import build_definitions
 
     job = build_definitions().resolve_job_def("nightly_sync")
     (tmp_path / "dagster").mkdir(exist_ok=True)
@@ -63,8 +63,8 @@ def run_crm_ingest(tmp_path):
 
 def sync_runs(result) -> set[tuple]:
     """What ops.sync_runs recorded for the run's CRM steps: (asset, attempt, status, error class)."""
-    from connectors.warehouse import Warehouse
-    from orchestration.config import load_settings
+    from trueup.connectors.warehouse import Warehouse
+    from trueup.orchestration.config import load_settings
 
     wh = Warehouse(load_settings().warehouse_url)
     try:
@@ -118,7 +118,7 @@ def test_the_sandbox_not_running_is_named_as_such(env, tmp_path):
 def test_a_crm_that_answers_badly_is_left_to_the_retries(crm_sandbox, env, checks):
     """The check fails fast only on what retrying cannot mend: a 5xx at the check is no reason to
     give up the night (the client retries it), nor, of course, a right token."""
-    from orchestration.resources import CrmResource
+    from trueup.orchestration.resources import CrmResource
 
     env.setenv("TRUEUP_CRM_BASE_URL", crm_sandbox.base_url)
     env.setenv("TRUEUP_CRM_TOKEN", crm_sandbox.token)

@@ -74,9 +74,9 @@ def test_nightly_partition_runs_on_postgres(tiny_world, pg_url, monkeypatch):
     instance (37-52 s): the steps (dbt, GX) take the time, not the storage."""
     from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
-    from connectors.warehouse import Warehouse
-    from orchestration.config import load_settings
-    from orchestration.runner import run_job
+    from trueup.connectors.warehouse import Warehouse
+    from trueup.orchestration.config import load_settings
+    from trueup.orchestration.runner import run_job
 
     home = Path(tiny_world.env["DAGSTER_HOME"])
     url = _use_production_instance(home, pg_url, monkeypatch)

@@ -9,12 +9,12 @@ import json
 import pandas as pd
 import pytest
 
-from connectors.warehouse import Warehouse
-from orchestration.config import load_settings
-from orchestration.runner import run_job
-from sandbox.crm.store import CrmStore
-from sandbox.generator.config import DEFAULT_DEFECT_RATES
-from sandbox.generator.world import read_defects, reexport_day
+from trueup.connectors.warehouse import Warehouse
+from trueup.orchestration.config import load_settings
+from trueup.orchestration.runner import run_job
+from trueup.sandbox.crm.store import CrmStore
+from trueup.sandbox.generator.config import DEFAULT_DEFECT_RATES
+from trueup.sandbox.generator.world import read_defects, reexport_day
 from tests.world_fixtures import SMALL_WORLD, make_world, world_in_env
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ def _add_ambiguity(world) -> None:
         "name": "Zeta Quartz Q9Z9Z GmbH", "domain": "zetaquartzq9z9z.example", "country": "DE",
         "industry": "Finance", "lifecyclestage": "customer"}]))
     store.close()
-    from connectors.erp_schema import customers, make_erp_engine
+    from trueup.connectors.erp_schema import customers, make_erp_engine
     engine = make_erp_engine(world.paths.erp_url)
     with engine.begin() as conn:
         conn.execute(customers.insert(), [
@@ -81,7 +81,7 @@ def _events(run_id: str, event_type: str) -> list:
 
 
 def _assert_dbt_checks_passed(run_id: str) -> None:
-    from assets.transform.definitions import dbt_project
+    from trueup.assets.transform.definitions import dbt_project
     manifest = json.loads(dbt_project().manifest_path.read_text())
     # every generic test (attached to one model) becomes an asset check; singular tests do when
     # dagster-dbt can attach them to a model
@@ -106,7 +106,7 @@ def _assert_dbt_ran_after_the_gates(run_id: str) -> None:
 
 def _assert_second_build_reused_the_parse() -> None:
     """The run's two dbt builds share the home's target folder: the second reuses the first's parse."""
-    from assets.transform.invocation import dbt_target_dir
+    from trueup.assets.transform.invocation import dbt_target_dir
     log = (dbt_target_dir(load_settings()) / "dbt.log").read_text()
     builds = log.split("running dbt with arguments")[1:]
     assert len(builds) == 2, len(builds)
@@ -205,7 +205,7 @@ def test_dbt_builds_on_postgresql(pg_world):
 
 
 def test_definitions_fail_clearly_without_a_manifest(monkeypatch, tmp_path):
-    import assets.transform.definitions as transform
+    import trueup.assets.transform.definitions as transform
     project = tmp_path / "dbt_project"
     project.mkdir()
     for name in ("dbt_project.yml", "profiles.yml"):
@@ -223,8 +223,8 @@ def test_profile_follows_the_warehouse_url(tmp_path):
 
     import yaml
 
-    from assets.transform.invocation import dbt_invocation
-    from assets.transform.profile import dbt_profile
+    from trueup.assets.transform.invocation import dbt_invocation
+    from trueup.assets.transform.profile import dbt_profile
     assert dbt_profile("duckdb:////data/wh.duckdb")["trueup"]["outputs"]["duckdb"]["path"] == "/data/wh.duckdb"
     pg = dbt_profile("postgresql://ana:p%40ss@db.local:6543/trueup")["trueup"]
     out = pg["outputs"][pg["target"]]
@@ -252,8 +252,8 @@ def test_dbt_version_is_the_installed_dbt_core(tmp_path):
 
     from dagster_dbt import DbtCliResource
 
-    from assets.transform.definitions import PROJECT_DIR, build_transform_resources
-    from assets.transform.invocation import dbt_executable
+    from trueup.assets.transform.definitions import PROJECT_DIR, build_transform_resources
+    from trueup.assets.transform.invocation import dbt_executable
 
     assert '"--version"' in inspect.getsource(DbtCliResource)  # still what dagster-dbt asks
     offline = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
@@ -272,9 +272,9 @@ def test_dbt_version_is_the_installed_dbt_core(tmp_path):
 def test_dbt_sources_name_their_dagster_assets():
     """Every dbt source table names its asset in the YAML, and every asset a source says writes
     its tables is an asset of the code location."""
-    from assets.transform.definitions import dbt_project
-    from assets.transform.translator import written_by
-    from orchestration.definitions import defs
+    from trueup.assets.transform.definitions import dbt_project
+    from trueup.assets.transform.translator import written_by
+    from trueup.orchestration.definitions import defs
     manifest = json.loads(dbt_project().manifest_path.read_text())
     sources = manifest["sources"].values()
     assert [s["unique_id"] for s in sources if not s["meta"].get("dagster", {}).get("asset_key")] == []

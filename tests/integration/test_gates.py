@@ -10,12 +10,12 @@ import re
 import pandas as pd
 import pytest
 
-from connectors.hubspot import HubSpotClient
-from connectors.warehouse import Warehouse
-from orchestration.config import load_settings
-from orchestration.runner import run_job, run_unpartitioned_job
-from sandbox.crm.store import CrmStore
-from sandbox.generator.world import read_defects, reexport_day
+from trueup.connectors.hubspot import HubSpotClient
+from trueup.connectors.warehouse import Warehouse
+from trueup.orchestration.config import load_settings
+from trueup.orchestration.runner import run_job, run_unpartitioned_job
+from trueup.sandbox.crm.store import CrmStore
+from trueup.sandbox.generator.world import read_defects, reexport_day
 from tests.world_fixtures import world  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
@@ -115,7 +115,7 @@ def test_replay_releases_fixed_rows_exactly_once(world):
     assert rows["n"][0] == 1  # released once, not twice
 
     # discarding is an explicit, recorded decision
-    from quality.store import quarantine_id, resolve
+    from trueup.quality.store import quarantine_id, resolve
     qid = quarantine_id("crm_contacts.inbound", orphan)
     assert resolve(wh, [qid], "discarded", "ana@finance", "company merged away") == 1
     acts = wh.query_df("SELECT action, actor, reason FROM quality.quarantine_actions WHERE quarantine_id = :i",

@@ -19,11 +19,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from connectors.erp_exports import check_export, list_exports, read_export_file
-from connectors.erp_schema import customers, invoices, make_erp_engine, payments, sales_orders
-from sandbox.crm.store import CrmStore
-from sandbox.generator.config import DEFAULT_DEFECT_RATES, WorldConfig
-from sandbox.generator.world import WorldPaths, advance_world, read_defects, read_state, seed_world
+from trueup.connectors.erp_exports import check_export, list_exports, read_export_file
+from trueup.connectors.erp_schema import customers, invoices, make_erp_engine, payments, sales_orders
+from trueup.sandbox.crm.store import CrmStore
+from trueup.sandbox.generator.config import DEFAULT_DEFECT_RATES, WorldConfig
+from trueup.sandbox.generator.world import WorldPaths, advance_world, read_defects, read_state, seed_world
 
 OBJECTS = ("companies", "contacts", "deals")
 ERP_TABLES = (customers, sales_orders, invoices, payments)
@@ -278,7 +278,7 @@ def test_growing_day_by_day_equals_seeding_at_once(rich, tmp_path):
 
 
 def test_advance_without_a_world_says_so(tmp_path):
-    from sandbox.generator.world import WorldNotSeeded
+    from trueup.sandbox.generator.world import WorldNotSeeded
 
     with pytest.raises(WorldNotSeeded, match="trueup sandbox seed"):
         advance_world(world_paths(tmp_path), 1)

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from assets.publish.definitions import resolve_held_write
-from assets.publish.ledger import Write, plan
-from connectors.warehouse import Warehouse
-from orchestration.resources import WarehouseResource
-from orchestration.runner import failure_reason
+from trueup.assets.publish.definitions import resolve_held_write
+from trueup.assets.publish.ledger import Write, plan
+from trueup.connectors.warehouse import Warehouse
+from trueup.orchestration.resources import WarehouseResource
+from trueup.orchestration.runner import failure_reason
 
 HELD = "possible manual duplicate: ERP order SO-7000001 (same customer, amount and day, no deal id)"
 
@@ -128,9 +128,9 @@ def test_the_job_is_in_the_code_location_and_runs_through_the_instance(warehouse
     """Registered beside approve_write, so the UI lists it; a run is recorded in DAGSTER_HOME."""
     from dagster import DagsterInstance, DagsterRunStatus
 
-    from orchestration.config import load_settings
-    from orchestration.definitions import build_definitions
-    from orchestration.runner import run_unpartitioned_job
+    from trueup.orchestration.config import load_settings
+    from trueup.orchestration.definitions import build_definitions
+    from trueup.orchestration.runner import run_unpartitioned_job
 
     monkeypatch.setenv("TRUEUP_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from connectors.warehouse import Warehouse
-from orchestration.config import load_settings
-from orchestration.runner import run_job
+from trueup.connectors.warehouse import Warehouse
+from trueup.orchestration.config import load_settings
+from trueup.orchestration.runner import run_job
 from tests.ingest_checks import _fix_export, _wh, nightly_runs_make_warehouse_equal_to_sources
 from tests.world_fixtures import world  # noqa: F401 - fixture
 

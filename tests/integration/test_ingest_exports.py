@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance, build_sensor_context
 
-from connectors.erp_schema import make_erp_engine
-from connectors.warehouse import Warehouse
-from orchestration.config import load_settings
-from orchestration.definitions import build_definitions
-from orchestration.runner import ensure_dagster_home, run_job
-from sandbox.erp.exports import export_rows_from_db, write_export
+from trueup.connectors.erp_schema import make_erp_engine
+from trueup.connectors.warehouse import Warehouse
+from trueup.orchestration.config import load_settings
+from trueup.orchestration.definitions import build_definitions
+from trueup.orchestration.runner import ensure_dagster_home, run_job
+from trueup.sandbox.erp.exports import export_rows_from_db, write_export
 from tests.world_fixtures import SMALL_WORLD, assert_ingest_succeeded, world_in_env
 
 pytestmark = pytest.mark.slow

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance
 
-from connectors.warehouse import Warehouse
-from orchestration.config import load_settings
-from orchestration.runner import run_job
-from sandbox.crm.store import CrmStore
+from trueup.connectors.warehouse import Warehouse
+from trueup.orchestration.config import load_settings
+from trueup.orchestration.runner import run_job
+from trueup.sandbox.crm.store import CrmStore
 from tests.source_compare import crm_source, crm_warehouse, erp_source, erp_warehouse
 from tests.world_fixtures import assert_ingest_succeeded, tiny_world  # noqa: F401 - fixture
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.warehouse import Warehouse
-from orchestration.config import load_settings
+from trueup.connectors.warehouse import Warehouse
+from trueup.orchestration.config import load_settings
 from tests.ingest_checks import nightly_runs_make_warehouse_equal_to_sources
 from tests.world_fixtures import world_in_env
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from dagster import DagsterInstance, build_schedule_context
 
-from orchestration.definitions import build_definitions
+from trueup.orchestration.definitions import build_definitions
 from tests.world_fixtures import assert_ingest_succeeded, tiny_world  # noqa: F401 - fixture
 
 
@@ -62,10 +62,10 @@ def test_berlin_nightly_lands_berlin_days(tiny_world, monkeypatch):
     """With TRUEUP_TIMEZONE=Europe/Berlin a partition holds the changes of the Berlin day."""
     import pandas as pd
 
-    from connectors.warehouse import Warehouse
-    from orchestration.config import load_settings
-    from orchestration.runner import run_job
-    from sandbox.crm.store import CrmStore
+    from trueup.connectors.warehouse import Warehouse
+    from trueup.orchestration.config import load_settings
+    from trueup.orchestration.runner import run_job
+    from trueup.sandbox.crm.store import CrmStore
 
     monkeypatch.setenv("TRUEUP_TIMEZONE", "Europe/Berlin")
     settings = load_settings()

@@ -16,12 +16,12 @@ import pytest
 import sqlalchemy as sa
 from dagster import DagsterInstance, DefaultSensorStatus, RunRequest, SkipReason, build_sensor_context
 
-from connectors.erp_schema import make_erp_engine
-from connectors.warehouse import Warehouse
-from orchestration.config import ConfigError, load_settings
-from orchestration.runner import run_job
-from sandbox.crm.store import CrmStore
-from sandbox.generator.world import read_defects
+from trueup.connectors.erp_schema import make_erp_engine
+from trueup.connectors.warehouse import Warehouse
+from trueup.orchestration.config import ConfigError, load_settings
+from trueup.orchestration.runner import run_job
+from trueup.sandbox.crm.store import CrmStore
+from trueup.sandbox.generator.world import read_defects
 from tests.world_fixtures import tiny_world  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
@@ -81,14 +81,14 @@ def ledger(where: str = "1 = 1", **params) -> pd.DataFrame:
 
 def sensor_for(clock_box: list):
     """The intraday sensor as the code location builds it, looking at the world's clock `clock_box[0]`."""
-    from orchestration.intraday import build_intraday_sensor, intraday_publish
+    from trueup.orchestration.intraday import build_intraday_sensor, intraday_publish
 
     return build_intraday_sensor(intraday_publish, running=True, interval_seconds=120, clock=lambda: clock_box[0])
 
 
 def tick(sensor, cursor: str | None):
     """One evaluation, as the daemon makes it: (run requests, skip reason, new cursor)."""
-    from orchestration.resources import default_resources
+    from trueup.orchestration.resources import default_resources
 
     with DagsterInstance.ephemeral() as instance, \
             build_sensor_context(instance=instance, cursor=cursor, resources=default_resources()) as ctx:
@@ -102,8 +102,8 @@ def tick(sensor, cursor: str | None):
 
 def execute(request: RunRequest):
     """The run the daemon would launch for the request, executed here through the instance."""
-    from orchestration.definitions import build_definitions
-    from orchestration.runner import open_instance
+    from trueup.orchestration.definitions import build_definitions
+    from trueup.orchestration.runner import open_instance
 
     job = build_definitions().resolve_job_def("intraday_publish")
     with open_instance(load_settings()) as instance:
@@ -162,7 +162,7 @@ def test_the_sensor_skips_until_a_deal_closes_won_then_asks_for_one_run(tiny_wor
 
 
 def test_the_sensor_is_stopped_by_default_and_running_in_production(monkeypatch):
-    from orchestration.definitions import build_definitions
+    from trueup.orchestration.definitions import build_definitions
 
     monkeypatch.delenv("TRUEUP_INTRADAY", raising=False)
     monkeypatch.delenv("TRUEUP_INTRADAY_INTERVAL_SECONDS", raising=False)
@@ -269,8 +269,8 @@ def test_an_intraday_run_waits_in_the_queue_while_a_night_is_in_progress(tmp_pat
     same for the other jobs): the intraday run's steps belong to the pool business_day_writes."""
     from dagster import DagsterRunStatus
 
-    from orchestration.definitions import build_definitions
-    from orchestration.intraday import run_config
+    from trueup.orchestration.definitions import build_definitions
+    from trueup.orchestration.intraday import run_config
     from tests.run_queue import ORCH, Queue
 
     import yaml

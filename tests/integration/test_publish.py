@@ -15,14 +15,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from assets.publish.money import to_reporting
-from assets.publish.run import DEFAULT_APPROVAL_THRESHOLD, publish
-from connectors.erp_schema import make_erp_engine
-from connectors.warehouse import Warehouse
-from orchestration.config import load_settings
-from orchestration.runner import run_job, run_unpartitioned_job
-from sandbox.crm.store import CrmStore
-from sandbox.generator.world import read_defects, reexport_day
+from trueup.assets.publish.money import to_reporting
+from trueup.assets.publish.run import DEFAULT_APPROVAL_THRESHOLD, publish
+from trueup.connectors.erp_schema import make_erp_engine
+from trueup.connectors.warehouse import Warehouse
+from trueup.orchestration.config import load_settings
+from trueup.orchestration.runner import run_job, run_unpartitioned_job
+from trueup.sandbox.crm.store import CrmStore
+from trueup.sandbox.generator.world import read_defects, reexport_day
 from tests.world_fixtures import make_world
 
 pytestmark = pytest.mark.slow
@@ -89,7 +89,7 @@ def _expected_orders(w) -> tuple[set[str], set[str], set[str]]:
 
 def _publish_all(w, **kw):
     settings = load_settings()
-    from connectors.hubspot import HubSpotClient
+    from trueup.connectors.hubspot import HubSpotClient
     return publish(Warehouse(settings.warehouse_url), make_erp_engine(w.paths.erp_url),
                    HubSpotClient(w.server.base_url, w.token), home=settings.home, through=w.days()[-1],
                    publish_from=settings.publish_from, reporting_currency="USD", run_id=kw.pop("run_id", "test"),
@@ -165,12 +165,12 @@ def test_orders_exactly_once_then_reruns_change_nothing(ingested):
 
 CRASH_SCRIPT = """
 import os, sys, datetime as dt
-from assets.publish.run import publish
-from connectors.erp_schema import make_erp_engine
-from connectors.hubspot import HubSpotClient
-from connectors.warehouse import Warehouse
-from orchestration.config import load_settings
-import assets.publish.erp_writer as ew
+from trueup.assets.publish.run import publish
+from trueup.connectors.erp_schema import make_erp_engine
+from trueup.connectors.hubspot import HubSpotClient
+from trueup.connectors.warehouse import Warehouse
+from trueup.orchestration.config import load_settings
+import trueup.assets.publish.erp_writer as ew
 ew.BATCH = 3   # small batches: many points at which a kill can land
 s = load_settings()
 publish(Warehouse(s.warehouse_url), make_erp_engine(s.erp_url), HubSpotClient(s.crm_base_url, s.crm_token),

@@ -16,12 +16,12 @@ import datetime as dt
 
 import pytest
 
-from connectors.warehouse import Warehouse
-from orchestration.config import load_settings
-from orchestration.runner import run_job
-from sandbox.generator.world import advance_world, read_defects
+from trueup.connectors.warehouse import Warehouse
+from trueup.orchestration.config import load_settings
+from trueup.orchestration.runner import run_job
+from trueup.sandbox.generator.world import advance_world, read_defects
 from tests.recon_truth import ledger_waiting, manifest_agrees, report, score, truth
-from sandbox.generator.config import DEFAULT_DEFECT_RATES
+from trueup.sandbox.generator.config import DEFAULT_DEFECT_RATES
 from tests.world_fixtures import SMALL_WORLD, make_world
 
 pytestmark = pytest.mark.slow

@@ -10,9 +10,9 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from connectors.warehouse import Warehouse
-from orchestration.config import load_settings
-from sandbox.generator.world import read_defects
+from trueup.connectors.warehouse import Warehouse
+from trueup.orchestration.config import load_settings
+from trueup.sandbox.generator.world import read_defects
 from tests.recon_truth import manifest_agrees, report, score, truth
 from tests.world_fixtures import SMALL_WORLD, make_world
 
@@ -26,7 +26,7 @@ RECON_WORLD = dataclasses.replace(SMALL_WORLD, scale=1.0, days=20, schema_drift_
 def run_recon_nightly(settings, start, end=None):
     """The nightly job (ingest, gates, the golden customer the reconciliations take their identity
     from, reconciliation; the go-live lies after the history, so nothing is published)."""
-    from orchestration.runner import run_job
+    from trueup.orchestration.runner import run_job
 
     return run_job(settings, "nightly_sync", start, end)
 
@@ -112,8 +112,8 @@ def test_breaks_age_and_resolve_when_the_source_is_fixed(backfilled):
 @ONE_WORLD
 def test_a_range_of_days_reads_the_sources_once_and_splits_them_exactly(backfilled):
     w, _, settings, _ = backfilled
-    from assets.reconcile.sources import read_sources, read_sources_for_days
-    from orchestration.resources import default_resources
+    from trueup.assets.reconcile.sources import read_sources, read_sources_for_days
+    from trueup.orchestration.resources import default_resources
 
     r = default_resources()
     crm = r["crm"].client()
@@ -138,8 +138,8 @@ def test_a_range_of_days_reads_the_sources_once_and_splits_them_exactly(backfill
 @ONE_WORLD
 def test_source_vs_warehouse_catches_a_tampered_copy(backfilled):
     w, wh, settings, _ = backfilled
-    from assets.reconcile.engine import run_source_vs_warehouse
-    from assets.reconcile.sources import read_sources, source_lookup
+    from trueup.assets.reconcile.engine import run_source_vs_warehouse
+    from trueup.assets.reconcile.sources import read_sources, source_lookup
 
     counts = wh.query_df("SELECT _partition AS p, count(*) AS n FROM raw.erp_sales_orders GROUP BY _partition "
                          "ORDER BY n DESC")

@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from assets.ingest.objects import ALL_OBJECTS
-from connectors.erp_schema import make_erp_engine
-from connectors.warehouse import Warehouse
-from orchestration.config import load_settings
-from orchestration.runner import run_job
-from sandbox.crm.store import CrmStore
+from trueup.assets.ingest.objects import ALL_OBJECTS
+from trueup.connectors.erp_schema import make_erp_engine
+from trueup.connectors.warehouse import Warehouse
+from trueup.orchestration.config import load_settings
+from trueup.orchestration.runner import run_job
+from trueup.sandbox.crm.store import CrmStore
 from tests.world_fixtures import SMALL_WORLD, make_world
 
 pytestmark = pytest.mark.slow

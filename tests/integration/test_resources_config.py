@@ -19,8 +19,8 @@ SECRET_PARTS = ("tok-s3cret", "pg-s3cret", "erp-s3cret", "hook-s3cret")
 
 
 def test_the_settings_resource_has_a_field_for_every_variable():
-    from orchestration.config import FILE_SETTINGS
-    from orchestration.resources import VARIABLES, SettingsResource
+    from trueup.orchestration.config import FILE_SETTINGS
+    from trueup.orchestration.resources import VARIABLES, SettingsResource
 
     assert set(VARIABLES.values()) == FILE_SETTINGS | {"TRUEUP_HOME", "TRUEUP_CRM_TOKEN"}
     assert set(VARIABLES) == set(SettingsResource.model_fields)
@@ -34,7 +34,7 @@ def test_the_resources_show_secrets_by_variable_name_only(tmp_path, monkeypatch)
     )
     from dagster._serdes import serialize_value
 
-    from orchestration.definitions import build_definitions
+    from trueup.orchestration.definitions import build_definitions
 
     monkeypatch.setenv("TRUEUP_HOME", str(tmp_path / "home"))
     for name, value in SECRETS.items():
@@ -61,8 +61,8 @@ def test_the_resources_show_secrets_by_variable_name_only(tmp_path, monkeypatch)
 @pytest.fixture
 def resolutions(monkeypatch) -> list:
     """Every resolution of the settings (orchestration.config.load_settings), wherever it is called."""
-    import orchestration.config as config
-    import orchestration.resources as resources
+    import trueup.orchestration.config as config
+    import trueup.orchestration.resources as resources
 
     made, real = [], config.load_settings
 
@@ -79,9 +79,9 @@ def test_a_run_and_a_sensor_tick_resolve_the_settings_once(tiny_world, resolutio
     from dagster import DagsterInstance, build_sensor_context
     from dagster._serdes import serialize_value
 
-    from orchestration.config import load_settings
-    from orchestration.definitions import build_definitions
-    from orchestration.runner import open_instance, run_job
+    from trueup.orchestration.config import load_settings
+    from trueup.orchestration.definitions import build_definitions
+    from trueup.orchestration.runner import open_instance, run_job
 
     w = tiny_world
     settings = load_settings()

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.reconcile.config import FX_TO_USD
-from connectors.warehouse import Warehouse
-from orchestration.config import load_settings
-from orchestration.runner import run_job
-from sandbox.generator.world import reexport_day
+from trueup.assets.reconcile.config import FX_TO_USD
+from trueup.connectors.warehouse import Warehouse
+from trueup.orchestration.config import load_settings
+from trueup.orchestration.runner import run_job
+from trueup.sandbox.generator.world import reexport_day
 from tests.recon_truth import ledger_waiting, truth
 from tests.world_fixtures import SMALL_WORLD, make_world
 
@@ -102,8 +102,8 @@ def test_roi_marts_match_an_independent_recomputation(world):
     outcome = run_job(settings, "nightly_sync", world.days()[0], world.days()[-1])
     assert outcome.success, outcome.error
     # the nightly job runs dbt before publish/reconcile: rebuild the marts by hand (the documented
-    # `python -m orchestration.dbt_shell -- build`) so they see tonight's orders and breaks
-    done = subprocess.run([sys.executable, "-m", "orchestration.dbt_shell", "--", "build", "--select",
+    # `python -m trueup.orchestration.dbt_shell -- build`) so they see tonight's orders and breaks
+    done = subprocess.run([sys.executable, "-m", "trueup.orchestration.dbt_shell", "--", "build", "--select",
                            "fx_rates+", "fct_sync_runs+", "fct_recon_breaks+"],
                           cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:]

@@ -16,11 +16,11 @@ import math
 import pandas as pd
 import pytest
 
-from connectors.warehouse import Warehouse
-from orchestration.config import load_settings
-from orchestration.runner import run_job
-from sandbox.generator.config import DEFAULT_DEFECT_RATES
-from sandbox.generator.world import advance_world
+from trueup.connectors.warehouse import Warehouse
+from trueup.orchestration.config import load_settings
+from trueup.orchestration.runner import run_job
+from trueup.sandbox.generator.config import DEFAULT_DEFECT_RATES
+from trueup.sandbox.generator.world import advance_world
 from tests.recon_truth import at_risk_by_date, ledger_waiting, truth
 from tests.roi_truth import (MINUTES_PER_MANUAL_ORDER, SLO_OBJECTIVE, cohort_measures, deal_frame, deal_measures,
                              recovered_by_date, windows)

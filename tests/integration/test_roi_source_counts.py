@@ -10,11 +10,11 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from connectors.warehouse import Warehouse
-from orchestration.config import load_settings
-from orchestration.runner import run_job
-from sandbox.generator.config import DEFAULT_DEFECT_RATES
-from sandbox.generator.world import advance_world
+from trueup.connectors.warehouse import Warehouse
+from trueup.orchestration.config import load_settings
+from trueup.orchestration.runner import run_job
+from trueup.sandbox.generator.config import DEFAULT_DEFECT_RATES
+from trueup.sandbox.generator.world import advance_world
 from tests.roi_source_counts import SourceLog, first_attempt_rate, first_attempts, periods
 from tests.world_fixtures import SMALL_WORLD, make_world
 

@@ -44,7 +44,7 @@ def instance(request, tmp_path, monkeypatch):
 
 @pytest.fixture
 def defs():
-    from orchestration.definitions import build_definitions
+    from trueup.orchestration.definitions import build_definitions
 
     return build_definitions()
 
@@ -59,7 +59,7 @@ def queue(instance, defs):
 def test_the_instance_limits_writing_runs_to_one_at_a_time(instance, defs):
     from dagster._core.instance.config import PoolGranularity
 
-    from assets.pools import BUSINESS_DAY_WRITES
+    from trueup.assets.pools import BUSINESS_DAY_WRITES
 
     pools = instance.get_concurrency_config().pool_config
     assert (pools.pool_granularity, pools.default_pool_limit) == (PoolGranularity.RUN, 1)
@@ -72,7 +72,7 @@ def test_the_instance_limits_writing_runs_to_one_at_a_time(instance, defs):
 def test_the_morning_reconciliation_waits_for_a_night_in_progress(queue, defs):
     """recon.breaks is a business day's state too: the 06:00 reconcile run does not write it
     while a nightly run (which reconciles as well) is in progress."""
-    from assets.pools import BUSINESS_DAY_WRITES
+    from trueup.assets.pools import BUSINESS_DAY_WRITES
 
     reconcile = defs.resolve_job_def("reconcile")
     recon_steps = [n for n in reconcile.graph.nodes if n.name.startswith("recon__")]
@@ -118,7 +118,7 @@ def test_an_ad_hoc_materialization_of_the_publish_step_waits_too(queue):
     queue.pass_()
     # the publish pass is one op with four outputs (ERP customers and orders, CRM write-backs and
     # financials): the UI selects them together
-    from assets.publish.definitions import OUTPUTS
+    from trueup.assets.publish.definitions import OUTPUTS
 
     publish = queue.submit("__ASSET_JOB", backfill_tags("2026-09-01", "2026-09-30"), assets=set(OUTPUTS))
     queue.pass_()
@@ -129,8 +129,8 @@ def test_a_run_the_cli_executes_itself_holds_the_queue_while_it_runs(queue):
     """`trueup backfill` executes in its own process (never queued) but is recorded in the
     instance as in progress: the queue counts it — from the first queued run the instance sees
     on (the CLI gives the pool its limit when it opens the instance)."""
-    from orchestration.config import load_settings
-    from orchestration.runner import open_instance
+    from trueup.orchestration.config import load_settings
+    from trueup.orchestration.runner import open_instance
 
     with open_instance(load_settings()):
         cli = queue.submit("nightly_sync", {RANGE_START: "2026-09-01", RANGE_END: "2026-09-07",

@@ -22,18 +22,18 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from assets.ingest.erp_extract import read_verified_export
-from assets.ingest.incremental import ingest_crm, ingest_erp_table
-from assets.ingest.objects import CRM_OBJECTS, ERP_DB_OBJECTS, ERP_EXPORT_OBJECTS
-from assets.ingest.raw_store import land_partitions
-from connectors.erp_schema import invoices as t_invoices, make_erp_engine, sales_orders as t_orders
-from connectors.hubspot import HubSpotClient
-from connectors.warehouse import Warehouse
-from sandbox.crm import start_in_thread
-from sandbox.crm.store import CrmStore
-from sandbox.erp.exports import export_rows_from_db, write_export
-from sandbox.generator.config import WorldConfig
-from sandbox.generator.world import WorldPaths, seed_world
+from trueup.assets.ingest.erp_extract import read_verified_export
+from trueup.assets.ingest.incremental import ingest_crm, ingest_erp_table
+from trueup.assets.ingest.objects import CRM_OBJECTS, ERP_DB_OBJECTS, ERP_EXPORT_OBJECTS
+from trueup.assets.ingest.raw_store import land_partitions
+from trueup.connectors.erp_schema import invoices as t_invoices, make_erp_engine, sales_orders as t_orders
+from trueup.connectors.hubspot import HubSpotClient
+from trueup.connectors.warehouse import Warehouse
+from trueup.sandbox.crm import start_in_thread
+from trueup.sandbox.crm.store import CrmStore
+from trueup.sandbox.erp.exports import export_rows_from_db, write_export
+from trueup.sandbox.generator.config import WorldConfig
+from trueup.sandbox.generator.world import WorldPaths, seed_world
 from tests.fixtures_crm import QUIET_KNOBS
 from tests.source_compare import CRM_COMPARE, _norm, crm_warehouse, erp_warehouse
 
@@ -100,7 +100,7 @@ class Sources:
         return out
 
     def erp_versions(self, table: sa.Table, key: str, lo: int, hi: int) -> pd.DataFrame:
-        from assets.ingest.erp_extract import _text
+        from trueup.assets.ingest.erp_extract import _text
 
         lo_t, hi_t = (dt.datetime.fromtimestamp(x / 1000, dt.timezone.utc).replace(tzinfo=None) for x in (lo, hi))
         with self.erp.connect() as conn:
@@ -293,7 +293,7 @@ ERP_EXPORT_OBJECTS_BY_NAME = {o.name: o for o in ERP_EXPORT_OBJECTS.values()}
 
 
 def _customers() -> sa.Table:
-    from connectors.erp_schema import customers
+    from trueup.connectors.erp_schema import customers
 
     return customers
 

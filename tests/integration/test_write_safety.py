@@ -15,18 +15,18 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from connectors.erp_schema import make_erp_engine
-from connectors.warehouse import Warehouse
-from orchestration.config import load_settings
-from orchestration.runner import run_job
-from sandbox.crm.store import CrmStore
+from trueup.connectors.erp_schema import make_erp_engine
+from trueup.connectors.warehouse import Warehouse
+from trueup.orchestration.config import load_settings
+from trueup.orchestration.runner import run_job
+from trueup.sandbox.crm.store import CrmStore
 from tests.fixtures_crm import crm_sandbox  # noqa: F401 - fixture
 from tests.world_fixtures import tiny_world  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-TRUEUP = [str(BIN / "trueup")] if (BIN / "trueup").exists() else [sys.executable, "-m", "orchestration.cli"]
+TRUEUP = [str(BIN / "trueup")] if (BIN / "trueup").exists() else [sys.executable, "-m", "trueup.orchestration.cli"]
 
 
 def trueup(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -59,7 +59,7 @@ def touch_company(w, company_id: int, day: dt.date, hour: int) -> None:
 def a_won_deal(w, day: dt.date, amount: str, hour: int = 10) -> str:
     """Turn one ordinary deal of the world (valid company, no injected defect) into a deal won on
     `day` for `amount` USD; its company is touched the same day so one night's run sees both."""
-    from sandbox.generator.world import read_defects
+    from trueup.sandbox.generator.world import read_defects
 
     bad = {str(d["business_key"]) for d in read_defects(w.paths)}
     store = CrmStore(w.paths.crm_db)
@@ -146,8 +146,8 @@ DRY_RUN = {"ops": {"publish__erp_orders": {"config": {"dry_run": True}}}}
 def publish_once(w, run_id: str, **kw):
     """One publishing pass as the asset runs it, with a real client for the sandbox CRM (two
     retries per call, so an outage is given up on in seconds rather than the default minute)."""
-    from assets.publish.run import publish
-    from connectors.hubspot import HubSpotClient
+    from trueup.assets.publish.run import publish
+    from trueup.connectors.hubspot import HubSpotClient
 
     s = load_settings()
     wh = Warehouse(s.warehouse_url)
@@ -193,7 +193,7 @@ def test_a_crm_outage_during_publish_loses_no_write_back(won_deals):
     """The CRM is down while orders are posted: the ERP gets its orders, the write-backs wait
     (retried by later runs, attempts counted, alerted when failing too long), and once the CRM
     is back every deal gets its ERP order number exactly once."""
-    from sandbox.crm.server import SandboxServer
+    from trueup.sandbox.crm.server import SandboxServer
     from tests.fixtures_crm import QUIET_KNOBS
 
     w, deals = won_deals
@@ -394,7 +394,7 @@ def test_an_unsafe_column_name_rejects_that_export_and_the_other_days_load(tiny_
 
 
 def test_an_export_file_that_is_a_symbolic_link_is_rejected(tmp_path):
-    from connectors.erp_exports import check_export, read_export_file
+    from trueup.connectors.erp_exports import check_export, read_export_file
 
     folder = tmp_path / "exports" / "2026-09-03"
     folder.mkdir(parents=True)
@@ -437,7 +437,7 @@ def test_trueup_home_and_its_files_are_private(tmp_path):
 
 
 def test_settings_never_show_a_database_password():
-    from orchestration.config import load_settings
+    from trueup.orchestration.config import load_settings
 
     s = load_settings({"TRUEUP_HOME": "/tmp/trueup-nowhere", "TRUEUP_CRM_TOKEN": "tok-0123456789",
                        "TRUEUP_WAREHOUSE_URL": "postgresql://etl:pg-s3cret@db.internal:5432/wh",
@@ -468,7 +468,7 @@ def test_the_sandbox_checks_the_token_before_reading_a_body(crm_sandbox):
 def a_deal_a_clerk_already_keyed(w, day: dt.date, amount: str, order_number: str, hour: int) -> str:
     """A deal won on `day` for a company the ERP knows, and a clerk's manual order for the same
     customer and amount that day without the deal id: Trueup must hold the deal's order."""
-    from connectors.erp_schema import customers, sales_orders
+    from trueup.connectors.erp_schema import customers, sales_orders
 
     deal = a_won_deal(w, day, amount, hour=hour)
     store = CrmStore(w.paths.crm_db)
@@ -528,7 +528,7 @@ def test_a_crm_stopped_mid_publish_gets_every_write_back_exactly_once(won_deals)
     import threading
     import time
 
-    from sandbox.crm.server import SandboxServer
+    from trueup.sandbox.crm.server import SandboxServer
     from tests.fixtures_crm import QUIET_KNOBS
 
     w, deals = won_deals

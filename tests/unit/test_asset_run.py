@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import pytest
 from dagster import Failure
 
-from assets.asset_run import recorded_run, step_facts
-from assets.run_facts import ensure_ops_tables
-from connectors.errors import SyncError
-from connectors.warehouse import Warehouse
+from trueup.assets.asset_run import recorded_run, step_facts
+from trueup.assets.run_facts import ensure_ops_tables
+from trueup.connectors.errors import SyncError
+from trueup.connectors.warehouse import Warehouse
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from assets.ingest.drift import SchemaDriftError, check_columns
-from assets.ingest.objects import ALL_OBJECTS
-from quality.contracts import CONTRACTS, contract_for
-from quality.gate import evaluate_batch
-from quality.gx_suites import GxValidator, build_suite
+from trueup.assets.ingest.drift import SchemaDriftError, check_columns
+from trueup.assets.ingest.objects import ALL_OBJECTS
+from trueup.quality.contracts import CONTRACTS, contract_for
+from trueup.quality.gate import evaluate_batch
+from trueup.quality.gx_suites import GxValidator, build_suite
 from tests.contract_samples import GOOD
 
 VERSIONS = json.loads((Path(__file__).parents[2] / "quality/contracts/versions.json").read_text())
@@ -55,7 +55,7 @@ def test_configurations_read_once_per_validation_are_the_ones_gx_builds(validato
     """The gate reads each expectation's fields once per validation (GX rebuilt them ~80
     times, 0.35 s per reference rule); what GX gets must be exactly what it builds itself, for
     every kind of rule of every contract. If a GX release changes its own property, this fails."""
-    import quality.gx_adapter as gs
+    import trueup.quality.gx_adapter as gs
 
     refs = {name: ["1", "C1001"] for c in CONTRACTS.values() for name in c.references}
     suites = [build_suite(c, refs) for c in CONTRACTS.values()]
@@ -173,7 +173,7 @@ def test_a_deletion_passes_untested_whatever_its_fields(validator, as_arrow):
     in-memory batch and in a chunk as the streamed gate reads it (an Arrow table)."""
     import pyarrow as pa
 
-    from quality.gate import GateRun, batch_facts
+    from trueup.quality.gate import GateRun, batch_facts
 
     contract = contract_for("crm_deals")
     rows = pd.DataFrame([
@@ -252,7 +252,7 @@ def test_days_given_as_dates_are_gated_as_their_text(validator):
     and each day keeps its own passed and quarantined rows."""
     import datetime as dt
 
-    from quality.gate import evaluate_partitions
+    from trueup.quality.gate import evaluate_partitions
 
     day = [dt.date(2026, 10, 1), dt.date(2026, 10, 2)]
     rows = pd.DataFrame([dict(GOOD["erp_invoices"], invoice_number=f"INV-{i}", _partition=day[i % 2]) for i in range(4)]

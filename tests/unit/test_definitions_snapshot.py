@@ -12,7 +12,7 @@ SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
 
 
 def _surface() -> dict:
-    from orchestration.definitions import build_definitions
+    from trueup.orchestration.definitions import build_definitions
 
     defs = build_definitions()
     graph = defs.resolve_asset_graph()

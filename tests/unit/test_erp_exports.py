@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from connectors.erp_exports import ExportCheck, check_export, list_exports, read_export_file
-from connectors.erp_schema import (
+from trueup.connectors.erp_exports import ExportCheck, check_export, list_exports, read_export_file
+from trueup.connectors.erp_schema import (
     create_erp_schema,
     customers,
     invoices as t_invoices,
@@ -20,7 +20,7 @@ from connectors.erp_schema import (
     payments as t_payments,
     sales_orders,
 )
-from sandbox.erp.exports import INVOICE_COLUMNS, PAYMENT_COLUMNS, export_rows_from_db, write_export
+from trueup.sandbox.erp.exports import INVOICE_COLUMNS, PAYMENT_COLUMNS, export_rows_from_db, write_export
 
 DAY = date(2026, 11, 24)
 TS = datetime(2026, 11, 24, 9, 15, 0, 123456)
@@ -142,7 +142,7 @@ def test_rewrite_replaces_the_export(export, tmp_path):
 
 def test_manifest_is_written_last(tmp_path, monkeypatch):
     """Files exist before the manifest; without the manifest the export is not ok."""
-    import sandbox.erp.exports as mod
+    import trueup.sandbox.erp.exports as mod
 
     order: list[str] = []
     real_replace = mod.os.replace
@@ -161,7 +161,7 @@ def test_manifest_is_written_last(tmp_path, monkeypatch):
 
 
 def test_rewrite_removes_old_manifest_before_writing_files(export, tmp_path, monkeypatch):
-    import sandbox.erp.exports as mod
+    import trueup.sandbox.erp.exports as mod
 
     seen: list[bool] = []
     real_replace = mod.os.replace

@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from connectors import erp_schema as erp
-from connectors.erp_schema import (
+from trueup.connectors import erp_schema as erp
+from trueup.connectors.erp_schema import (
     create_erp_schema,
     customers,
     invoices,

@@ -5,8 +5,8 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from assets.publish.financials import financial_writes
-from connectors.warehouse import Warehouse
+from trueup.assets.publish.financials import financial_writes
+from trueup.connectors.warehouse import Warehouse
 
 
 def _warehouse(tmp_path, payments: list[tuple[str, str, str]]) -> Warehouse:

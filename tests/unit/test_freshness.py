@@ -3,11 +3,11 @@ import datetime as dt
 
 from dagster import AssetKey
 
-from orchestration.definitions import build_definitions
+from trueup.orchestration.definitions import build_definitions
 
 
 def test_every_raw_asset_has_a_freshness_policy():
-    from assets.ingest.objects import CRM_OBJECTS, ERP_DB_OBJECTS, ERP_EXPORT_OBJECTS
+    from trueup.assets.ingest.objects import CRM_OBJECTS, ERP_DB_OBJECTS, ERP_EXPORT_OBJECTS
 
     graph = build_definitions().resolve_asset_graph()
     raw = [k for k in graph.get_all_asset_keys() if k.path[0] == "raw"]

@@ -9,16 +9,15 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-import assets.gate.run_gate as run_gate
-import quality.gate
-import quality.gx_worker
-from assets.gate.run_gate import gate_partitions
-from connectors.warehouse import Warehouse
-from quality.contracts import contract_for
-from quality.gate import ConservationError, evaluate_partitions
-from quality.gx_worker import GateDisagreement, GxWorkerError
-from quality.gx_suites import GxValidator
-from quality.store import ensure_quality_tables
+import trueup.assets.gate.run_gate as run_gate
+import trueup.quality.gx_worker as gx_worker_module
+from trueup.assets.gate.run_gate import gate_partitions
+from trueup.connectors.warehouse import Warehouse
+from trueup.quality.contracts import contract_for
+from trueup.quality.gate import ConservationError, evaluate_partitions
+from trueup.quality.gx_worker import GateDisagreement, GxWorkerError
+from trueup.quality.gx_suites import GxValidator
+from trueup.quality.store import ensure_quality_tables
 from tests.contract_samples import GOOD
 
 CONTRACT = contract_for("erp_invoices")
@@ -85,9 +84,9 @@ def _expected(rows: pd.DataFrame, validator):
                                                         (10_000, "thread", False)])
 def test_streamed_gate_decides_what_the_in_memory_gate_decides(tmp_path, validator, chunk_rows, gx_worker, spill,
                                                                monkeypatch):
-    monkeypatch.setattr(quality.gx_worker, "UNIQUE_BUCKET_ROWS", 4)  # uniqueness validated in hash buckets too
-    monkeypatch.setattr(quality.gx_worker, "ROW_PIECE_ROWS", 5)      # GX gets row rules in pieces of chunks
-    monkeypatch.setattr(quality.gx_worker, "WHOLE_SLICE_ROWS", 6)    # and references in several slices
+    monkeypatch.setattr(gx_worker_module, "UNIQUE_BUCKET_ROWS", 4)  # uniqueness validated in hash buckets too
+    monkeypatch.setattr(gx_worker_module, "ROW_PIECE_ROWS", 5)      # GX gets row rules in pieces of chunks
+    monkeypatch.setattr(gx_worker_module, "WHOLE_SLICE_ROWS", 6)    # and references in several slices
     monkeypatch.setenv("TRUEUP_GX_WORKER", gx_worker)
     rows = _rows()
     wh = _warehouse(tmp_path, rows)
@@ -179,14 +178,14 @@ def test_gx_failing_in_its_worker_process_fails_the_gate_with_its_message(tmp_pa
     wh = _warehouse(tmp_path, rows)
     ensure_quality_tables(wh)
     monkeypatch.setenv("TRUEUP_GX_WORKER", "process")
-    real = quality.gx_worker.GxTally._validate
+    real = gx_worker_module.GxTally._validate
 
     def cannot_evaluate(self, rule_ids, frame, references=None):   # runs in the forked worker
         if "currency_iso" in rule_ids:
             raise GateDisagreement("erp_invoices.inbound: GX could not evaluate currency_iso: boom")
         return real(self, rule_ids, frame, references)
 
-    monkeypatch.setattr(quality.gx_worker.GxTally, "_validate", cannot_evaluate)
+    monkeypatch.setattr(gx_worker_module.GxTally, "_validate", cannot_evaluate)
     with pytest.raises(GateDisagreement, match="could not evaluate currency_iso: boom"):
         gate_partitions(wh, CONTRACT, [DAY1, DAY2], "run-1", tmp_path / "reports", validator, chunk_rows=4)
     _nothing_left(wh)
@@ -199,8 +198,8 @@ def test_a_gx_worker_that_dies_fails_the_gate_clearly(tmp_path, validator, monke
     wh = _warehouse(tmp_path, rows)
     ensure_quality_tables(wh)
     monkeypatch.setenv("TRUEUP_GX_WORKER", "process")
-    monkeypatch.setattr(quality.gx_worker, "UNIQUE_BUCKET_ROWS", 4)  # so the worker spills its keys
-    monkeypatch.setattr(quality.gx_worker.GxTally, "_validate", lambda self, *a, **k: os._exit(9))  # e.g. OOM-killed
+    monkeypatch.setattr(gx_worker_module, "UNIQUE_BUCKET_ROWS", 4)  # so the worker spills its keys
+    monkeypatch.setattr(gx_worker_module.GxTally, "_validate", lambda self, *a, **k: os._exit(9))  # e.g. OOM-killed
     with pytest.raises(GxWorkerError, match="ended without an answer"):
         gate_partitions(wh, CONTRACT, [DAY1, DAY2], "run-1", tmp_path / "reports", validator, chunk_rows=4,
                         scratch_dir=tmp_path / "scratch")
@@ -211,7 +210,7 @@ def test_a_gx_worker_that_dies_fails_the_gate_clearly(tmp_path, validator, monke
 def test_the_gx_worker_setting_is_validated(monkeypatch):
     monkeypatch.setenv("TRUEUP_GX_WORKER", "gpu")
     with pytest.raises(ValueError, match="TRUEUP_GX_WORKER must be"):
-        quality.gx_worker.worker_mode()
+        gx_worker_module.worker_mode()
 
 
 def test_where_no_worker_process_can_start_gx_runs_in_a_thread(tmp_path, validator, monkeypatch):
@@ -237,10 +236,10 @@ def test_gx_counts_the_last_rows_of_a_batch_too(validator, monkeypatch, mode):
     the rows of the last, unfinished piece and slice are counted when the batch ends, not lost."""
     import pyarrow as pa
 
-    from quality.gx_worker import GxCounts
+    from trueup.quality.gx_worker import GxCounts
 
-    monkeypatch.setattr(quality.gx_worker, "ROW_PIECE_ROWS", 4)
-    monkeypatch.setattr(quality.gx_worker, "WHOLE_SLICE_ROWS", 4)
+    monkeypatch.setattr(gx_worker_module, "ROW_PIECE_ROWS", 4)
+    monkeypatch.setattr(gx_worker_module, "WHOLE_SLICE_ROWS", 4)
     rows = pd.DataFrame([_invoice(n, DAY1) for n in range(1, 7)]
                         + [_invoice(7, DAY1, order_number="SO-404"), _invoice(8, DAY1, currency="XXX")])
     gx = GxCounts(CONTRACT, {"erp_order_numbers": ["SO-1001"], "erp_customer_numbers": ["C1001"]}, validator,

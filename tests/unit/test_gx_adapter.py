@@ -8,12 +8,12 @@ import great_expectations
 import pandas as pd
 import pytest
 
-from quality import gx_adapter
-from quality.batch import ROW, prepare_batch
-from quality.contracts.rules import DECIMAL_RE, Contract, Rule
-from quality.evaluate import ChunkEvaluator
-from quality.gx_suites import GxValidator, build_suite
-from quality.rule_kinds import KINDS
+from trueup.quality import gx_adapter
+from trueup.quality.batch import ROW, prepare_batch
+from trueup.quality.contracts.rules import DECIMAL_RE, Contract, Rule
+from trueup.quality.evaluate import ChunkEvaluator
+from trueup.quality.gx_suites import GxValidator, build_suite
+from trueup.quality.rule_kinds import KINDS
 
 D1, D2 = "2026-10-01", "2026-10-02"
 

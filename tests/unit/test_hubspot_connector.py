@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from connectors.errors import PermanentError, SyncError, TransientError, classify
-from connectors.hubspot import SEARCH_CAP, BatchOutcome, HubSpotClient, to_epoch_ms
-from connectors.throttle import RollingWindowLimiter, SpacingLimiter, Throttle
+from trueup.connectors.errors import PermanentError, SyncError, TransientError, classify
+from trueup.connectors.hubspot import SEARCH_CAP, BatchOutcome, HubSpotClient, to_epoch_ms
+from trueup.connectors.throttle import RollingWindowLimiter, SpacingLimiter, Throttle
 
 
 # ----------------------------------------------------------------------------- fakes
@@ -426,8 +426,8 @@ def test_write_timeout_or_unreadable_answer_is_outcome_unknown_but_connect_failu
 
 # ============================================================================= integration (sandbox CRM)
 
-crm_server = pytest.importorskip("sandbox.crm.server")
-crm_store = pytest.importorskip("sandbox.crm.store")
+crm_server = pytest.importorskip("trueup.sandbox.crm.server")
+crm_store = pytest.importorskip("trueup.sandbox.crm.store")
 
 TOKEN = "test-" + "".join(__import__("secrets").token_hex(8))
 H = 1_600_000_000_000  # the bulk-update millisecond (2020-09-13; API writes stamp "now", far away)

@@ -3,8 +3,8 @@ is handed back once (sending it twice would double-post), and a planned write is
 in the next run."""
 from __future__ import annotations
 
-from assets.publish.ledger import Write, plan
-from connectors.warehouse import Warehouse
+from trueup.assets.publish.ledger import Write, plan
+from trueup.connectors.warehouse import Warehouse
 
 
 def test_a_write_planned_twice_in_one_call_is_recorded_and_returned_once(tmp_path):
@@ -27,7 +27,7 @@ def test_a_new_customer_is_the_same_write_whatever_order_the_deals_come_in(monke
 
     import pandas as pd
 
-    import assets.publish.plan as plan_mod
+    import trueup.assets.publish.plan as plan_mod
 
     deals = pd.DataFrame({"id": ["12", "11", "13"], "amount": ["100.00", "200.00", "300.00"],
                           "deal_currency_code": ["USD", "EUR", "GBP"], "company_id": ["7", "7", "7"],

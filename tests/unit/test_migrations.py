@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from assets.ingest.objects import CRM_OBJECTS
-from assets.ingest.raw_store import land_partitions
-from assets.migrations import applied, migrate
-from connectors.warehouse import Warehouse
+from trueup.assets.ingest.objects import CRM_OBJECTS
+from trueup.assets.ingest.raw_store import land_partitions
+from trueup.assets.migrations import applied, migrate
+from trueup.connectors.warehouse import Warehouse
 
 DEALS = CRM_OBJECTS["deals"]
 OLD_LOAD = ["_run_id", "_partition", "_loaded_at", "_source"]

@@ -7,8 +7,8 @@ import random
 
 import pandas as pd
 
-from quality.pii import mask_frame, mask_record
-from quality.store import _masked_payloads
+from trueup.quality.pii import mask_frame, mask_record
+from trueup.quality.store import _masked_payloads
 
 PIECES = ["a", "B", "@", " ", "\xa0", "é", "7", "-", "\n", "/", ".", "x@y.z", "ü@", "+", "(", ")", "\u3000", ""]
 COLUMNS = ["email", "phone", "firstname", "contact_name", "notes", "amount"]

@@ -7,10 +7,10 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from assets.ingest.objects import ALL_OBJECTS
-from assets.reconcile.engine import run_reconciliation
-from assets.reconcile.store import break_id
-from connectors.warehouse import Warehouse
+from trueup.assets.ingest.objects import ALL_OBJECTS
+from trueup.assets.reconcile.engine import run_reconciliation
+from trueup.assets.reconcile.store import break_id
+from trueup.connectors.warehouse import Warehouse
 from tests.fixtures_pg import pg_cluster, pg_url  # noqa: F401 - fixtures
 
 AS_OF = dt.date(2026, 10, 31)
@@ -197,8 +197,8 @@ def test_break_ids_are_stable_breaks_age_and_resolve(wh):
 
 
 def test_source_vs_warehouse_on_both_engines(wh):
-    from assets.ingest.objects import ALL_OBJECTS
-    from assets.reconcile.engine import run_source_vs_warehouse
+    from trueup.assets.ingest.objects import ALL_OBJECTS
+    from trueup.assets.reconcile.engine import run_source_vs_warehouse
 
     obj = ALL_OBJECTS["erp_payments"]
     src = PAYMENTS.assign(updated_at="2026-10-10T10:00:00Z", method="wire", created_at="2026-10-10T10:00:00Z")
@@ -227,7 +227,7 @@ def test_held_and_awaiting_deals_are_pending_work_and_a_link_resolves_them(wh):
     """A deal Trueup holds (a clerk keyed an order by hand) or that waits for approval is pending
     work with its amount — not a missing order, and the manual order is not missing its deal; a
     person's link pairs the deal with that order (and undoing the link brings the hold back)."""
-    from assets.publish.ledger import Write, decide, plan, undo
+    from trueup.assets.publish.ledger import Write, decide, plan, undo
 
     manual = pd.DataFrame([("SO-7M", None, "700.00", "USD", "2026-10-04")],
                           columns=["order_number", "crm_deal_id", "total_amount", "currency", "order_date"]).assign(

@@ -6,7 +6,7 @@ import shutil
 import sqlite3
 import uuid
 
-from orchestration.runner import LOCAL_INSTANCE_YAML, event_log_kept_open
+from trueup.orchestration.runner import LOCAL_INSTANCE_YAML, event_log_kept_open
 
 
 def test_a_run_with_the_event_log_kept_open_stores_every_event(tmp_path, monkeypatch):

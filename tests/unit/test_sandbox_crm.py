@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import requests
 
-from sandbox.crm import API_ID_START, CrmStore, ms_to_iso, start_in_thread
-from sandbox.crm.faults import Faults
+from trueup.sandbox.crm import API_ID_START, CrmStore, ms_to_iso, start_in_thread
+from trueup.sandbox.crm.faults import Faults
 from tests.fixtures_crm import BASE_MS, N_SEED, QUIET_KNOBS, STEP_MS
 
 RL_HEADERS = ("X-HubSpot-RateLimit-Max", "X-HubSpot-RateLimit-Remaining",
@@ -457,7 +457,7 @@ def test_cli_serves_until_sigterm(tmp_path):
     (tmp_path / "token").write_text("cli-token\n")
     port_file = tmp_path / "port"
     env = {**os.environ, "TRUEUP_SANDBOX_LATENCY_MS": "1"}
-    p = subprocess.Popen([sys.executable, "-m", "sandbox.crm.server", "--db", str(tmp_path / "c.sqlite"),
+    p = subprocess.Popen([sys.executable, "-m", "trueup.sandbox.crm.server", "--db", str(tmp_path / "c.sqlite"),
                           "--token-file", str(tmp_path / "token"), "--port", "0", "--port-file", str(port_file)],
                          cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -475,7 +475,7 @@ def test_cli_serves_until_sigterm(tmp_path):
         _, err = p.communicate(timeout=15)
     assert p.returncode == 0
     assert "/crm/v3/objects/deals" in err and "cli-token" not in err
-    bad = subprocess.run([sys.executable, "-m", "sandbox.crm.server", "--db", str(tmp_path / "c.sqlite"),
+    bad = subprocess.run([sys.executable, "-m", "trueup.sandbox.crm.server", "--db", str(tmp_path / "c.sqlite"),
                           "--token-file", str(tmp_path / "token"), "--host", "0.0.0.0"], cwd=REPO,
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode != 0 and "loopback" in bad.stderr

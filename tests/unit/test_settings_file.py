@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
-from orchestration.config import ConfigError, load_settings, settings_file, update_settings_file
-from orchestration.partitions import partition_settings
+from trueup.orchestration.config import ConfigError, load_settings, settings_file, update_settings_file
+from trueup.orchestration.partitions import partition_settings
 
 
 def test_the_environment_wins_over_the_file(tmp_path):
@@ -65,8 +65,8 @@ def test_updating_keeps_other_lines_and_removes_what_is_none(tmp_path):
 
 
 def test_a_seeded_world_records_its_dates_and_a_reset_forgets_them(tmp_path):
-    from sandbox.generator.config import WorldConfig
-    from sandbox.generator.world import WorldPaths, advance_world, reset_world, seed_world
+    from trueup.sandbox.generator.config import WorldConfig
+    from trueup.sandbox.generator.world import WorldPaths, advance_world, reset_world, seed_world
 
     home = tmp_path / "home"
     paths = WorldPaths(home / "sandbox", f"sqlite:///{home / 'sandbox' / 'erp.sqlite'}", home / "landing")

@@ -26,8 +26,8 @@ import yaml
 from sqlglot import exp
 from sqlglot.optimizer.scope import traverse_scope
 
-from connectors.warehouse import Warehouse
-from connectors.warehouse_schema import GROUPS, LEDGER, TABLES, VIEWS, ensure
+from trueup.connectors.warehouse import Warehouse
+from trueup.connectors.warehouse_schema import GROUPS, LEDGER, TABLES, VIEWS, ensure
 
 ROOT = Path(__file__).resolve().parents[2]
 DBT = ROOT / "dbt_project"

@@ -23,8 +23,8 @@ from __future__ import annotations
 import pandas as pd
 import sqlalchemy as sa
 
-from assets.ingest.raw_store import latest_version_sql
-from connectors.warehouse import ident
+from trueup.assets.ingest.raw_store import latest_version_sql
+from trueup.connectors.warehouse import ident
 
 from ..sql import json_obj, num
 from . import BASE_COLUMNS, RuleContext
