@@ -373,7 +373,7 @@ def code_location_load_s(env: dict) -> float:
     """What the daemon's run launcher adds per run before the first step: a fresh interpreter loading
     the code location (measured, not included in the latencies)."""
     t = Timer()
-    subprocess.run([sys.executable, "-c", "from orchestration.definitions import defs"], cwd=REPO, env=env,
+    subprocess.run([sys.executable, "-c", "from trueup.orchestration.definitions import defs"], cwd=REPO, env=env,
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return round(t(), 2)
 
