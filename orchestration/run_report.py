@@ -107,9 +107,10 @@ def _scalar(wh, sql: str, params: dict | None = None, default=0):
     return default if v is None or v != v else v
 
 
-def run_digest(settings: Settings, run_id: str, loads: bool = True) -> str:
-    """One line for one run: what it loaded, held back and posted (`loads`), and the breaks
-    open after it."""
+def run_totals(settings: Settings, run_id: str) -> dict:
+    """What one run did and what is open after it, as numbers: rows synced into raw, quarantined by
+    the gates and written to the ERP and CRM by the run; writes waiting for a person; open breaks
+    and money at risk (counted once per root cause). The digest line and `--json` both read it."""
     from trueup.connectors.warehouse import Warehouse
 
     wh = Warehouse(settings.warehouse_url)
@@ -117,21 +118,38 @@ def run_digest(settings: Settings, run_id: str, loads: bool = True) -> str:
         r = {"r": run_id}
         synced = int(_scalar(wh, "SELECT sum(rows_written) FROM ops.sync_runs WHERE run_id = :r "
                                  "AND asset LIKE 'raw/%' AND status = 'success'", r))
-        held = int(_scalar(wh, "SELECT sum(rows_quarantined) FROM ops.sync_runs WHERE run_id = :r "
-                               "AND asset LIKE 'validated/%'", r))
+        quarantined = int(_scalar(wh, "SELECT sum(rows_quarantined) FROM ops.sync_runs WHERE run_id = :r "
+                                      "AND asset LIKE 'validated/%'", r))
         orders = int(_scalar(wh, "SELECT count(*) FROM ops.sor_writes WHERE run_id = :r AND "
                                  "target_object = 'sales_orders' AND state = 'confirmed'", r))
+        written = int(_scalar(wh, "SELECT count(*) FROM ops.sor_writes WHERE run_id = :r AND state = 'confirmed'", r))
+        held = int(_scalar(wh, "SELECT count(*) FROM ops.sor_writes WHERE state IN ('held', 'awaiting_approval')"))
         breaks = int(_scalar(wh, SUMMARY_FACTS[-2][1]))
         risk = float(_scalar(wh, MONEY_AT_RISK_SQL))
         pending = int(_scalar(wh, "SELECT count(*) FROM recon.breaks WHERE status = 'open' AND category = 'pending'"))
     finally:
         wh.dispose()
-    after = f"{breaks:,} breaks open, {settings.reporting_currency} {risk:,.2f} at risk"
-    if pending:
-        after += f"; {pending:,} waiting for a person"
+    return {"rows_synced": synced, "rows_quarantined": quarantined, "writes_confirmed": written,
+            "erp_orders_created": orders, "writes_held": held, "breaks_open": breaks,
+            "money_at_risk": round(risk, 2), "currency": settings.reporting_currency, "pending_open": pending}
+
+
+def digest_text(t: dict, loads: bool = True) -> str:
+    """One line from `run_totals`: what the run loaded, held back and posted (`loads`), and the
+    breaks open after it."""
+    after = f"{t['breaks_open']:,} breaks open, {t['currency']} {t['money_at_risk']:,.2f} at risk"
+    if t["pending_open"]:
+        after += f"; {t['pending_open']:,} waiting for a person"
     if not loads:
         return after
-    return f"synced {synced:,} rows, quarantined {held:,}, created {orders:,} ERP orders; {after}"
+    return (f"synced {t['rows_synced']:,} rows, quarantined {t['rows_quarantined']:,}, created "
+            f"{t['erp_orders_created']:,} ERP orders; {after}")
+
+
+def run_digest(settings: Settings, run_id: str, loads: bool = True) -> str:
+    """One line for one run: what it loaded, held back and posted (`loads`), and the breaks
+    open after it."""
+    return digest_text(run_totals(settings, run_id), loads)
 
 
 def _fmt(value, kind: str) -> str:
