@@ -57,6 +57,17 @@ def resolve_pending(wh: Warehouse, engine, target_object: str, run_id: str) -> i
     return len(done)
 
 
+def not_in_erp(engine, writes: list[Write]) -> list[Write]:
+    """The writes whose record the ERP does not have yet — what sending would really insert
+    (a write whose key is present is confirmed without a write, see `_send_one`); read only."""
+    out = []
+    for obj in sorted({w.target_object for w in writes}):
+        ws = [w for w in writes if w.target_object == obj]
+        have = _present(engine, obj, [w.payload for w in ws])
+        out += [w for w in ws if w.payload[TABLES[obj][1]] not in have]
+    return out
+
+
 def send(wh: Warehouse, engine, writes: list[Write], run_id: str) -> dict[str, int]:
     counts = {"confirmed": 0, "rejected": 0}
     for i in range(0, len(writes), BATCH):

@@ -116,6 +116,21 @@ def plan(wh: Warehouse, writes: list[Write], run_id: str, state: str = "planned"
     return [w for w in writes if states.get(w.write_id) in ("planned",)]
 
 
+def still_to_send(wh: Warehouse, writes: list[Write]) -> list[Write]:
+    """The writes `plan` would return for sending, read only (a dry run): not confirmed with the
+    same payload, and not recorded already in a state that keeps them back (held, awaiting
+    approval, rejected, …)."""
+    if not writes:
+        return []
+    ensure_ledger(wh)
+    known = dict(wh.query_df("SELECT write_id, state FROM ops.sor_writes").itertuples(index=False, name=None))
+    confirmed = set(wh.query_df("SELECT idempotency_key, payload_hash FROM ops.sor_writes WHERE state = 'confirmed'")
+                    .itertuples(index=False, name=None))
+    return [w for w in {w.write_id: w for w in writes}.values()
+            if (w.idempotency_key, w.payload_hash) not in confirmed
+            and known.get(w.write_id) in (None, "planned", "superseded")]
+
+
 def set_state(wh: Warehouse, write_ids: list[str], state: str, run_id: str, error: str | None = None,
               count_attempt: bool = False, target_version: str | None = None,
               target_versions: dict[str, str | None] | None = None, failing: bool = False) -> None:

@@ -19,7 +19,7 @@ from trueup.quality.store import persist_gates
 from . import crm_writer, erp_writer
 from .business_time import stamp_business_time
 from .financials import financial_writes
-from .ledger import Write, approvals, failing_too_long, plan, releases
+from .ledger import Write, approvals, failing_too_long, plan, releases, still_to_send
 from .plan import Plan, build_plan
 from .policy import DEFAULT_APPROVAL_THRESHOLD
 
@@ -44,6 +44,9 @@ class PublishSummary:
     # intraday: deals whose order needs an ERP customer the ERP does not have yet — left for the night
     left_for_nightly: list[str] = field(default_factory=list)
     sample: list[dict] = field(default_factory=list)
+    # a dry run's plan, whole: what it would send, and what it would hold (write, state, why)
+    would_send: list[Write] = field(default_factory=list)
+    would_hold: list[tuple[Write, str, str]] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -172,6 +175,10 @@ def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publ
         if dry_run:
             s.customers_created, s.orders_created = len(customers), len(orders)
             s.sample = [w.payload for w in orders[:5]]
+            # what the ledger would pass on (`plan`) and the ERP does not have yet (`send`)
+            s.would_send = erp_writer.not_in_erp(engine, still_to_send(wh, customers + orders))
+            s.would_hold = [(w, "held", why) for w, why in p.held] + [
+                (w, "awaiting_approval", why) for w, why in p.awaiting_approval]
             return s
         for why in {r for _, r in p.held}:
             plan(wh, [w for w, r in p.held if r == why], run_id, state="held", hold_reason=why,
