@@ -1,6 +1,6 @@
-"""The `trueup` command: nightly runs and backfills, quarantine, held writes, the UI — and the
-command groups other installed packages register (the sandbox's `trueup sandbox …` and
-`trueup demo`; see orchestration/commands.py).
+"""The `trueup` command: nightly runs, backfills and syncs, reconciliation breaks, a publish dry
+run, quarantine, held writes, the UI — and the command groups other installed packages register
+(the sandbox's `trueup sandbox …` and `trueup demo`; see orchestration/commands.py).
 
 Commands print what they did in human terms. Expected failures end with one line on
 stderr and a non-zero exit; set TRUEUP_DEBUG=1 to see tracebacks.
@@ -8,7 +8,6 @@ stderr and a non-zero exit; set TRUEUP_DEBUG=1 to see tracebacks.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import sys
 from typing import Callable
@@ -17,48 +16,9 @@ from trueup.orchestration.commands import CliError, add_registered_commands, iso
 from trueup.orchestration.config import ConfigError, Settings, load_settings
 
 
-# -- runs --------------------------------------------------------------------------------
-def run_summary(settings: Settings, run_id: str) -> str:
-    from trueup.orchestration.run_report import run_summary as summary
+# nightly, backfill and sync: orchestration/cli_runs.py; breaks: cli_breaks.py; publish --dry-run: cli_publish.py
 
-    return summary(settings, run_id)
-
-
-def _print_run(settings: Settings, outcome) -> None:
-    from trueup.orchestration.run_report import run_summary
-
-    print(f"run {outcome.run_id} ({outcome.partitions}): {'success' if outcome.success else 'FAILED'}")
-    print(run_summary(settings, outcome.run_id))
-    if not outcome.success:
-        raise CliError(f"{outcome.error or 'run failed'} (run {outcome.run_id}; full log: {outcome.log_path})")
-
-
-def cmd_nightly(args, settings: Settings) -> None:
-    from trueup.orchestration.crm_check import require_crm
-    from trueup.orchestration.runner import run_job
-
-    require_crm(settings)   # reachable, and the token accepted: fail in seconds, not after retries
-    day = args.date or (dt.date.today() - dt.timedelta(days=1))
-    _print_run(settings, run_job(settings, "nightly_sync", day))
-
-
-def cmd_backfill(args, settings: Settings) -> None:
-    from trueup.orchestration.crm_check import require_crm
-    from trueup.orchestration.runner import run_job
-
-    require_crm(settings)
-    start, end = args.start, args.end
-    if start is None or end is None:
-        # the history as configured: TRUEUP_START_DATE .. TRUEUP_BACKFILL_END (a seeded sandbox sets both)
-        if settings.backfill_end is None:
-            raise CliError("no dates given and TRUEUP_BACKFILL_END is not set: pass --start and --end")
-        start = start or settings.start_date
-        end = end or settings.backfill_end
-    if end < start:
-        raise CliError(f"--end {end} is before --start {start}")
-    _print_run(settings, run_job(settings, "nightly_sync", start, end))
-
-
+# -- upkeep, quarantine, held writes ------------------------------------------------------
 def cmd_migrate(args, settings: Settings) -> None:
     """Bring the warehouse's layout up to date (re-runnable; see assets/migrations.py)."""
     from trueup.assets.migrations import migrate
@@ -94,6 +54,15 @@ def cmd_quarantine_list(args, settings: Settings) -> None:
     from trueup.orchestration.warehouse_session import warehouse_session
     from trueup.quality.store import open_quarantine
 
+    if args.contract is not None:
+        from trueup.quality.contracts import CONTRACTS
+
+        if args.contract not in CONTRACTS:
+            import difflib
+
+            near = difflib.get_close_matches(args.contract, list(CONTRACTS), n=1, cutoff=0.6)
+            raise CliError(f"unknown contract {args.contract!r}" + (f" (did you mean {near[0]}?)" if near else "")
+                           + f"; valid: {', '.join(sorted(CONTRACTS))}")
     with warehouse_session(settings.warehouse_url) as wh:
         df = open_quarantine(wh, args.contract)
     if df.empty:
@@ -185,18 +154,37 @@ def cmd_ui(args, settings: Settings) -> None:
 
 # -- wiring ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from trueup.orchestration import cli_breaks, cli_publish, cli_runs
+
     p = argparse.ArgumentParser(prog="trueup", description="Trueup: CRM/ERP sync, quality gates and reconciliation")
+    p.add_argument("--version", action="version", version=f"trueup {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     nightly = sub.add_parser("nightly", help="run the nightly job for one business day")
     nightly.add_argument("--date", type=iso_date, default=None, help="business day (default: yesterday)")
-    nightly.set_defaults(func=cmd_nightly)
+    cli_runs.add_output_flags(nightly)
+    nightly.set_defaults(func=cli_runs.cmd_nightly)
     backfill = sub.add_parser("backfill", help="run the nightly job for a range of days, in one run")
     backfill.add_argument("--start", type=iso_date, default=None,
                           help="first day (default: TRUEUP_START_DATE, a seeded sandbox's first day)")
     backfill.add_argument("--end", type=iso_date, default=None,
                           help="last day (default: TRUEUP_BACKFILL_END, a seeded sandbox's last day lived)")
-    backfill.set_defaults(func=cmd_backfill)
+    cli_runs.add_output_flags(backfill)
+    backfill.set_defaults(func=cli_runs.cmd_backfill)
+    sync = sub.add_parser("sync", help="ingest and gates only (no publishing, no dbt) for a day or a range")
+    cli_runs.add_sync_arguments(sync)
+    cli_runs.add_output_flags(sync)
+    sync.set_defaults(func=cli_runs.cmd_sync)
+    pub = sub.add_parser("publish", help="--dry-run: list the ERP writes publishing would make, make none")
+    cli_publish.add_publish_arguments(pub)
+    pub.set_defaults(func=cli_publish.cmd_publish)
+    br = sub.add_parser("breaks", help="open reconciliation breaks: list, show").add_subparsers(
+        dest="action", required=True)
+    bl = br.add_parser("list", help="open breaks with amount, age and owner")
+    bs = br.add_parser("show", help="one break, every field")
+    cli_breaks.add_breaks_arguments(bl, bs)
+    bl.set_defaults(func=cli_breaks.cmd_breaks_list)
+    bs.set_defaults(func=cli_breaks.cmd_breaks_show)
     sub.add_parser("migrate", help="bring the warehouse's tables to the current layout (safe to run again)"
                    ).set_defaults(func=cmd_migrate)
     rp = sub.add_parser("replay", help="re-validate open quarantined rows against their current source values")
@@ -239,6 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_registered_commands(sub)   # e.g. `trueup sandbox …`, `trueup demo` (sandbox/commands.py, sandbox/demo.py)
     return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("trueup")
+    except PackageNotFoundError:   # run from a source tree that was never installed
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
