@@ -20,9 +20,10 @@ def run_summary(settings: Settings, run_id: str) -> str:
         wh.dispose()
     if df.empty:
         return "  (no run facts recorded)"
-    lines = [f"  {'asset':<24} {'days':>5} {'read':>9} {'written':>9} {'quarantined':>12} {'failed':>7}"]
+    w = max(24, *(len(a) for a in df["asset"]))   # the longest asset name (recon/companies_vs_customers)
+    lines = [f"  {'asset':<{w}} {'days':>5} {'read':>9} {'written':>9} {'quarantined':>12} {'failed':>7}"]
     for r in df.itertuples():
-        lines.append(f"  {r.asset:<24} {int(r.days):>5} {int(r.rows_read or 0):>9} {int(r.rows_written or 0):>9} "
+        lines.append(f"  {r.asset:<{w}} {int(r.days):>5} {int(r.rows_read or 0):>9} {int(r.rows_written or 0):>9} "
                      f"{int(r.rows_quarantined or 0):>12} {int(r.failures):>7}")
     return "\n".join(lines)
 
