@@ -1,4 +1,4 @@
-"""``python -m bench [ingest|gate|reconcile|publish|intraday …]`` — dispatch to a benchmark (default: ingest)."""
+"""``python -m bench [ingest|gate|reconcile|publish|intraday|night …]`` — dispatch to a benchmark (default: ingest)."""
 from __future__ import annotations
 
 import sys
@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.publish import main as publish_main
 
         return publish_main(argv)
-    print(f"unknown benchmark {cmd!r}; available: ingest, gate, reconcile, publish, intraday", file=sys.stderr)
+    if cmd == "night":
+        from bench.night import main as night_main
+
+        return night_main(argv)
+    print(f"unknown benchmark {cmd!r}; available: ingest, gate, reconcile, publish, intraday, night", file=sys.stderr)
     return 2
 
 

@@ -1,26 +1,21 @@
-"""The dbt resource: the dbt project, run by dagster-dbt's stock DbtCliResource against the run's
-warehouse, with the profile and the dbt command of one invocation (invocation.py) passed to it
-explicitly. Imported only when the definitions are built (dagster_dbt is slow to import).
+"""The dbt resource: the dbt project (dbt_project/), built against the run's warehouse inside the
+step's process (dbt_runner.py). Imported only when the definitions are built.
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
+from typing import Any, Iterator
 
 from dagster import ConfigurableResource
-from dagster_dbt import DbtCliResource
 
-from .invocation import dbt_invocation
+from .dbt_runner import dbt_build
 
 
 class DbtProjectResource(ConfigurableResource):
-    """The dbt project (dbt_project/); `for_settings` gives the DbtCliResource of one invocation."""
+    """The dbt project; `build` runs `dbt build` for a step's selection."""
 
     project_dir: str
 
-    @contextlib.contextmanager
-    def for_settings(self, settings) -> Iterator[DbtCliResource]:
-        """A DbtCliResource for `settings.warehouse_url`, valid until the block ends."""
-        with dbt_invocation(settings) as invocation:
-            yield DbtCliResource(project_dir=self.project_dir, profiles_dir=str(invocation.profiles_dir),
-                                 dbt_executable=str(invocation.executable))
+    def build(self, context, settings, extra_args: list[str]) -> Iterator[Any]:
+        """The Dagster events of `dbt build <extra_args>` for the step's selection, against
+        `settings.warehouse_url`; raises DbtBuildFailed if a node fails."""
+        yield from dbt_build(context, settings, extra_args)

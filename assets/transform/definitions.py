@@ -11,13 +11,13 @@ Decisions:
   obj], …); models get [<folder>, <name>] keys and their folder as group ("staging",
   "intermediate", "marts" — all selected by the "transform" group set in the nightly job via
   group names, see TRANSFORM_GROUPS). dbt tests are asset checks. See translator.py.
-- Each build gets its profile and dbt command explicitly (invocation.py): nothing is put into
-  os.environ.
+- Each build gets its profile explicitly (invocation.py): nothing is put into os.environ. dbt
+  runs inside the step's process through its programmatic runner (dbt_runner.py).
 """
 
 from dagster import AssetExecutionContext, BackfillPolicy
 
-from .invocation import PROJECT_DIR, dbt_target_dir
+from .invocation import PROJECT_DIR
 
 #: the model folders; each is a Dagster group (and a warehouse schema)
 TRANSFORM_GROUPS = ("staging", "intermediate", "marts")
@@ -52,9 +52,7 @@ def build_transform_assets() -> list:
             from .profile import dbt_vars_args
 
             settings = context.resources.settings.get()
-            with context.resources.dbt.for_settings(settings) as dbt:
-                yield from dbt.cli(["build", *dbt_vars_args(settings)], context=context,
-                                   target_path=dbt_target_dir(settings)).stream()
+            yield from context.resources.dbt.build(context, settings, dbt_vars_args(settings))
 
         return _models
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,7 +16,7 @@ from trueup.orchestration.runner import run_job
 from trueup.sandbox.crm.store import CrmStore
 from trueup.sandbox.generator.config import DEFAULT_DEFECT_RATES
 from trueup.sandbox.generator.world import read_defects, reexport_day
-from tests.world_fixtures import SMALL_WORLD, make_world, world_in_env
+from tests.world_fixtures import SMALL_WORLD, make_world, tiny_world, world_in_env  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -241,32 +242,37 @@ def test_profile_follows_the_warehouse_url(tmp_path):
     assert not invocation.profiles_dir.exists()
 
 
-def test_dbt_version_is_the_installed_dbt_core(tmp_path):
-    """The invocation's dbt command answers dagster-dbt's version question without running
-    `dbt --version` (a subprocess importing all of dbt and asking PyPI, once per run), with
-    what that command says; every other command is the venv's dbt."""
-    import inspect
-    import os
-    import re
+def test_dbt_builds_in_the_steps_process_and_prints_nothing(tiny_world, capfd):
+    """dbt runs through its programmatic runner inside the run's process (no `dbt` subprocess:
+    importing dbt once per run, not once per build) and writes nothing on the console — its
+    log is the home's dbt.log, named by the step's one log line."""
     import subprocess
 
-    from dagster_dbt import DbtCliResource
+    from trueup.assets.transform.invocation import dbt_target_dir
 
-    from trueup.assets.transform.definitions import PROJECT_DIR, build_transform_resources
-    from trueup.assets.transform.invocation import dbt_executable
+    started = []
+    real_popen = subprocess.Popen.__init__
 
-    assert '"--version"' in inspect.getsource(DbtCliResource)  # still what dagster-dbt asks
-    offline = {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
-    out = subprocess.run([dbt_executable(), "--version"], capture_output=True, text=True, check=True,
-                         env={**os.environ, **offline}).stdout
-    settings = dataclasses.replace(load_settings(), home=tmp_path)
-    with build_transform_resources()["dbt"].for_settings(settings) as dbt:
-        assert isinstance(dbt, DbtCliResource) and dbt.project_dir == str(PROJECT_DIR)
-        answer = subprocess.run([dbt.dbt_executable, "--version"], capture_output=True, text=True,
-                                check=True, timeout=5).stdout
-        assert re.search(r"installed: (\S+)", answer).group(1) == re.search(r"installed: (\S+)", out).group(1)
-        usage = subprocess.run([dbt.dbt_executable, "--help"], capture_output=True, text=True, check=True).stdout
-        assert "Usage: dbt" in usage
+    def watch(self, args, *a, **k):
+        started.append(args)
+        return real_popen(self, args, *a, **k)
+
+    subprocess.Popen.__init__ = watch
+    try:
+        outcome = run_job(load_settings(), "nightly_sync", tiny_world.days()[0], tiny_world.days()[-1])
+    finally:
+        subprocess.Popen.__init__ = real_popen
+    assert outcome.success, outcome.error
+    assert not [a for a in started if Path(str(a[0] if isinstance(a, (list, tuple)) else a)).name == "dbt"
+                or "dbt.cli" in str(a)], started
+    out, _ = capfd.readouterr()
+    assert "of 44 START" not in out and "Completed successfully" not in out and "\x1b[" not in out
+    lines = [r.message for r in _events(outcome.run_id, "ASSET_MATERIALIZATION")]
+    assert lines
+    from dagster import DagsterInstance
+    with DagsterInstance.get() as instance:
+        said = [e.user_message for e in instance.all_logs(outcome.run_id) if e.user_message.startswith("dbt build:")]
+    assert len(said) == 2 and all(str(dbt_target_dir(load_settings()) / "dbt.log") in s for s in said), said
 
 
 def test_dbt_sources_name_their_dagster_assets():

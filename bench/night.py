@@ -1,0 +1,142 @@
+"""Small-night benchmark: what one quiet night costs, step by step.
+
+    python -m bench night                 # demo-scale world (seed 42, scale 1), 14 days
+    python -m bench night --days 10 --scale 2
+
+Setup (untimed): a sandbox world in a temporary TRUEUP_HOME (generator seed, scale, days; no
+drifted exports), its CRM served in this process with no rate limit and no latency, and one
+backfill run over all but the last day, so the warehouse, the golden customer and the ERP are
+as the morning before finds them.
+
+Measured: the nightly job for the last day (the day's changes only: a few dozen records at demo
+scale), run as `trueup nightly` runs it (orchestration.runner.run_job, in-process executor),
+three times in a row (the first is the real night; the re-runs find nothing new — what a retry
+costs). Per step: seconds from STEP_START to STEP_SUCCESS in the run's event log. The floor: the
+same job's steps with nothing to do, i.e. Dagster's own cost per step — measured as a job of as
+many no-op assets in the same instance (`orchestration overhead`).
+
+Reported: wall seconds of each run, the slowest steps, and the night ÷ floor ratio. Results: a
+table on stdout and JSON in bench/results/night-<UTC time>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import text_table
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "bench" / "results"
+QUIET_KNOBS = {"rate_limit_10s": 0, "search_per_second": 0, "error_rate_5xx": 0.0, "latency_ms": 0,
+               "drop_rate": 0.0, "malformed_rate": 0.0, "frozen_timestamp_ms": None,
+               "search_visibility_delay_ms": 0, "seed": 1234}
+
+
+def step_seconds(instance, run_id: str) -> dict[str, float]:
+    """Step key → seconds from its STEP_START to its STEP_SUCCESS (or failure)."""
+    started: dict[str, float] = {}
+    took: dict[str, float] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or not entry.step_key:
+            continue
+        if event.event_type_value == "STEP_START":
+            started[entry.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and entry.step_key in started:
+            took[entry.step_key] = entry.timestamp - started[entry.step_key]
+    return took
+
+
+def floor_seconds(instance, steps: int) -> float:
+    """Wall seconds of a job of `steps` chained no-op assets in this instance (Dagster's own cost)."""
+    from dagster import AssetIn, Definitions, asset, define_asset_job, in_process_executor
+
+    chain = []
+    for i in range(steps):
+        ins = {"upstream": AssetIn(f"noop_{i - 1}")} if i else {}
+
+        @asset(name=f"noop_{i}", ins=ins)
+        def _noop(**_kwargs):
+            return 0
+        chain.append(_noop)
+    job = Definitions(assets=chain, jobs=[define_asset_job("noop_chain", executor_def=in_process_executor)]
+                      ).resolve_job_def("noop_chain")
+    t0 = time.perf_counter()
+    assert job.execute_in_process(instance=instance).success
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench night", description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--days", type=int, default=14)
+    ap.add_argument("--reruns", type=int, default=2, help="re-runs of the same night after the first")
+    args = ap.parse_args(argv)
+
+    from trueup.sandbox.crm import start_in_thread
+    from trueup.sandbox.generator.config import WorldConfig
+    from trueup.sandbox.generator.world import WorldPaths, seed_world
+
+    home = Path(tempfile.mkdtemp(prefix="trueup-bench-night-"))
+    cfg = WorldConfig(seed=args.seed, scale=args.scale, days=args.days, schema_drift_days=())
+    paths = WorldPaths(home / "sandbox", f"sqlite:///{home / 'sandbox' / 'erp.sqlite'}", home / "landing")
+    (home / "sandbox").mkdir(parents=True)
+    seed_world(paths, cfg)
+    token = "bench-" + secrets.token_hex(8)
+    server = start_in_thread(paths.crm_db, token, knobs=dict(QUIET_KNOBS))
+    os.environ.update({
+        "TRUEUP_HOME": str(home), "TRUEUP_CRM_BASE_URL": server.base_url, "TRUEUP_CRM_TOKEN": token,
+        "TRUEUP_ERP_URL": paths.erp_url, "TRUEUP_START_DATE": cfg.start_date.isoformat(),
+        "TRUEUP_WAREHOUSE_URL": f"duckdb:///{home / 'warehouse.duckdb'}", "DAGSTER_HOME": str(home / "dagster"),
+    })
+    from trueup.orchestration.config import load_settings
+    from trueup.orchestration.runner import open_instance, run_job
+
+    settings = load_settings()
+    days = [cfg.start_date + dt.timedelta(days=i) for i in range(cfg.days)]
+    try:
+        t0 = time.perf_counter()
+        backfill = run_job(settings, "nightly_sync", days[0], days[-2])
+        backfill_s = time.perf_counter() - t0
+        if not backfill.success:
+            print(f"setup backfill failed: {backfill.error}")
+            return 1
+        runs = []
+        for attempt in range(1 + args.reruns):
+            t0 = time.perf_counter()
+            night = run_job(settings, "nightly_sync", days[-1])
+            wall = time.perf_counter() - t0
+            if not night.success:
+                print(f"night failed: {night.error}")
+                return 1
+            with open_instance(settings) as instance:
+                steps = step_seconds(instance, night.run_id)
+            runs.append({"label": "night" if attempt == 0 else f"re-run {attempt}", "wall_s": round(wall, 2),
+                         "steps": {k: round(v, 3) for k, v in sorted(steps.items(), key=lambda kv: -kv[1])}})
+        with open_instance(settings) as instance:
+            floor = floor_seconds(instance, len(runs[0]["steps"]))
+    finally:
+        server.stop()
+
+    night = runs[0]
+    print(f"world: seed {args.seed}, scale {args.scale}, {args.days} days; backfill of {args.days - 1} days "
+          f"{backfill_s:.1f} s (setup)")
+    print(text_table(["run", "wall s", "sum of steps s", "steps"],
+                     [[r["label"], r["wall_s"], round(sum(r["steps"].values()), 2), len(r["steps"])] for r in runs]
+                     + [["floor: no-op chain", round(floor, 2), "", len(night["steps"])]]))
+    print()
+    print(text_table(["step (the night)", "s"], [[k, v] for k, v in list(night["steps"].items())]))
+    print(f"\nnight ÷ floor: {night['wall_s'] / floor:.1f}×   (target: the night ≤ 8 s wall)")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / f"night-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps({"args": vars(args), "backfill_s": round(backfill_s, 2), "runs": runs,
+                               "floor_s": round(floor, 2)}, indent=2))
+    print(f"results: {out}")
+    return 0
