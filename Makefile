@@ -4,7 +4,7 @@ export DO_NOT_TRACK := 1
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-fast ui bench clean
+.PHONY: setup demo test test-fast ui docs bench clean
 
 $(BIN)/trueup: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -48,6 +48,9 @@ test-fast: setup       ## the inner loop: tests/unit (no generated world, no Dag
 
 ui: setup              ## the Dagster UI on http://127.0.0.1:3000
 	$(BIN)/trueup ui
+
+docs: setup            ## dbt docs of the live warehouse, served on http://127.0.0.1:8080
+	$(BIN)/trueup docs
 
 bench: setup
 	$(BIN)/python -m bench

@@ -203,6 +203,21 @@ def test_dbt_builds_on_postgresql(pg_world):
     inv = wh.query_df("SELECT amount, issue_date, created_at FROM staging.stg_erp_invoices LIMIT 1")
     assert len(inv) == 1 and isinstance(inv.issue_date[0], dt.date)
     wh.dispose()
+    _assert_docs_describe_the_live_warehouse(list(dim.columns))
+
+
+def _assert_docs_describe_the_live_warehouse(dim_columns: list[str]) -> None:
+    """`trueup docs --no-serve` builds dbt's site with no dbt variable set by hand; its catalog
+    is read from this warehouse (the golden customer's real columns)."""
+    from trueup.orchestration.cli import main
+    from trueup.orchestration.cli_docs import docs_dir
+
+    assert main(["docs", "--no-serve"]) == 0
+    site = docs_dir(load_settings())
+    assert (site / "index.html").stat().st_size > 10_000
+    catalog = json.loads((site / "catalog.json").read_text())
+    dim = next(n for n in catalog["nodes"].values() if n["metadata"]["name"] == "dim_customer")
+    assert [c.lower() for c in dim["columns"]] == [c.lower() for c in dim_columns]
 
 
 def test_definitions_fail_clearly_without_a_manifest(monkeypatch, tmp_path):
