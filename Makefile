@@ -40,8 +40,10 @@ test: setup            ## the whole test suite (starts its own PostgreSQL)
 		{ apt-get install -y chromium >/dev/null 2>&1 || \
 		  { apt-get update >/dev/null 2>&1 && apt-get install -y chromium >/dev/null 2>&1; }; } || true
 	@# one worker per core (pytest-xdist): tests/unit, tests/integration (worlds, Dagster runs,
-	@# PostgreSQL) and tests/e2e (the CLI, the demo, the UI) spread over them
-	$(BIN)/python -m pytest -q -n auto
+	@# PostgreSQL) and tests/e2e (the CLI, the demo, the UI) spread over them. worksteal: a worker
+	@# that runs out takes queued tests from the other; with the default distribution the long
+	@# world-level tests queued on one worker while the other sat idle for 25 of 39 minutes
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 test-fast: setup       ## the inner loop: tests/unit (no generated world, no Dagster run)
 	$(BIN)/python -m pytest -q -n auto tests/unit
