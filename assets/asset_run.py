@@ -55,15 +55,17 @@ class RecordedRun:
 @contextlib.contextmanager
 def recorded_run(wh: Warehouse, facts: Iterable[RunFacts]) -> Iterator[RecordedRun]:
     """Run the body; record its facts in ops.sync_runs — failed with the error if it raised (then
-    re-raise for the retry policy, or as a non-retried Failure if the error is permanent)."""
+    re-raise for the retry policy, or as a non-retried Failure if the error is permanent).
+    The warehouse is held open in this process for the step (Warehouse.held_open)."""
     run = RecordedRun(list(facts))
-    try:
-        yield run
-    except Exception as exc:
-        write_sync_runs(wh, run.facts, exc)
-        fail_fast(exc)
-        raise
-    for f, error in run.rejected:
-        write_sync_runs(wh, [f], error)
-    if run.record_success:
-        write_sync_runs(wh, run.facts)
+    with wh.held_open():
+        try:
+            yield run
+        except Exception as exc:
+            write_sync_runs(wh, run.facts, exc)
+            fail_fast(exc)
+            raise
+        for f, error in run.rejected:
+            write_sync_runs(wh, [f], error)
+        if run.record_success:
+            write_sync_runs(wh, run.facts)

@@ -1,0 +1,48 @@
+"""Warehouse.held_open: a step keeps its DuckDB database open in its process, so its many short
+transactions join the open database; the file is another process's again when the block ends."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import sqlalchemy as sa
+
+from trueup.connectors.warehouse import Warehouse
+
+PROBE = ("import duckdb, sys\n"
+         "try:\n    duckdb.connect(sys.argv[1]).close(); print('opened')\n"
+         "except Exception as e:\n    print('locked' if 'lock' in str(e).lower() else repr(e))\n")
+
+
+def _other_process_opens(path) -> str:
+    return subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True,
+                          timeout=60).stdout.strip()
+
+
+def test_held_open_keeps_the_file_for_the_block_and_transactions_work_inside(tmp_path):
+    path = tmp_path / "wh.duckdb"
+    wh = Warehouse(f"duckdb:///{path}", lock_timeout_s=1)
+    with wh.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t (x INTEGER)"))
+    assert _other_process_opens(path) == "opened"          # between transactions the file is free
+    with wh.held_open():
+        for i in range(20):
+            with wh.begin() as conn:
+                conn.execute(sa.text("INSERT INTO t VALUES (:x)"), {"x": i})
+        assert _other_process_opens(path) == "locked"      # held by this process for the block
+        assert wh.query_df("SELECT count(*) AS n FROM t").n[0] == 20
+    assert _other_process_opens(path) == "opened"          # and free again after it
+    assert wh.query_df("SELECT sum(x) AS s FROM t").s[0] == sum(range(20))
+    wh.dispose()
+
+
+def test_held_open_gives_the_file_back_when_the_block_fails(tmp_path):
+    path = tmp_path / "wh.duckdb"
+    wh = Warehouse(f"duckdb:///{path}", lock_timeout_s=1)
+    try:
+        with wh.held_open():
+            raise RuntimeError("the step failed")
+    except RuntimeError:
+        pass
+    assert _other_process_opens(path) == "opened"
+    wh.dispose()
