@@ -13,12 +13,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def pg_world(tmp_path, monkeypatch, pg_url):
-    with world_in_env(monkeypatch, tmp_path / "home", warehouse_url=pg_url) as w:
-        yield w
-
-
-@pytest.fixture
 def pg_erp_world(tmp_path, monkeypatch, pg_cluster, pg_url):
     erp_db = pg_cluster.create_database()
     with world_in_env(monkeypatch, tmp_path / "home", warehouse_url=pg_url, erp_url=erp_db) as w:
@@ -38,13 +32,10 @@ def _assert_warehouse_is_postgres():
     wh.dispose()
 
 
-def test_nightly_runs_make_postgres_warehouse_equal_to_sources(pg_world):
-    assert load_settings().warehouse_is_postgres
-    nightly_runs_make_warehouse_equal_to_sources(pg_world)
-    _assert_warehouse_is_postgres()
-
-
 def test_nightly_runs_with_erp_and_warehouse_in_postgres(pg_erp_world):
+    """Both PostgreSQL sides at once: the PostgreSQL warehouse with a SQLite ERP is the same
+    warehouse code, and the SQLite ERP is covered by the DuckDB variant (tests/integration/test_ingest.py)."""
+    assert load_settings().warehouse_is_postgres
     assert load_settings().erp_url.startswith("postgresql")
     nightly_runs_make_warehouse_equal_to_sources(pg_erp_world)
     _assert_warehouse_is_postgres()
