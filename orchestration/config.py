@@ -26,6 +26,10 @@ from typing import Mapping
 DEFAULT_START_DATE = dt.date(2026, 9, 1)
 DEFAULT_PUBLISH_FROM = dt.date(2026, 10, 1)
 DEFAULT_SANDBOX_PORT = 8765
+#: the CRM portal's API limits (HubSpot's defaults; the sandbox's too): requests in a rolling
+#: ten-second window, and searches per second. A portal with higher limits sets its own.
+DEFAULT_CRM_REQUESTS_PER_10S = 100
+DEFAULT_CRM_SEARCHES_PER_SECOND = 5.0
 #: how often the intraday sensor asks the CRM for newly closed-won deals (TRUEUP_INTRADAY_INTERVAL_SECONDS)
 DEFAULT_INTRADAY_INTERVAL_SECONDS = 120
 MIN_INTRADAY_INTERVAL_SECONDS = 10
@@ -37,6 +41,7 @@ FILE_SETTINGS = frozenset({
     "TRUEUP_START_DATE", "TRUEUP_TIMEZONE", "TRUEUP_PUBLISH_FROM", "TRUEUP_BACKFILL_END",
     "TRUEUP_REPORTING_CURRENCY", "TRUEUP_ALERT_WEBHOOK_URL", "DAGSTER_HOME", "TRUEUP_SANDBOX_PORT",
     "TRUEUP_WRITE_ALERT_AFTER_HOURS", "TRUEUP_INTRADAY", "TRUEUP_INTRADAY_INTERVAL_SECONDS",
+    "TRUEUP_CRM_REQUESTS_PER_10S", "TRUEUP_CRM_SEARCHES_PER_SECOND",
 })
 
 
@@ -61,6 +66,8 @@ class Settings:
     intraday_interval_seconds: int = DEFAULT_INTRADAY_INTERVAL_SECONDS
     crm_token_file: Path | None = None      # TRUEUP_CRM_TOKEN_FILE: a file holding the token (read when needed)
     backfill_end: dt.date | None = None     # TRUEUP_BACKFILL_END: last day of `trueup backfill` without --end
+    crm_requests_per_10s: int = DEFAULT_CRM_REQUESTS_PER_10S           # TRUEUP_CRM_REQUESTS_PER_10S
+    crm_searches_per_second: float = DEFAULT_CRM_SEARCHES_PER_SECOND   # TRUEUP_CRM_SEARCHES_PER_SECOND
 
     def __repr__(self) -> str:
         """Never a password: database URLs are shown with their credentials masked."""
@@ -266,7 +273,25 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if env.get("TRUEUP_CRM_TOKEN_FILE") else None,
         backfill_end=_parse_date("TRUEUP_BACKFILL_END", env["TRUEUP_BACKFILL_END"])
         if env.get("TRUEUP_BACKFILL_END") else None,
+        crm_requests_per_10s=int(_parse_rate("TRUEUP_CRM_REQUESTS_PER_10S", env.get("TRUEUP_CRM_REQUESTS_PER_10S"),
+                                             DEFAULT_CRM_REQUESTS_PER_10S, whole=True)),
+        crm_searches_per_second=_parse_rate("TRUEUP_CRM_SEARCHES_PER_SECOND",
+                                            env.get("TRUEUP_CRM_SEARCHES_PER_SECOND"), DEFAULT_CRM_SEARCHES_PER_SECOND),
     )
+
+
+def _parse_rate(name: str, value: str | None, default: float, whole: bool = False) -> float:
+    """A CRM rate limit: a positive number (a whole one where `whole`), else the default."""
+    if not value:
+        return default
+    try:
+        rate = int(value) if whole else float(value)
+    except ValueError:
+        kind = "a whole number" if whole else "a number"
+        raise ConfigError(f"{name}={value!r} is not {kind}") from None
+    if not rate > 0:
+        raise ConfigError(f"{name}={value!r} must be above 0")
+    return rate
 
 
 def intraday_settings(env: Mapping[str, str] | None = None) -> tuple[bool, int]:

@@ -41,6 +41,8 @@ VARIABLES = {
     "write_alert_after_hours": "TRUEUP_WRITE_ALERT_AFTER_HOURS",
     "intraday": "TRUEUP_INTRADAY",
     "intraday_interval_seconds": "TRUEUP_INTRADAY_INTERVAL_SECONDS",
+    "crm_requests_per_10s": "TRUEUP_CRM_REQUESTS_PER_10S",
+    "crm_searches_per_second": "TRUEUP_CRM_SEARCHES_PER_SECOND",
 }
 
 
@@ -73,6 +75,10 @@ class SettingsResource(ConfigurableResource):
     intraday: Optional[str] = _variable("TRUEUP_INTRADAY", "the intraday sensor runs (on/off)")
     intraday_interval_seconds: Optional[str] = _variable("TRUEUP_INTRADAY_INTERVAL_SECONDS",
                                                          "how often the intraday sensor looks")
+    crm_requests_per_10s: Optional[str] = _variable("TRUEUP_CRM_REQUESTS_PER_10S",
+                                                    "the CRM's limit of requests per rolling 10 s")
+    crm_searches_per_second: Optional[str] = _variable("TRUEUP_CRM_SEARCHES_PER_SECOND",
+                                                       "the CRM's limit of searches per second")
     _settings: Optional[Settings] = PrivateAttr(default=None)
 
     def get(self) -> Settings:
@@ -155,8 +161,9 @@ class CrmResource(UsesSettings):
     retries."""
 
     base_url: Optional[str] = None
-    requests_per_10s: int = 100
-    searches_per_second: float = 5
+    #: the portal's limits; unset: TRUEUP_CRM_REQUESTS_PER_10S / TRUEUP_CRM_SEARCHES_PER_SECOND
+    requests_per_10s: Optional[int] = None
+    searches_per_second: Optional[float] = None
     max_concurrency: int = 4
     check_first: bool = True   # the one-request check before the first use in a run
     _client = PrivateAttr(default=None)
@@ -188,8 +195,10 @@ class CrmResource(UsesSettings):
     def _new_client(self, settings: Settings, url: str, **options):
         from trueup.connectors.hubspot import HubSpotClient
 
-        return HubSpotClient(url, settings.crm_token, requests_per_10s=self.requests_per_10s,
-                             searches_per_second=self.searches_per_second, max_concurrency=self.max_concurrency,
+        return HubSpotClient(url, settings.crm_token,
+                             requests_per_10s=self.requests_per_10s or settings.crm_requests_per_10s,
+                             searches_per_second=self.searches_per_second or settings.crm_searches_per_second,
+                             max_concurrency=self.max_concurrency,
                              **options)
 
     def _check(self, settings: Settings, url: str) -> None:

@@ -79,3 +79,32 @@ def test_a_seeded_world_records_its_dates_and_a_reset_forgets_them(tmp_path):
     reset_world(paths)
     s = load_settings({"TRUEUP_HOME": str(home)})
     assert (s.start_date, s.publish_from, s.backfill_end) == (dt.date(2026, 9, 1), dt.date(2026, 10, 1), None)
+
+
+def test_the_crm_limits_come_from_the_settings_and_reach_the_client(tmp_path, monkeypatch):
+    """TRUEUP_CRM_REQUESTS_PER_10S / TRUEUP_CRM_SEARCHES_PER_SECOND: HubSpot's defaults unless set
+    (environment or settings file); the run's CRM client paces itself under them."""
+    from trueup.orchestration.resources import CrmResource, SettingsResource
+
+    plain = load_settings({"TRUEUP_HOME": str(tmp_path)})
+    assert (plain.crm_requests_per_10s, plain.crm_searches_per_second) == (100, 5.0)
+    update_settings_file(settings_file(tmp_path), {"TRUEUP_CRM_REQUESTS_PER_10S": "190"})
+    env = {"TRUEUP_HOME": str(tmp_path), "TRUEUP_CRM_SEARCHES_PER_SECOND": "12.5", "TRUEUP_CRM_TOKEN": "t"}
+    settings = load_settings(env)
+    assert (settings.crm_requests_per_10s, settings.crm_searches_per_second) == (190, 12.5)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    client = CrmResource(settings=SettingsResource(), check_first=False).client()
+    assert client.throttle.window.max_requests == 190 and client.throttle.search.rate_per_s == 12.5
+    client.close()
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("TRUEUP_CRM_REQUESTS_PER_10S", "1.5", "is not a whole number"),
+    ("TRUEUP_CRM_REQUESTS_PER_10S", "0", "must be above 0"),
+    ("TRUEUP_CRM_SEARCHES_PER_SECOND", "fast", "is not a number"),
+    ("TRUEUP_CRM_SEARCHES_PER_SECOND", "-1", "must be above 0"),
+])
+def test_a_bad_crm_limit_is_one_line_naming_the_variable(tmp_path, name, value, message):
+    with pytest.raises(ConfigError, match=rf"^{name}='{value}' {message}$"):
+        load_settings({"TRUEUP_HOME": str(tmp_path), name: value})
