@@ -43,7 +43,10 @@ test: setup            ## the whole test suite (starts its own PostgreSQL)
 	@# PostgreSQL) and tests/e2e (the CLI, the demo, the UI) spread over them. worksteal: a worker
 	@# that runs out takes queued tests from the other; with the default distribution the long
 	@# world-level tests queued on one worker while the other sat idle for 25 of 39 minutes
-	$(BIN)/python -m pytest -q -n auto --dist worksteal
+	@# the worlds, warehouses and Dagster instances of the tests live on the machine's tmpfs where
+	@# it has one: their SQLite and DuckDB commits then wait for no disk flush
+	TMPDIR=$$( [ -d /dev/shm ] && [ -w /dev/shm ] && echo /dev/shm || echo "$${TMPDIR:-/tmp}" ) \
+		$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 test-fast: setup       ## the inner loop: tests/unit (no generated world, no Dagster run)
 	$(BIN)/python -m pytest -q -n auto tests/unit
