@@ -5,8 +5,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -42,6 +47,11 @@ def make_world(home: Path, cfg: WorldConfig = SMALL_WORLD, warehouse_url: str | 
     sandbox_root.mkdir(parents=True, exist_ok=True)
     paths = WorldPaths(sandbox_root, erp_url or f"sqlite:///{sandbox_root / 'erp.sqlite'}", home / "landing")
     seed_world(paths, cfg, days=seed_days)
+    return _serve(home, cfg, paths, warehouse_url)
+
+
+def _serve(home: Path, cfg: WorldConfig, paths: WorldPaths, warehouse_url: str | None) -> World:
+    """A world's CRM server started, and the settings that point a run at the world."""
     token = "test-token-" + os.urandom(6).hex()
     server = start_in_thread(paths.crm_db, token, knobs=dict(QUIET_KNOBS))
     env = {
@@ -61,6 +71,59 @@ def world_in_env(monkeypatch, home: Path, **kwargs):
     """`make_world(home, **kwargs)` with its settings in the environment for the test, its CRM
     server stopped after."""
     w = make_world(home, **kwargs)
+    for k, v in w.env.items():
+        monkeypatch.setenv(k, v)
+    try:
+        yield w
+    finally:
+        w.server.stop()
+
+
+@contextlib.contextmanager
+def _exclusively(lock_file: Path):
+    """Only one process of the session (one xdist worker) in the block at a time."""
+    with open(lock_file, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def prepared_world(tmp_path_factory, name: str, prepare: Callable[[World], None],
+                   cfg: WorldConfig = SMALL_WORLD) -> Path:
+    """The home of a file-backed world (SQLite ERP, DuckDB warehouse) made and `prepare`d (its
+    settings in the environment meanwhile) once per test session: the first test of any xdist
+    worker to ask builds it, the others wait for it. Tests never use it directly: each takes a
+    copy of its own (`copied_world_in_env`), so the tests stay independent of each other."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / f"prepared-{name}"
+    with _exclusively(root.with_suffix(".lock")):
+        if not (root / "READY").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            with pytest.MonkeyPatch.context() as mp, world_in_env(mp, root / "home", cfg=cfg) as w:
+                prepare(w)
+            _checkpointed(root / "home" / "warehouse.duckdb")
+            (root / "READY").write_text(name)
+    return root / "home"
+
+
+def _checkpointed(warehouse: Path) -> None:
+    """Open and close the prepared warehouse in a process of its own: that fails if any process
+    (this one included) still holds it — a copy could then be torn — and folds its WAL in."""
+    probe = subprocess.run([sys.executable, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1]).close()",
+                            str(warehouse)], capture_output=True, text=True)
+    assert probe.returncode == 0, f"the prepared warehouse is still open: {probe.stderr.strip()[-300:]}"
+
+
+@contextlib.contextmanager
+def copied_world_in_env(monkeypatch, template_home: Path, home: Path, cfg: WorldConfig = SMALL_WORLD):
+    """A copy of a prepared world's whole home (sources, landing folder, warehouse, Dagster
+    instance; nothing in it names its own path) with a CRM server of its own, its settings in the
+    environment for the test."""
+    shutil.copytree(template_home, home)
+    paths = WorldPaths(home / "sandbox", f"sqlite:///{home / 'sandbox' / 'erp.sqlite'}", home / "landing")
+    w = _serve(home, cfg, paths, None)
     for k, v in w.env.items():
         monkeypatch.setenv(k, v)
     try:

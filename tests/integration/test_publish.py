@@ -23,25 +23,27 @@ from trueup.orchestration.config import load_settings
 from trueup.orchestration.runner import run_job, run_unpartitioned_job
 from trueup.sandbox.crm.store import CrmStore
 from trueup.sandbox.generator.world import read_defects, reexport_day
-from tests.world_fixtures import make_world
+from tests.world_fixtures import copied_world_in_env, prepared_world
 
 pytestmark = pytest.mark.slow
 CONTRACT_KINDS = {"missing_amount", "negative_amount", "unknown_currency", "missing_company"}
 DRY_RUN = {"ops": {"publish__erp_orders": {"config": {"dry_run": True}}}}
 
 
-@pytest.fixture
-def ingested(tmp_path, monkeypatch):
-    """A world ingested and gated, nothing published yet (the publish step ran as a dry run)."""
-    w = make_world(tmp_path / "home")
-    for k, v in w.env.items():
-        monkeypatch.setenv(k, v)
+def _ingest_without_publishing(w) -> None:
     for day in w.drift_dates():
         reexport_day(w.paths, day)
     outcome = run_job(load_settings(), "nightly_sync", w.days()[0], w.days()[-1], run_config=DRY_RUN)
     assert outcome.success, outcome.error
-    yield w
-    w.server.stop()
+
+
+@pytest.fixture
+def ingested(tmp_path, tmp_path_factory, monkeypatch):
+    """A world ingested and gated, nothing published yet (the publish step ran as a dry run): a
+    copy of its own of one prepared for the session."""
+    template = prepared_world(tmp_path_factory, "ingested-not-published", _ingest_without_publishing)
+    with copied_world_in_env(monkeypatch, template, tmp_path / "home") as w:
+        yield w
 
 
 def _erp_orders(w) -> pd.DataFrame:
