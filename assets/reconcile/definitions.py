@@ -216,6 +216,10 @@ def build_reconcile_job_and_schedule(partitions_def):
                            executor_def=in_process_executor,
                            description="All reconciliations for one business day (or a range), then the breaks "
                                        "and ROI marts that read them.")
-    from dagster import build_schedule_from_partitioned_job
-    schedule = build_schedule_from_partitioned_job(job, name="reconcile_daily", hour_of_day=6, minute_of_hour=0)
+    from dagster import DefaultScheduleStatus, build_schedule_from_partitioned_job
+
+    # on from the start, like the nightly schedule: the morning's reconciliation is part of the night
+    schedule = build_schedule_from_partitioned_job(job, name="reconcile_daily", hour_of_day=6, minute_of_hour=0,
+                                                   default_status=DefaultScheduleStatus.RUNNING,
+                                                   tags={"trueup/trigger": "schedule"})
     return job, schedule

@@ -29,8 +29,10 @@ def _surface() -> dict:
         "assets": assets,
         "checks": checks,
         "jobs": sorted(j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")),
+        # with the status each starts in: what runs on a fresh instance without anyone switching it on
         "schedules": sorted((s.name, defs.resolve_schedule_def(s.name).job_name,
-                             defs.resolve_schedule_def(s.name).cron_schedule) for s in defs.schedules),
+                             defs.resolve_schedule_def(s.name).cron_schedule,
+                             defs.resolve_schedule_def(s.name).default_status.value) for s in defs.schedules),
         "sensors": sorted(s.name for s in defs.sensors),
     }
 
