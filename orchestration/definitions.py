@@ -12,6 +12,7 @@ from trueup.assets.publish.definitions import approve_write, build_publish_asset
 from trueup.assets.reconcile.definitions import build_reconcile_assets, build_reconcile_job_and_schedule
 from trueup.assets.transform.definitions import build_transform_assets, build_transform_resources
 from trueup.orchestration.alerts import build_alert_sensor
+from trueup.orchestration.catalog import with_catalog
 from trueup.orchestration.freshness import with_freshness
 from trueup.orchestration.intraday import build_intraday_sensor, intraday_publish
 from trueup.orchestration.jobs import build_jobs
@@ -29,9 +30,9 @@ def build_definitions() -> Definitions:
     nightly, export_ingest, sync_and_gate = build_jobs(partitions)
     reconcile_job, reconcile_schedule = build_reconcile_job_and_schedule(partitions)
     return Definitions(
-        assets=[*with_freshness(build_ingest_assets(partitions)), *build_gate_assets(partitions), *build_publish_assets(partitions),
-                *build_transform_assets(),
-                *build_reconcile_assets(partitions), *operations_log_specs()],
+        assets=with_catalog([*with_freshness(build_ingest_assets(partitions)), *build_gate_assets(partitions),
+                             *build_publish_assets(partitions), *build_transform_assets(),
+                             *build_reconcile_assets(partitions), *operations_log_specs()]),
         jobs=[nightly, export_ingest, sync_and_gate, replay_quarantine, approve_write, resolve_held_write,
               reconcile_job, intraday_publish],
         schedules=[build_nightly_schedule(nightly), reconcile_schedule],

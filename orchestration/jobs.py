@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
-# ingest, gates, then the dbt models (transform: one group per dbt folder, see
-# assets/transform/definitions.py TRANSFORM_GROUPS), which depend on the gates and so run after them
-NIGHTLY_GROUPS = ("ingest_crm", "ingest_erp", "gate", "publish", "reconcile", "staging", "intermediate",
-                  "marts")
+from trueup.assets.transform.definitions import TRANSFORM_GROUPS
+
+# ingest, gates, then the dbt models (transform: the groups of assets/transform/definitions.py
+# TRANSFORM_GROUPS), which depend on the gates and so run after them
+NIGHTLY_GROUPS = ("ingest_crm", "ingest_erp", "gate", "publish", "reconcile", *TRANSFORM_GROUPS)
 
 
 def nightly_selection() -> AssetSelection:

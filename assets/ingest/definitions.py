@@ -32,7 +32,8 @@ def raw_key(obj: SourceObject) -> AssetKey:
 def source_spec(obj: SourceObject) -> AssetSpec:
     """The record set in the source system, shown upstream of its raw copy in the lineage."""
     system = {"crm": "CRM (HubSpot API)", "erp_db": "ERP database", "erp_export": "ERP nightly export"}[obj.system]
-    return AssetSpec(key=AssetKey(["source", obj.name]), group_name="sources",
+    kind = {"crm": "hubspot", "erp_db": "sql", "erp_export": "csv"}[obj.system]
+    return AssetSpec(key=AssetKey(["source", obj.name]), group_name="sources", kinds={kind},
                      description=f"{obj.source_name} in the {system} — external, read by raw/{obj.name}")
 
 
@@ -104,7 +105,7 @@ def build_erp_export_assets(partitions_def):
     objs = ERP_EXPORT_OBJECTS
 
     @multi_asset(
-        name="erp_exports", outs={o.name: AssetOut(key=raw_key(o), group_name="ingest_erp",
+        name="erp_exports", outs={o.name: AssetOut(key=raw_key(o), group_name="ingest_erp", kinds={"python", "csv"},
                                                    description=f"ERP export {o.source_name}.csv of each day, "
                                                    f"landed in raw.{o.name} once the export verifies")
                                   for o in objs.values()},

@@ -3,7 +3,7 @@
 - Sources: dagster-dbt's own rule: each source table names its asset in the YAML
   (`config.meta.dagster.asset_key`, dbt_project/models/*/_*sources.yml).
 - Models and seeds: key [<folder>, <name>] and their folder as group, read from the node itself
-  (no model names here).
+  (no model names here); a group set in dbt (`meta.dagster.group`, dbt_project.yml) wins.
 - A source may list the assets that write its tables (`config.meta.trueup.written_by`, a list of
   asset keys): the models reading it depend on those assets too, so one nightly run ends with
   marts that include that night's ledger and breaks.
@@ -29,7 +29,8 @@ class TrueupTranslator(DagsterDbtTranslator):
         if props["resource_type"] == "source":
             return spec
         folder = props["fqn"][1] if len(props["fqn"]) > 2 else "transform"
-        spec = spec.replace_attributes(key=AssetKey([folder, props["name"]]), group_name=folder)
+        group = (props.get("config", {}).get("meta") or {}).get("dagster", {}).get("group")
+        spec = spec.replace_attributes(key=AssetKey([folder, props["name"]]), group_name=group or folder)
         writers = set()
         for node in props.get("depends_on", {}).get("nodes", []):
             if node.startswith("source."):

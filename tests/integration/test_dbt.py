@@ -186,7 +186,20 @@ def test_nightly_builds_the_golden_customer(world):
                         "WHERE table_schema = 'staging' AND table_name = 'stg_crm_deals'")
     t = dict(zip(types.column_name, types.data_type.str.upper()))
     assert t["amount"].startswith(("DECIMAL", "NUMERIC")) and t["closed_at"].startswith("TIMESTAMP")
+    _assert_the_catalog_names_real_tables(wh)
     wh.dispose()
+
+
+def _assert_the_catalog_names_real_tables(wh) -> None:
+    """Every table the Dagster catalog names (`dagster/table_name`) is a table or view of this
+    warehouse after a night."""
+    from trueup.orchestration.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    named = {graph.get(k).metadata.get("dagster/table_name") for k in graph.get_all_asset_keys()} - {None}
+    present = wh.query_df("SELECT table_schema, table_name FROM information_schema.tables")
+    present = set(present.table_schema + "." + present.table_name)
+    assert named and named <= present, sorted(named - present)
 
 
 def test_dbt_builds_on_postgresql(pg_world):
