@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     wru.set_defaults(func=cmd_writes_undo)
     cli_docs.add_docs_parser(sub)
     ui = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
-    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--port", type=int, default=cli_runs.UI_PORT)
     ui.set_defaults(func=cmd_ui)
 
     add_registered_commands(sub)   # e.g. `trueup sandbox …`, `trueup demo` (sandbox/commands.py, sandbox/demo.py)

@@ -2,6 +2,10 @@
 instance (orchestration/runner.py) and tell what it did — as text (the default), as one JSON
 object (`--json`, for scripts) or not at all on success (`--quiet`, for cron).
 
+As text, each step prints one line as it finishes (✓/✗, seconds: orchestration/progress.py),
+while dbt's and Dagster's own output goes to $TRUEUP_HOME/logs/cli-output.log; then the
+summary, and the run's page in the Dagster UI.
+
 In every mode a failed run ends with one line on stderr and exit code 1; `--json` prints its
 object (`"success": false`) first. With `--json` or `--quiet` whatever the run itself writes to
 stdout/stderr (libraries, subprocesses) goes to $TRUEUP_HOME/logs/<run id>.output.log, so stdout
@@ -18,6 +22,9 @@ from typing import Iterator
 
 from trueup.orchestration.commands import CliError, iso_date
 from trueup.orchestration.config import Settings
+
+#: the port `trueup ui` serves the Dagster UI on by default
+UI_PORT = 3000
 
 
 def add_output_flags(parser) -> None:
@@ -81,8 +88,15 @@ def run_and_report(args, settings: Settings, job: str, start: dt.date, end: dt.d
     from trueup.orchestration.runner import run_job
 
     machine = args.json or args.quiet
-    outcome = run_job(settings, job, start, end,
-                      progress=(lambda instance, run_id: output_aside(settings, run_id)) if machine else None)
+    if machine:
+        progress = lambda instance, run_id: output_aside(settings, run_id)   # noqa: E731
+    else:   # one line per finished step as it finishes; what the run itself prints goes to a log
+        from trueup.orchestration.progress import RunProgress
+
+        progress = RunProgress(log_path=cli_output_log(settings))
+        print(f"{job} {start}{'' if end in (None, start) else f'..{end}'}: running (Dagster UI: `trueup ui`)",
+              flush=True)
+    outcome = run_job(settings, job, start, end, progress=progress)
     report = run_report(settings, job, outcome)
     if args.json:
         print(json.dumps(report, default=str))
@@ -98,6 +112,7 @@ def run_report(settings: Settings, job: str, outcome) -> dict:
 
     return {"run_id": outcome.run_id, "job": job, "partitions": outcome.partitions, "success": outcome.success,
             "error": outcome.error, "log_path": str(outcome.log_path) if outcome.log_path else None,
+            "ui_url": run_url(outcome.run_id),
             "steps": step_results(settings, outcome.run_id), **run_totals(settings, outcome.run_id)}
 
 
@@ -107,7 +122,21 @@ def report_text(settings: Settings, report: dict) -> str:
     return "\n".join([f"run {report['run_id']} ({report['partitions']}): "
                       f"{'success' if report['success'] else 'FAILED'}",
                       run_summary(settings, report["run_id"]),
-                      f"  {digest_text(report, loads=True)}"])
+                      f"  {digest_text(report, loads=True)}",
+                      f"  in the Dagster UI: {report['ui_url']}  (`trueup ui` serves it)"])
+
+
+def run_url(run_id: str, port: int = UI_PORT) -> str:
+    """The run's page in the Dagster UI `trueup ui` serves (on 127.0.0.1, this machine)."""
+    return f"http://127.0.0.1:{port}/runs/{run_id}"
+
+
+def cli_output_log(settings: Settings):
+    """Where the run's own output (dbt's, Dagster's console logger) goes while the CLI shows its
+    progress: $TRUEUP_HOME/logs/cli-output.log."""
+    folder = settings.home / "logs"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder / "cli-output.log"
 
 
 def step_results(settings: Settings, run_id: str) -> list[dict]:

@@ -216,3 +216,25 @@ def test_quiet_failure_is_one_line_on_stderr(night, capfd, monkeypatch):
 
     monkeypatch.setenv("TRUEUP_CRM_BASE_URL", f"http://127.0.0.1:{free_port()}")   # nothing listens
     one_line_error(*cli(capfd, "nightly", "--date", str(night.world.days()[-1]), "--quiet"), "CRM")
+
+
+def test_a_run_in_text_shows_each_step_as_it_finishes_then_the_summary_and_its_ui_page(night, capfd):
+    """`trueup nightly` as a person runs it (last in the module: it re-runs the last night): a
+    line saying what runs, one line per finished step with its mark and seconds, the summary and
+    the run's page in the Dagster UI; dbt's and Dagster's own output is not on the terminal but in
+    logs/cli-output.log; no colour codes when the output is no terminal."""
+    from trueup.orchestration.config import load_settings
+
+    day = str(night.world.days()[-1])
+    code, out, err = cli(capfd, "nightly", "--date", day)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"nightly_sync {day}: running (Dagster UI: `trueup ui`)"
+    steps = [line for line in lines if re.match(r"^\s+\[\s*\d+/\d+\] (✓|ok) \S+\s+\d+\.\ds$", line)]
+    planned = int(re.search(r"/(\d+)\]", steps[0]).group(1))
+    assert len(steps) == planned and any("dbt" in s for s in steps), out
+    run_id = re.search(r"^run ([0-9a-f-]{36}) \(" + day + r"\): success$", out, re.M).group(1)
+    assert f"in the Dagster UI: http://127.0.0.1:3000/runs/{run_id}" in out
+    assert "\x1b[" not in out and "Running with dbt" not in out + err
+    log = load_settings().home / "logs" / "cli-output.log"
+    assert log.is_file() and (log.stat().st_mode & 0o077) == 0
