@@ -97,6 +97,8 @@ def run_and_report(args, settings: Settings, job: str, start: dt.date, end: dt.d
         print(f"{job} {start}{'' if end in (None, start) else f'..{end}'}: running (Dagster UI: `trueup ui`)",
               flush=True)
     outcome = run_job(settings, job, start, end, progress=progress)
+    if not machine and progress.not_run:
+        print(f"{progress.indent}{progress.not_run} more step(s) not run: a step they depend on failed", flush=True)
     report = run_report(settings, job, outcome)
     if args.json:
         print(json.dumps(report, default=str))

@@ -359,6 +359,9 @@ def test_a_failed_run_is_one_line_with_its_run_id_and_log(tiny_world):
     assert log.is_file() and (log.stat().st_mode & 0o077) == 0 and (log.parent.stat().st_mode & 0o077) == 0
     text = log.read_text()
     assert m.group(1) in log.name and "STEP_FAILURE" in text and "File \"" in text   # the stack trace
+    # the terminal showed the failed step with its reason, and that the steps after it did not run
+    assert re.search(r"\] (✗|FAILED) erp_exports .*checksum mismatch", r.stdout), r.stdout
+    assert re.search(r"\d+ more step\(s\) not run: a step they depend on failed", r.stdout), r.stdout
 
 
 # ---------------------------------------------------------------------------------- ERP exports
