@@ -23,7 +23,7 @@ OWNERS = {
 }
 #: where the recon assets' findings live: one table, one row per finding (recon_name says which)
 RECON_TABLE = "recon.breaks"
-NO_TABLE = {"publish", "sources"}
+NO_TABLE = {"publish", "sources", "analyst"}   # writes to other systems; the analysts' file
 
 
 def owners_of(spec: AssetSpec) -> list[str]:

@@ -154,7 +154,7 @@ def cmd_ui(args, settings: Settings) -> None:
 
 # -- wiring ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from trueup.orchestration import cli_breaks, cli_docs, cli_publish, cli_runs
+    from trueup.orchestration import cli_analyst, cli_breaks, cli_docs, cli_publish, cli_runs
 
     p = argparse.ArgumentParser(prog="trueup", description="Trueup: CRM/ERP sync, quality gates and reconciliation")
     p.add_argument("--version", action="version", version=f"trueup {_version()}")
@@ -222,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     wru.add_argument("--actor", default=None)
     wru.set_defaults(func=cmd_writes_undo)
     cli_docs.add_docs_parser(sub)
+    cli_analyst.add_analyst_parser(sub)
     ui = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
     ui.add_argument("--port", type=int, default=cli_runs.UI_PORT)
     ui.set_defaults(func=cmd_ui)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster import Definitions
 
+from trueup.assets.analyst_snapshot import warehouse_snapshot
 from trueup.assets.gate.definitions import build_gate_assets
 from trueup.assets.gate.replay_job import replay_quarantine
 from trueup.assets.ingest.definitions import build_ingest_assets
@@ -32,7 +33,7 @@ def build_definitions() -> Definitions:
     return Definitions(
         assets=with_catalog([*with_freshness(build_ingest_assets(partitions)), *build_gate_assets(partitions),
                              *build_publish_assets(partitions), *build_transform_assets(),
-                             *build_reconcile_assets(partitions), *operations_log_specs()]),
+                             *build_reconcile_assets(partitions), *operations_log_specs(), warehouse_snapshot]),
         jobs=[nightly, export_ingest, sync_and_gate, replay_quarantine, approve_write, resolve_held_write,
               reconcile_job, intraday_publish],
         schedules=[build_nightly_schedule(nightly), reconcile_schedule],

@@ -8,7 +8,8 @@ from trueup.assets.transform.definitions import TRANSFORM_GROUPS
 
 # ingest, gates, then the dbt models (transform: the groups of assets/transform/definitions.py
 # TRANSFORM_GROUPS), which depend on the gates and so run after them
-NIGHTLY_GROUPS = ("ingest_crm", "ingest_erp", "gate", "publish", "reconcile", *TRANSFORM_GROUPS)
+# and last the analysts' copy of a DuckDB warehouse (assets/analyst_snapshot.py)
+NIGHTLY_GROUPS = ("ingest_crm", "ingest_erp", "gate", "publish", "reconcile", *TRANSFORM_GROUPS, "analyst")
 
 
 def nightly_selection() -> AssetSelection:
