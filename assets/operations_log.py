@@ -10,6 +10,8 @@ OWNER = "team:data-platform"
 TABLES = {
     ("ops", "sync_runs"): "One row per (asset, partition) of every step attempt, whatever its outcome: rows read, "
                           "written and quarantined, error class and message (assets/asset_run.py writes it).",
+    ("ops", "export_loads"): "One row per ERP export (a day's file set) the ingest loaded or rejected whole, with the "
+                             "reason (assets/ingest/export_log.py writes it).",
     ("ops", "sor_writes"): "The write ledger: one row per write the platform planned to a system of record, with "
                            "its idempotency key, payload hash, state and decisions (publish and the held-write jobs).",
     ("quality", "gate_results"): "One row per gate evaluation of a contract on a partition, with its batch kind "
