@@ -1,9 +1,12 @@
 """UI end to end (slow): the real dagster-webserver over a small seeded world — list the
 assets and launch a partitioned run through GraphQL, wait for it, read its checks, and
-take a headless-Chromium screenshot of the asset graph."""
+take a headless-Chromium screenshot of the asset graph, and read what the rendered pages say (the
+groups, the contract check and its result, the run)."""
 from __future__ import annotations
 
+import html
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -63,6 +66,18 @@ def _find_chromium() -> str | None:
         if found:
             return found
     return None
+
+
+def _page_text(chromium: str, url: str) -> str:
+    """The page's visible text once the app has rendered it (headless Chromium's --dump-dom)."""
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                              f"--user-data-dir={profile}", "--window-size=1400,900", "--virtual-time-budget=15000",
+                              "--dump-dom", url], env={**os.environ, "HOME": profile}, timeout=90,
+                             capture_output=True, text=True).stdout
+    text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", text)))
 
 
 def test_ui_end_to_end(tiny_world):
@@ -146,6 +161,17 @@ def test_ui_end_to_end(tiny_world):
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         assert shot.exists(), "chromium wrote no screenshot"
         assert shot.stat().st_size > 10_000, f"screenshot is only {shot.stat().st_size} bytes"
+
+        # 6. what the pages say, as rendered by the browser (not the welcome modal, not a blank app)
+        graph = _page_text(chromium, f"{base}/asset-groups")
+        assert all(g in graph for g in ("ingest_crm", "ingest_erp", "gate", "publish", "reconcile", "roi",
+                                        "analyst")), graph[:2000]
+        checks = _page_text(chromium, f"{base}/assets/validated/erp_invoices?view=checks")
+        assert "validated / erp_invoices" in checks and "erp_invoices.inbound v1.0.0" in checks, checks[:2000]
+        assert "contract" in checks and "Passed" in checks, checks[:2000]   # the check and its result
+        run_page = _page_text(chromium, f"{base}/runs/{run_id}")
+        assert run_id[:8] in run_page and "Success" in run_page and "validated__erp_invoices" in run_page, \
+            run_page[:2000]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, 15)
