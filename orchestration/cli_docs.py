@@ -16,6 +16,7 @@ from pathlib import Path
 
 from trueup.orchestration.commands import CliError
 from trueup.orchestration.config import Settings
+from trueup.quality.reports import DOCS_PORT, REPORTS_URL_PATH
 
 
 def docs_dir(settings: Settings) -> Path:
@@ -40,17 +41,42 @@ def cmd_docs(args, settings: Settings) -> None:
     print(f"dbt docs built in {site}")
     if args.no_serve:
         return
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler)
-    print(f"serving them on http://127.0.0.1:{args.port}/ (Ctrl-C stops)")
+    server = docs_server(site, settings.reports_dir, args.port)
+    print(f"serving them on http://127.0.0.1:{args.port}/ and the gate reports on "
+          f"http://127.0.0.1:{args.port}{REPORTS_URL_PATH}/gates/index.html (Ctrl-C stops)")
     try:
         server.serve_forever()
     finally:
         server.server_close()
 
 
+class _DocsHandler(http.server.SimpleHTTPRequestHandler):
+    """dbt's site at /, the gate reports ($TRUEUP_HOME/reports) under /quality/: nothing else of
+    TRUEUP_HOME (the warehouse, the logs) is reachable."""
+
+    reports: Path
+
+    def translate_path(self, path: str) -> str:
+        prefix = REPORTS_URL_PATH + "/"
+        if not path.startswith(prefix):
+            return super().translate_path(path)
+        site, self.directory = self.directory, str(self.reports)   # the stdlib drops '..' parts
+        try:
+            return super().translate_path("/" + path[len(prefix):])
+        finally:
+            self.directory = site
+
+    def log_message(self, format, *args):   # noqa: A002 - the stdlib's name
+        pass
+
+
+def docs_server(site: Path, reports: Path, port: int) -> http.server.ThreadingHTTPServer:
+    handler = functools.partial(type("Handler", (_DocsHandler,), {"reports": reports}), directory=str(site))
+    return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+
+
 def add_docs_parser(sub) -> None:
     docs = sub.add_parser("docs", help="build the dbt docs of the live warehouse and serve them on 127.0.0.1")
-    docs.add_argument("--port", type=int, default=8080)
+    docs.add_argument("--port", type=int, default=DOCS_PORT)
     docs.add_argument("--no-serve", action="store_true", help="build the site only")
     docs.set_defaults(func=cmd_docs)

@@ -18,6 +18,7 @@ from trueup.assets.asset_run import RETRY, recorded_run, step_facts
 from trueup.assets.pools import BUSINESS_DAY_WRITES
 from trueup.quality.contracts import INBOUND
 from trueup.quality.contracts.rules import Contract
+from trueup.quality.reports import index_url, report_url
 
 # which raw objects a contract's reference sets read (so lineage and run order follow them)
 REFERENCE_DEPS = {
@@ -81,8 +82,10 @@ def build_gate_asset(contract: Contract, partitions_def):
         meta = {**{k: MetadataValue.int(v) for k, v in totals.items()},
                 "top_failing_expectations": MetadataValue.md(table if top else "none"),
                 "contract_version": contract.version}
-        if report is not None:
+        if report is not None:   # the last day's page of this step; the URL opens while `trueup docs` serves
             meta["report"] = MetadataValue.path(str(report))
+            meta["report_url"] = MetadataValue.url(report_url(contract.name, report.stem))
+            meta["all_reports_url"] = MetadataValue.url(index_url())
             meta["seconds_by_phase"] = MetadataValue.json(outcome.phase_seconds)
         check = AssetCheckResult(
             check_name=CHECK_NAME, passed=not blocked, severity=AssetCheckSeverity.ERROR,

@@ -17,7 +17,7 @@ from trueup.quality.batch import PARTITION
 from trueup.quality.contracts.rules import Contract
 from trueup.quality.gate import CHUNK_ROWS, ConservationError, GateOutcome, GateRun
 from trueup.quality.references import load_references
-from trueup.quality.reports import write_gate_report
+from trueup.quality.reports import write_gate_report, write_index
 from trueup.quality.store import (
     ensure_current_view,
     ensure_quality_tables,
@@ -145,7 +145,9 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
         clock.lap("proofs at the target + results")
     for o in outcomes.values():
         o.phase_seconds = clock.laps
-    return {p: (outcomes[p], write_gate_report(reports_dir, outcomes[p], p, run_id)) for p in partitions}
+    reports = {p: (outcomes[p], write_gate_report(reports_dir, outcomes[p], p, run_id)) for p in partitions}
+    write_index(reports_dir / "gates")
+    return reports
 
 
 class _PhaseClock:

@@ -169,6 +169,8 @@ def test_ui_end_to_end(tiny_world):
         checks = _page_text(chromium, f"{base}/assets/validated/erp_invoices?view=checks")
         assert "validated / erp_invoices" in checks and "erp_invoices.inbound v1.0.0" in checks, checks[:2000]
         assert "contract" in checks and "Passed" in checks, checks[:2000]   # the check and its result
+        # its report, at the address `trueup docs` serves it from (not a host path)
+        assert f"http://127.0.0.1:8080/quality/gates/erp_invoices.inbound/{day}.html" in checks, checks[:2000]
         run_page = _page_text(chromium, f"{base}/runs/{run_id}")
         assert run_id[:8] in run_page and "Success" in run_page and "validated__erp_invoices" in run_page, \
             run_page[:2000]
