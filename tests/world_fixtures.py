@@ -70,7 +70,13 @@ def _serve(home: Path, cfg: WorldConfig, paths: WorldPaths, warehouse_url: str |
 def world_in_env(monkeypatch, home: Path, **kwargs):
     """`make_world(home, **kwargs)` with its settings in the environment for the test, its CRM
     server stopped after."""
-    w = make_world(home, **kwargs)
+    with _in_env(monkeypatch, make_world(home, **kwargs)) as w:
+        yield w
+
+
+@contextlib.contextmanager
+def _in_env(monkeypatch, w: World):
+    """A served world's settings in the environment for the block, its CRM server stopped after."""
     for k, v in w.env.items():
         monkeypatch.setenv(k, v)
     try:
@@ -123,13 +129,8 @@ def copied_world_in_env(monkeypatch, template_home: Path, home: Path, cfg: World
     environment for the test."""
     shutil.copytree(template_home, home)
     paths = WorldPaths(home / "sandbox", f"sqlite:///{home / 'sandbox' / 'erp.sqlite'}", home / "landing")
-    w = _serve(home, cfg, paths, None)
-    for k, v in w.env.items():
-        monkeypatch.setenv(k, v)
-    try:
+    with _in_env(monkeypatch, _serve(home, cfg, paths, None)) as w:
         yield w
-    finally:
-        w.server.stop()
 
 
 @pytest.fixture
