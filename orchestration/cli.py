@@ -155,6 +155,7 @@ def cmd_ui(args, settings: Settings) -> None:
 # -- wiring ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from trueup.orchestration import cli_analyst, cli_breaks, cli_docs, cli_publish, cli_runs
+    from trueup.quality.reports import UI_PORT
 
     p = argparse.ArgumentParser(prog="trueup", description="Trueup: CRM/ERP sync, quality gates and reconciliation")
     p.add_argument("--version", action="version", version=f"trueup {_version()}")
@@ -224,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_docs.add_docs_parser(sub)
     cli_analyst.add_analyst_parser(sub)
     ui = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
-    ui.add_argument("--port", type=int, default=cli_runs.UI_PORT)
+    ui.add_argument("--port", type=int, default=UI_PORT)   # the port the run summaries link to
     ui.set_defaults(func=cmd_ui)
 
     add_registered_commands(sub)   # e.g. `trueup sandbox …`, `trueup demo` (sandbox/commands.py, sandbox/demo.py)

@@ -23,8 +23,7 @@ from typing import Iterator
 from trueup.orchestration.commands import CliError, iso_date
 from trueup.orchestration.config import Settings
 
-#: the port `trueup ui` serves the Dagster UI on by default
-UI_PORT = 3000
+from trueup.quality.reports import run_url
 
 
 def add_output_flags(parser) -> None:
@@ -126,11 +125,6 @@ def report_text(settings: Settings, report: dict) -> str:
                       run_summary(settings, report["run_id"]),
                       f"  {digest_text(report, loads=True)}",
                       f"  in the Dagster UI: {report['ui_url']}  (`trueup ui` serves it)"])
-
-
-def run_url(run_id: str, port: int = UI_PORT) -> str:
-    """The run's page in the Dagster UI `trueup ui` serves (on 127.0.0.1, this machine)."""
-    return f"http://127.0.0.1:{port}/runs/{run_id}"
 
 
 def cli_output_log(settings: Settings):

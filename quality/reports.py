@@ -20,8 +20,13 @@ from .pii import mask_record
 #: where `trueup docs` serves the reports folder (orchestration/cli_docs.py)
 DOCS_PORT = 8080
 REPORTS_URL_PATH = "/quality"
-#: where the Dagster UI (`trueup ui`) shows a run
-UI_RUN_URL = "http://127.0.0.1:3000/runs/{run_id}"
+#: the port `trueup ui` serves the Dagster UI on by default (the CLI's run summaries link there too)
+UI_PORT = 3000
+
+
+def run_url(run_id: str, port: int = UI_PORT) -> str:
+    """The run's page in the Dagster UI `trueup ui` serves (on 127.0.0.1, this machine)."""
+    return f"http://127.0.0.1:{port}/runs/{run_id}"
 
 _STYLE = ("<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 8px;border-bottom:1px solid #ddd;"
           "text-align:left;vertical-align:top}tr.fail td{background:#fde2e2}code{font-size:90%}</style>")
@@ -78,7 +83,7 @@ def write_gate_report(reports_dir: Path, outcome: GateOutcome, partition: str, r
             sample_rows += (f"<tr><td>{e(str(shown.get(c.key)))}</td><td>{e(', '.join(failed))}</td>"
                             f"<td><code>{e(values)}</code></td></tr>")
     status = "BLOCKED" if outcome.blocked else ("passed" if not outcome.rows_quarantined else "quarantined rows")
-    run_link = UI_RUN_URL.format(run_id=run_id)
+    run_link = run_url(run_id)
     page = f"""<!doctype html><meta charset=utf-8><title>{e(c.name)} {e(partition)}</title>{_STYLE}
 <p><a href="../index.html">all gate reports</a></p>
 <h1>{e(c.name)} v{e(c.version)} — {e(partition)}</h1>
