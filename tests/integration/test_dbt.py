@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from trueup.connectors.warehouse import Warehouse
 from trueup.orchestration.config import load_settings
 from trueup.orchestration.runner import run_job
 from trueup.sandbox.crm.store import CrmStore
 from trueup.sandbox.generator.config import DEFAULT_DEFECT_RATES
 from trueup.sandbox.generator.world import read_defects, reexport_day
+
 from tests.world_fixtures import SMALL_WORLD, make_world, tiny_world, world_in_env  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -252,7 +252,6 @@ def test_profile_follows_the_warehouse_url(tmp_path):
     import stat
 
     import yaml
-
     from trueup.assets.transform.invocation import dbt_invocation
     from trueup.assets.transform.profile import dbt_profile
     assert dbt_profile("duckdb:////data/wh.duckdb")["trueup"]["outputs"]["duckdb"]["path"] == "/data/wh.duckdb"
@@ -302,6 +301,9 @@ def test_dbt_builds_in_the_steps_process_and_prints_nothing(tiny_world, capfd):
     with DagsterInstance.get() as instance:
         said = [e.user_message for e in instance.all_logs(outcome.run_id) if e.user_message.startswith("dbt build:")]
     assert len(said) == 2 and all(str(dbt_target_dir(load_settings()) / "dbt.log") in s for s in said), said
+    # the run's two builds share one parse of the project (none when this process parsed it already)
+    log = (dbt_target_dir(load_settings()) / "dbt.log").read_text()
+    assert log.count("Command `cli parse`") <= 1 and log.count("Command `cli build`") >= 2
 
 
 def test_dbt_sources_name_their_dagster_assets():
@@ -316,3 +318,41 @@ def test_dbt_sources_name_their_dagster_assets():
     writers = set().union(*(written_by(s) for s in sources))
     graph = defs.resolve_asset_graph()
     assert writers and all(graph.has(key) and graph.get(key).is_materializable for key in writers), writers
+
+
+def test_a_parse_made_for_one_world_builds_into_another(tmp_path):
+    """The process's parse of the project is reused across homes (dbt_runner.ParsedProjects drops
+    the DuckDB file's folder from its key): what it builds must land in the warehouse of the
+    invocation's profile, never in the home the parse was made for."""
+    import types
+
+    import duckdb
+    from trueup.assets.transform.dbt_runner import ParsedProjects, _invoke
+    from trueup.assets.transform.invocation import PROJECT_DIR, dbt_invocation
+    from trueup.assets.transform.profile import dbt_vars_args
+
+    def home(name: str):
+        (tmp_path / name).mkdir()
+        return types.SimpleNamespace(home=tmp_path / name,
+                                     warehouse_url=f"duckdb:///{tmp_path / name / 'warehouse.duckdb'}",
+                                     publish_from=dt.date(2026, 10, 1), reporting_currency="USD")
+
+    first, second = home("first"), home("second")
+    vars_ = dbt_vars_args(first)
+    assert ParsedProjects.key(PROJECT_DIR, first.warehouse_url, vars_) == \
+        ParsedProjects.key(PROJECT_DIR, second.warehouse_url, vars_)
+    quiet = ["--log-level", "none", "--no-write-json", "--no-send-anonymous-usage-stats"]
+
+    def where(settings, profiles_dir):
+        return ["--project-dir", str(PROJECT_DIR), "--profiles-dir", str(profiles_dir),
+                "--target-path", str(settings.home / "target")]
+
+    with dbt_invocation(first) as inv:
+        parsed = _invoke([*quiet, "parse", *vars_, *where(first, inv.profiles_dir)], None)
+    assert parsed.success and parsed.result is not None
+    with dbt_invocation(second) as inv:
+        seeded = _invoke([*quiet, "seed", *vars_, *where(second, inv.profiles_dir)], None, parsed.result)
+    assert seeded.success, seeded.exception
+    with duckdb.connect(str(tmp_path / "second" / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM reference.fx_rates").fetchone()[0] > 0
+    assert not (tmp_path / "first" / "warehouse.duckdb").exists()
