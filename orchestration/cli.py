@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK  (argcomplete's marker: shells with global completion complete `trueup` too)
 """The `trueup` command: nightly runs, backfills and syncs, reconciliation breaks, a publish dry
 run, quarantine, held writes, the UI — and the command groups other installed packages register
 (the sandbox's `trueup sandbox …` and `trueup demo`; see orchestration/commands.py).
@@ -198,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     qu = sub.add_parser("quarantine", help="inspect or discard quarantined rows").add_subparsers(
         dest="action", required=True)
     ql = qu.add_parser("list", help="open entries")
-    ql.add_argument("--contract", default=None)
+    ql.add_argument("--contract", default=None).completer = _contract_names
     ql.set_defaults(func=cmd_quarantine_list)
     qd = qu.add_parser("discard", help="discard one entry: an explicit, recorded decision")
     qd.add_argument("id", help="quarantine_id (see `trueup quarantine list`)")
@@ -228,8 +229,25 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=UI_PORT)   # the port the run summaries link to
     ui.set_defaults(func=cmd_ui)
 
+    comp = sub.add_parser("completion", help="print the shell code that completes trueup's commands and options")
+    comp.add_argument("shell", nargs="?", default="bash", choices=("bash", "zsh", "fish", "tcsh", "powershell"))
+    comp.set_defaults(func=cmd_completion, needs_settings=False)
+
     add_registered_commands(sub)   # e.g. `trueup sandbox …`, `trueup demo` (sandbox/commands.py, sandbox/demo.py)
     return p
+
+
+def _contract_names(**_kwargs) -> list[str]:
+    from trueup.quality.contracts import CONTRACTS
+
+    return sorted(CONTRACTS)
+
+
+def cmd_completion(args: argparse.Namespace, _settings) -> None:
+    """e.g. `eval "$(trueup completion bash)"` in ~/.bashrc (argcomplete's own shell code)."""
+    import argcomplete
+
+    sys.stdout.write(argcomplete.shellcode(["trueup"], shell=args.shell))
 
 
 def _version() -> str:
@@ -248,12 +266,21 @@ def main(argv: list[str] | None = None) -> int:
 
         # Dagster flags beta/superseded APIs on every definitions load; users cannot act on it
         warnings.filterwarnings("ignore", message=".*(beta|superseded|deprecated).*")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if argv is None:
+        import argcomplete
+
+        # completing a command line (the shell set _ARGCOMPLETE): answers and exits; else nothing
+        argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     func: Callable = args.func
     # TRUEUP_HOME holds the warehouse (contact PII), the ERP copy, logs and the sandbox token:
     # everything this process creates is private to its user (folders 0700, files 0600)
     os.umask(0o077)
     try:
+        if not getattr(args, "needs_settings", True):   # e.g. `trueup completion`: no home needed
+            func(args, None)
+            return 0
         settings = load_settings()
         settings.make_home_private()
         func(args, settings)

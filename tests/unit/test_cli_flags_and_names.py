@@ -137,3 +137,32 @@ def test_show_by_prefix_and_its_errors(breaks, capsys):
     assert code == 0 and "status:          resolved" in out and "resolved at:" in out
     one_line_error(run(capsys, "breaks", "show", "aaaa0000"), "start of 2 break ids")
     one_line_error(run(capsys, "breaks", "show", "dddd00000000000000000009"), "no break 'dddd00000000000000000009'")
+
+
+def _complete(line: str, tmp_path) -> list[str]:
+    """What the shell would offer for `line` (argcomplete's protocol, the way its bash code asks)."""
+    import subprocess
+    import sys
+
+    answer = tmp_path / "completions"
+    env = {**os.environ, "_ARGCOMPLETE": "1", "COMP_LINE": line, "COMP_POINT": str(len(line)),
+           "_ARGCOMPLETE_STDOUT_FILENAME": str(answer), "_ARGCOMPLETE_IFS": "\n"}
+    done = subprocess.run([sys.executable, "-m", "trueup.orchestration.cli"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return sorted(w.strip() for w in answer.read_text().split("\n") if w.strip())
+
+
+def test_the_shell_completes_commands_subcommands_and_contract_names(tmp_path):
+    assert _complete("trueup ba", tmp_path) == ["backfill"]
+    words = _complete("trueup writes ", tmp_path)
+    assert [w for w in words if not w.startswith("-")] == ["link", "list", "release", "undo"]
+    assert _complete("trueup quarantine list --contract crm_d", tmp_path) == ["crm_deals.inbound"]
+
+
+def test_completion_prints_the_shell_code_without_a_home(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("TRUEUP_HOME", str(tmp_path / "nowhere"))
+    code, out, err = run(capsys, "completion", "bash")
+    assert code == 0 and err == ""
+    assert "complete " in out and "trueup" in out and "_python_argcomplete" in out
+    assert not (tmp_path / "nowhere").exists()
