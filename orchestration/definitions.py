@@ -23,6 +23,14 @@ from trueup.orchestration.schedules import build_nightly_schedule
 from trueup.orchestration.sensors import build_export_sensor
 
 
+def warehouse_kind() -> str:
+    """The kind the dbt models are shown with: the warehouse the code location builds them in."""
+    from trueup.orchestration.config import settings_sources
+
+    url = settings_sources().get("TRUEUP_WAREHOUSE_URL") or ""
+    return "postgres" if url.startswith("postgresql") else "duckdb"
+
+
 def build_definitions() -> Definitions:
     from trueup.orchestration.config import intraday_settings
 
@@ -32,7 +40,7 @@ def build_definitions() -> Definitions:
     reconcile_job, reconcile_schedule = build_reconcile_job_and_schedule(partitions)
     return Definitions(
         assets=with_catalog([*with_freshness(build_ingest_assets(partitions)), *build_gate_assets(partitions),
-                             *build_publish_assets(partitions), *build_transform_assets(),
+                             *build_publish_assets(partitions), *build_transform_assets(warehouse_kind()),
                              *build_reconcile_assets(partitions), *operations_log_specs(), warehouse_snapshot]),
         jobs=[nightly, export_ingest, sync_and_gate, replay_quarantine, approve_write, resolve_held_write,
               reconcile_job, intraday_publish],

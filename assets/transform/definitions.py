@@ -35,8 +35,9 @@ def dbt_project():
     return DbtProject(project_dir=PROJECT_DIR, profiles_dir=PROJECT_DIR)
 
 
-def build_transform_assets() -> list:
-    """The dbt assets. Call when building Definitions (never at import)."""
+def build_transform_assets(warehouse_kind: str = "duckdb") -> list:
+    """The dbt assets. Call when building Definitions (never at import). `warehouse_kind`
+    ("duckdb" or "postgres") is the kind the models are shown with."""
     from dagster_dbt import dbt_assets
 
     from .translator import trueup_translator
@@ -47,7 +48,7 @@ def build_transform_assets() -> list:
                               f"(it runs `dbt parse`) before loading the Dagster definitions")
 
     def make(name: str, select: str, exclude: str | None):
-        @dbt_assets(manifest=project.manifest_path, project=project, dagster_dbt_translator=trueup_translator(),
+        @dbt_assets(manifest=project.manifest_path, project=project, dagster_dbt_translator=trueup_translator(warehouse_kind),
                     backfill_policy=BackfillPolicy.single_run(), name=name, select=select, exclude=exclude,
                     required_resource_keys={"dbt", "settings"})
         def _models(context: AssetExecutionContext):

@@ -54,3 +54,17 @@ def test_the_roi_marts_are_a_group_apart_and_still_built_nightly(graph):
     assert {"marts/roi_summary", "marts/roi_daily", "marts/roi_periods", "marts/fct_quote_to_cash"} <= roi
     nightly = {k.to_user_string() for k in defs.resolve_job_def("nightly_sync").asset_layer.selected_asset_keys}
     assert roi <= nightly
+
+
+@pytest.mark.parametrize("url, kind", [("duckdb:///tmp/w.duckdb", "duckdb"),
+                                       ("postgresql://u:p@127.0.0.1:5432/wh", "postgres")])
+def test_the_dbt_models_show_the_warehouse_they_are_built_in(monkeypatch, tmp_path, url, kind):
+    """The manifest is parsed with DuckDB at setup; the catalog names the configured warehouse."""
+    from trueup.orchestration.definitions import build_definitions
+
+    monkeypatch.setenv("TRUEUP_HOME", str(tmp_path))
+    monkeypatch.setenv("TRUEUP_WAREHOUSE_URL", url)
+    graph = build_definitions().resolve_asset_graph()
+    for name in ("marts/dim_customer", "marts/roi_summary", "staging/stg_crm_deals"):
+        node = graph.get(next(k for k in graph.get_all_asset_keys() if k.to_user_string() == name))
+        assert _kinds(node) & {"duckdb", "postgres"} == {kind} and "dbt" in _kinds(node), (name, _kinds(node))
