@@ -100,6 +100,33 @@ class DbtBuildFailed(RuntimeError):
     """dbt could not run, or a node of the build failed."""
 
 
+def run_dbt(settings, command: list[str], extra_args: list[str], selection: list[str], callback=None, *,
+            global_args: list[str] = (), project_dir: Path = PROJECT_DIR):
+    """dbt's result of `command` (e.g. ["build"], ["source", "freshness"]) with `extra_args` (the
+    --vars, which the parse depends on too) for `selection`, against `settings.warehouse_url`, in
+    this process: the profile written for the invocation, dbt's log in the home's target folder
+    and nothing on the console, the project parsed once per ParsedProjects key."""
+    target = dbt_target_dir(settings)
+    with dbt_invocation(settings) as invocation, _ONE_BUILD_AT_A_TIME:
+        # dbt's global options go before the command (click ignores them after it)
+        args = ["--log-path", str(target), "--log-level", "none", "--log-level-file", "debug",
+                "--no-use-colors", "--no-send-anonymous-usage-stats", "--no-version-check",
+                # no manifest.json / run_results.json in the target: nothing reads them (the step
+                # translates dbt's events as they come), and writing the 1 MB manifest twice per
+                # build was ~0.3 s of each build; partial_parse.msgpack is still kept
+                "--no-write-json", *global_args]
+        where = ["--project-dir", str(project_dir), "--profiles-dir", str(invocation.profiles_dir),
+                 "--target-path", str(target)]
+        key = ParsedProjects.key(project_dir, settings.warehouse_url, extra_args)
+        manifest = _PARSED.get(key)
+        if manifest is None:
+            parsed = _invoke([*args, "parse", *extra_args, *where], None)
+            if parsed.success and parsed.result is not None:
+                manifest = parsed.result
+                _PARSED.put(key, manifest)
+        return _invoke([*args, *command, *extra_args, *where, *selection], callback, manifest)
+
+
 def dbt_build(context, settings, extra_args: list[str]) -> Iterator[Any]:
     """Run `dbt build` for the step's selection against `settings.warehouse_url`; yield the
     Dagster events of its results (outputs, asset checks); raise DbtBuildFailed after yielding
@@ -121,26 +148,9 @@ def dbt_build(context, settings, extra_args: list[str]) -> Iterator[Any]:
             results.append(msg_to_dict(msg))
 
     started = time.monotonic()
-    with dbt_invocation(settings) as invocation, _ONE_BUILD_AT_A_TIME:
-        # dbt's global options go before the command (click ignores them after it)
-        args = ["--log-path", str(target), "--log-level", "none", "--log-level-file", "debug",
-                "--no-use-colors", "--no-send-anonymous-usage-stats", "--no-version-check",
-                # no manifest.json / run_results.json in the target: nothing reads them (the step
-                # translates dbt's events as they come), and writing the 1 MB manifest twice per
-                # build was ~0.3 s of each build; partial_parse.msgpack is still kept
-                "--no-write-json"]
-        if params.indirect_selection:
-            args += ["--indirect-selection", params.indirect_selection]
-        where = ["--project-dir", str(project_dir), "--profiles-dir", str(invocation.profiles_dir),
-                 "--target-path", str(target)]
-        key = ParsedProjects.key(project_dir, settings.warehouse_url, extra_args)
-        manifest = _PARSED.get(key)
-        if manifest is None:
-            parsed = _invoke([*args, "parse", *extra_args, *where], None)
-            if parsed.success and parsed.result is not None:
-                manifest = parsed.result
-                _PARSED.put(key, manifest)
-        outcome = _invoke([*args, "build", *extra_args, *where, *params.selection_args], collect, manifest)
+    global_args = ["--indirect-selection", params.indirect_selection] if params.indirect_selection else []
+    outcome = run_dbt(settings, ["build"], extra_args, [*params.selection_args], collect,
+                      global_args=global_args, project_dir=project_dir)
     seconds = time.monotonic() - started
 
     for raw in results:

@@ -113,9 +113,10 @@ def test_demo_tells_the_story_with_progress_and_a_true_summary(demo_run):
         assert end["failed"] == sum(not s["ok"] for s in steps)
         assert end["done"] + end["failed"] + end["not_run"] == end["planned"]
     assert [x["end"]["ok"] for x in runs] == [True, False, True, True]
-    # the reconcile job: five reconciliations, then the breaks and ROI marts that read them, then
-    # the analysts' copy (the nightly job ends with it too)
-    assert runs[0]["end"]["planned"] == 22 and runs[3]["end"]["planned"] == 7
+    # the nightly job: 22 asset steps and the raw tables' dbt source freshness; the reconcile job:
+    # five reconciliations, then the breaks and ROI marts that read them, then the analysts' copy
+    # (the nightly job ends with it too)
+    assert runs[0]["end"]["planned"] == 23 and runs[3]["end"]["planned"] == 7
     failed = [s for s in runs[1]["steps"] if not s["ok"]]
     assert [s["step"] for s in failed] == ["erp_exports"]
     assert "batch rejected" in failed[0]["reason"]

@@ -206,6 +206,9 @@ def test_dbt_builds_on_postgresql(pg_world):
     wh, outcome = _run_nightly(pg_world)
     assert wh.dialect == "postgresql"
     _assert_dbt_checks_passed(outcome.run_id)
+    fresh = [e.dagster_event.event_specific_data for e in _events(outcome.run_id, "ASSET_CHECK_EVALUATION")
+             if e.dagster_event.event_specific_data.check_name == "dbt_source_freshness"]
+    assert len(fresh) == 7 and all(e.passed for e in fresh), fresh   # the raw tables' freshness, on PostgreSQL
     dim = wh.query_df("SELECT match_method, crm_company_id, erp_customer_number FROM marts.dim_customer")
     erp = wh.query_df("SELECT customer_number FROM validated.erp_customers_current")
     created = set(wh.query_df("SELECT payload FROM ops.sor_writes WHERE target_object = 'customers' AND "
@@ -356,3 +359,50 @@ def test_a_parse_made_for_one_world_builds_into_another(tmp_path):
     with duckdb.connect(str(tmp_path / "second" / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM reference.fx_rates").fetchone()[0] > 0
     assert not (tmp_path / "first" / "warehouse.duckdb").exists()
+
+
+def test_the_night_reports_dbt_source_freshness_of_every_raw_table(tiny_world):
+    """`dbt source freshness` of the raw tables runs in the night's jobs (here `sync_and_gate`) as
+    one check per raw asset: fresh after the night; when the loads are made older by hand, WARN
+    past 25 h and ERROR past 26 h — a load that found nothing new counts as a load."""
+    from dagster import AssetCheckSeverity, AssetSelection, Definitions, define_asset_job
+
+    from trueup.orchestration.definitions import build_definitions
+
+    day = tiny_world.days()[-1]
+    outcome = run_job(load_settings(), "sync_and_gate", day)
+    assert outcome.success, outcome.error
+    evaluations = {e.dagster_event.event_specific_data.asset_key.path[-1]: e.dagster_event.event_specific_data
+                   for e in _events(outcome.run_id, "ASSET_CHECK_EVALUATION")
+                   if e.dagster_event.event_specific_data.check_name == "dbt_source_freshness"}
+    assert sorted(evaluations) == sorted(["crm_companies", "crm_contacts", "crm_deals", "erp_customers",
+                                          "erp_sales_orders", "erp_invoices", "erp_payments"])
+    assert all(e.passed for e in evaluations.values()), evaluations
+    assert all(e.metadata["age_hours"].value < 1 for e in evaluations.values())
+
+    # the CRM deals last loaded 25.5 h ago (a version and the step that found nothing newer),
+    # the ERP's exports 30 h ago
+    wh = Warehouse(load_settings().warehouse_url)
+    with wh.begin() as conn:
+        import sqlalchemy as sa
+        conn.execute(sa.text("UPDATE raw.crm_deals SET _loaded_at = _loaded_at - INTERVAL 1530 MINUTE"))
+        conn.execute(sa.text("UPDATE ops.sync_runs SET finished_at = finished_at - INTERVAL 1530 MINUTE "
+                             "WHERE asset = 'raw/crm_deals'"))
+        for table in ("erp_invoices", "erp_payments"):
+            conn.execute(sa.text(f"UPDATE raw.{table} SET _loaded_at = _loaded_at - INTERVAL 30 HOUR"))
+        conn.execute(sa.text("UPDATE ops.export_loads SET checked_at = checked_at - INTERVAL 30 HOUR"))
+    wh.dispose()
+    defs = build_definitions()
+    checks_only = define_asset_job("freshness_only", selection=AssetSelection.checks_for_assets(
+        *[["raw", n] for n in evaluations]))
+    job = Definitions.merge(defs, Definitions(jobs=[checks_only])).resolve_job_def("freshness_only")
+    from dagster import DagsterInstance
+    with DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+    later = {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()}
+    assert {k for k, e in later.items() if e.passed} == {"crm_companies", "crm_contacts", "erp_customers",
+                                                         "erp_sales_orders"}
+    assert later["crm_deals"].severity == AssetCheckSeverity.WARN and "past 25 hours" in later["crm_deals"].description
+    assert 25.4 < later["crm_deals"].metadata["age_hours"].value < 26
+    for table in ("erp_invoices", "erp_payments"):
+        assert later[table].severity == AssetCheckSeverity.ERROR and "past 26 hours" in later[table].description
