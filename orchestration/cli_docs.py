@@ -1,6 +1,8 @@
 """`trueup docs`: dbt's documentation site for the live warehouse — models, columns and tests from
 the project, column types and row counts from the warehouse (dbt's catalog) — built into
-$TRUEUP_HOME/dbt/docs and served on 127.0.0.1 (`--no-serve`: build only).
+$TRUEUP_HOME/dbt/docs and served on 127.0.0.1 (`--no-serve`: build only); beside it, under
+/quality/, the gate reports and GX's Data Docs of every kept gate result (whose index it rebuilds
+first: quality/data_docs.py).
 
 dbt reaches the warehouse with the profile of a run (orchestration/dbt_shell.py), so no dbt
 environment variable has to be set by hand. On DuckDB, building needs the warehouse file for a
@@ -37,13 +39,21 @@ def build_docs(settings: Settings) -> Path:
 
 
 def cmd_docs(args, settings: Settings) -> None:
+    from trueup.quality.data_docs import build_index
+    from trueup.quality.data_docs import index_url as data_docs_url
+
     site = build_docs(settings)
     print(f"dbt docs built in {site}")
+    data_docs = build_index(settings.reports_dir)
+    if data_docs is not None:
+        print(f"GX Data Docs index of the gate results built in {data_docs}")
     if args.no_serve:
         return
     server = docs_server(site, settings.reports_dir, args.port)
-    print(f"serving them on http://127.0.0.1:{args.port}/ and the gate reports on "
-          f"http://127.0.0.1:{args.port}{REPORTS_URL_PATH}/gates/index.html (Ctrl-C stops)")
+    print(f"serving them on http://127.0.0.1:{args.port}/, the gate reports on "
+          f"http://127.0.0.1:{args.port}{REPORTS_URL_PATH}/gates/index.html"
+          + (f" and GX's Data Docs on {data_docs_url(args.port)}" if data_docs is not None else "")
+          + " (Ctrl-C stops)")
     try:
         server.serve_forever()
     finally:

@@ -73,6 +73,8 @@ class GateOutcome:
     passed: pd.DataFrame | None = None
     quarantined: pd.DataFrame | None = None
     evaluated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+    # the GX Data Docs page of this result, once kept (quality/data_docs.py)
+    data_docs_url: str | None = None
 
     @property
     def failing_share(self) -> float:

@@ -29,15 +29,22 @@ def suite_file(contract: Contract) -> Path:
 
 def suite_json(contract: Contract) -> str:
     """The contract's suite as GX JSON text (ids left out, references as suite parameters)."""
-    from .gx_suites import GxValidator, build_suite
+    from .gx_suites import GxValidator
 
     GxValidator()   # GX builds suites inside an active context
+    return json.dumps(suite_dict(contract), indent=2, sort_keys=True, default=str) + "\n"
+
+
+def suite_dict(contract: Contract) -> dict:
+    """The suite of the file as a dict, built in the caller's active GX context."""
+    from .gx_suites import build_suite
+
     references = {r.reference: {"$PARAMETER": r.reference} for r in contract.rules if getattr(r, "reference", None)}
     suite = build_suite(contract, references).to_json_dict()
     suite.pop("id", None)
     for expectation in suite.get("expectations", []):
         expectation.pop("id", None)
-    return json.dumps(suite, indent=2, sort_keys=True, default=str) + "\n"
+    return suite
 
 
 def write_suite_files() -> list[Path]:

@@ -18,6 +18,7 @@ from trueup.assets.asset_run import RETRY, recorded_run, step_facts
 from trueup.assets.pools import BUSINESS_DAY_WRITES
 from trueup.quality.contracts import INBOUND
 from trueup.quality.contracts.rules import Contract
+from trueup.quality.data_docs import index_url as data_docs_index_url
 from trueup.quality.reports import index_url, report_url
 
 # which raw objects a contract's reference sets read (so lineage and run order follow them)
@@ -86,6 +87,9 @@ def build_gate_asset(contract: Contract, partitions_def):
             meta["report"] = MetadataValue.path(str(report))
             meta["report_url"] = MetadataValue.url(report_url(contract.name, report.stem))
             meta["all_reports_url"] = MetadataValue.url(index_url())
+            if outcome.data_docs_url:   # GX's own page of the same result, and its site's index
+                meta["data_docs_url"] = MetadataValue.url(outcome.data_docs_url)
+                meta["data_docs_index_url"] = MetadataValue.url(data_docs_index_url())
             meta["seconds_by_phase"] = MetadataValue.json(outcome.phase_seconds)
         check = AssetCheckResult(
             check_name=CHECK_NAME, passed=not blocked, severity=AssetCheckSeverity.ERROR,

@@ -17,6 +17,7 @@ from trueup.quality.batch import PARTITION
 from trueup.quality.contracts.rules import Contract
 from trueup.quality.gate import CHUNK_ROWS, ConservationError, GateOutcome, GateRun
 from trueup.quality.references import load_references
+from trueup.quality.data_docs import keep_results
 from trueup.quality.reports import write_gate_report, write_index
 from trueup.quality.store import (
     ensure_current_view,
@@ -147,6 +148,8 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
         o.phase_seconds = clock.laps
     reports = {p: (outcomes[p], write_gate_report(reports_dir, outcomes[p], p, run_id)) for p in partitions}
     write_index(reports_dir / "gates")
+    for p, url in keep_results(reports_dir, {p: outcomes[p] for p in partitions}, run_id).items():
+        outcomes[p].data_docs_url = url
     return reports
 
 

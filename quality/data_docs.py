@@ -1,0 +1,154 @@
+"""Great Expectations' own Data Docs for the gates: each gate result kept as a GX validation result
+in a file-backed GX context beside the gate reports, and its page rendered by GX.
+
+Where: the GX project `$TRUEUP_HOME/reports/gx` (one per Trueup home, so per warehouse); its site
+`gx/uncommitted/data_docs/local_site/`, which `trueup docs` serves under /quality/ (and whose
+index it rebuilds when it starts). Each gate asset's check links to its last day's page
+(`data_docs_url`) and to the site's index.
+
+What GX is given: the contract's suite as its versioned suite file has it (quality/suite_files:
+a reference key set as a suite parameter), stored in the context's suite store; and per
+expectation the counts the gate proved equal to GX's own over the whole batch (rows, unexpected
+rows, their share) with up to PARTIAL_VALUES offending values, PII masked. The gate validates a
+batch in chunks in a worker process (quality/gx_worker.py), so no single GX validation covers the
+batch: the result is assembled from the counts GX agreed to. Row-level quarantine stays the
+platform's own (quality.quarantine, and the gate reports in quality/reports.py).
+
+The index is not rebuilt per gate step: GX's index builder reads every kept result, a cost that
+grows with the history; a gate step renders its own pages only.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from .gate import GateOutcome
+from . import gx_adapter
+from .gx_adapter import import_gx
+from .pii import mask_record
+from .reports import DOCS_PORT, REPORTS_URL_PATH
+
+#: the GX project folder under the reports folder (GX names it gx/)
+GX_DIR = "gx"
+SITE = "local_site"
+SITE_PATH = Path(GX_DIR) / "uncommitted" / "data_docs" / SITE
+PARTIAL_VALUES = 20
+
+
+def data_docs_context(reports_dir: Path):
+    """The file-backed GX context of this home's gate results (created on first use)."""
+    gx = import_gx()
+    gx_adapter.adjust()   # among others: Data Docs templates compiled once per process
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    return gx.get_context(mode="file", project_root_dir=str(reports_dir))
+
+
+def page_url(reports_dir: Path, page: Path, port: int = DOCS_PORT) -> str:
+    """A Data Docs page's address as `trueup docs` serves the reports folder."""
+    return f"http://127.0.0.1:{port}{REPORTS_URL_PATH}/{page.relative_to(reports_dir).as_posix()}"
+
+
+def index_url(port: int = DOCS_PORT) -> str:
+    return f"http://127.0.0.1:{port}{REPORTS_URL_PATH}/{(SITE_PATH / 'index.html').as_posix()}"
+
+
+def keep_results(reports_dir: Path, outcomes: dict[str, GateOutcome], run_id: str) -> dict[str, str]:
+    """Store one GX validation result per partition's outcome and render its Data Docs page;
+    returns {partition: page URL}."""
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    if not outcomes:
+        return {}
+    context = data_docs_context(reports_dir)
+    contract = next(iter(outcomes.values())).contract
+    suite = _stored_suite(context, contract)
+    keys = {}
+    for partition, outcome in outcomes.items():
+        run = RunIdentifier(run_name=run_id, run_time=outcome.evaluated_at.replace(tzinfo=dt.timezone.utc))
+        key = ValidationResultIdentifier(ExpectationSuiteIdentifier(contract.name), run, partition)
+        context.validation_results_store.set(key, validation_result(suite, outcome, partition, run, run_id))
+        keys[partition] = key
+    # the suite's page too (the result pages link to it)
+    context.build_data_docs(site_names=[SITE], build_index=False,
+                            resource_identifiers=[ExpectationSuiteIdentifier(contract.name), *keys.values()])
+    site = reports_dir / SITE_PATH
+    return {p: page_url(reports_dir, site / "validations" / Path(*k.to_tuple()[:-1]) / f"{k.to_tuple()[-1]}.html")
+            for p, k in keys.items()}
+
+
+def build_index(reports_dir: Path) -> Path | None:
+    """GX's index of every kept result (for `trueup docs`); None while nothing was kept."""
+    if not (reports_dir / GX_DIR).exists():
+        return None
+    context = data_docs_context(reports_dir)
+    keys = context.validation_results_store.list_keys()
+    if not keys:
+        return None
+    # the newest page again and the index; an empty list would make GX re-render every page
+    newest = max(keys, key=lambda k: k.run_id.run_time)
+    context.build_data_docs(site_names=[SITE], resource_identifiers=[newest], build_index=True)
+    return reports_dir / SITE_PATH / "index.html"
+
+
+def _stored_suite(context, contract):
+    """The contract's suite as its suite file has it, in the context's suite store (expectation
+    pages of the Data Docs); built and written again only when the contract changed (a suite GX
+    knows by name is saved again on every expectation added to it)."""
+    from .suite_files import suite_dict
+
+    gx = import_gx()
+    try:
+        kept = context.suites.get(contract.name)
+    except Exception:  # noqa: BLE001 - GX's own not-found error (its class moved between releases)
+        kept = None
+    if kept is not None:
+        if kept.meta.get("fingerprint") == contract.fingerprint():
+            return kept
+        context.suites.delete(contract.name)
+    suite = gx.ExpectationSuite(**json.loads(json.dumps(suite_dict(contract), default=str)))
+    return context.suites.add(suite)
+
+
+def validation_result(suite, outcome: GateOutcome, partition: str, run, run_id: str):
+    """GX's validation result of one partition's batch, from the gate's proven counts."""
+    from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+
+    from .reports import run_url
+
+    rules = {r.id: r for r in outcome.contract.rules}
+    results = []
+    for expectation in suite.expectations:
+        rule_id = (expectation.meta or {}).get("rule")
+        failing = int(outcome.unexpected_counts.get(rule_id, 0))
+        rows = int(outcome.rows_in)
+        results.append(ExpectationValidationResult(
+            success=failing == 0, expectation_config=expectation.configuration,
+            result={"element_count": rows, "unexpected_count": failing,
+                    "unexpected_percent": (100.0 * failing / rows) if rows else 0.0,
+                    "partial_unexpected_list": _offending_values(outcome, rules.get(rule_id), rule_id)}))
+    passed = sum(r.success for r in results)
+    return ExpectationSuiteValidationResult(
+        success=passed == len(results), results=results, suite_name=suite.name,
+        statistics={"evaluated_expectations": len(results), "successful_expectations": passed,
+                    "unsuccessful_expectations": len(results) - passed,
+                    "success_percent": 100.0 * passed / len(results) if results else 100.0},
+        meta={"run_id": run, "dagster_run_id": run_id, "dagster_run_url": run_url(run_id),
+              "partition": partition, "contract_version": outcome.contract.version,
+              "rows_in": outcome.rows_in, "rows_quarantined": outcome.rows_quarantined, "blocked": outcome.blocked,
+              "batch_spec": {"data_asset_name": f"raw.{outcome.contract.object}", "partition": partition}})
+
+
+def _offending_values(outcome: GateOutcome, rule, rule_id: str) -> list:
+    """Up to PARTIAL_VALUES values of the rule's column among the quarantined rows the gate kept
+    as its sample, PII masked."""
+    sample = outcome.sample if outcome.sample is not None else outcome.quarantined
+    if rule is None or sample is None or sample.empty or rule.column not in sample.columns:
+        return []
+    failed = sample[sample["failed_expectations"].map(lambda f: rule_id in list(f))]
+    return [mask_record({rule.column: v}, outcome.contract.pii_columns)[rule.column]
+            for v in failed[rule.column].head(PARTIAL_VALUES).tolist()]

@@ -1,0 +1,113 @@
+"""GX Data Docs of the gates (quality/data_docs.py): each gate result kept as a GX validation
+result in the home's file-backed GX context, its page rendered by GX with the gate's counts and
+the offending values (PII masked), the suite's page beside it, an index built for `trueup docs`,
+and every page served under /quality/ — the URL the check's metadata carries."""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from trueup.quality import gx_adapter
+from trueup.quality.contracts import contract_for
+from trueup.quality.data_docs import SITE_PATH, build_index, index_url, keep_results
+from trueup.quality.gate import evaluate_batch
+from trueup.quality.gx_suites import GxValidator
+from tests.contract_samples import GOOD
+
+BAD = {**GOOD["crm_contacts"], "id": "202", "email": "jane.doe.at.example", "associatedcompanyid": "99"}
+DAYS = {"2026-10-01": [GOOD["crm_contacts"]], "2026-10-02": [GOOD["crm_contacts"], BAD]}
+
+
+@pytest.fixture(scope="module")
+def kept(tmp_path_factory):
+    reports = tmp_path_factory.mktemp("home") / "reports"
+    contract, validator = contract_for("crm_contacts"), GxValidator()
+    outcomes = {day: evaluate_batch(contract, pd.DataFrame(rows), {"crm_company_ids": ["7"]}, validator)
+                for day, rows in DAYS.items()}
+    return reports, keep_results(reports, outcomes, "run-1"), outcomes
+
+
+def _text(page: Path) -> str:
+    html = re.sub(r"<(script|style).*?</\1>", "", page.read_text(), flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def _file(reports: Path, url: str) -> Path:
+    return reports / url.split("/quality/", 1)[1]
+
+
+def test_each_day_is_a_gx_validation_result_with_the_rows_that_failed(kept):
+    reports, urls, _ = kept
+    assert sorted(urls) == sorted(DAYS)
+    stored = {p.stem: json.loads(p.read_text()) for p in (reports / "gx" / "uncommitted" / "validations").rglob("*.json")}
+    assert sorted(stored) == sorted(DAYS)
+    for day, rows in DAYS.items():
+        result = stored[day]
+        by_rule = {r["expectation_config"]["meta"]["rule"]: r["result"] for r in result["results"]}
+        # recomputed from the rows themselves: the bad row fails the email pattern and the reference
+        bad = sum(r is BAD for r in rows)
+        assert by_rule["email_format"]["unexpected_count"] == bad
+        assert by_rule["company_exists"]["unexpected_count"] == bad
+        assert all(r["element_count"] == len(rows) for r in by_rule.values())
+        assert result["success"] is (bad == 0) and result["meta"]["dagster_run_id"] == "run-1"
+
+
+def test_the_page_is_gx_s_own_with_counts_and_masked_values(kept):
+    reports, urls, _ = kept
+    text = _text(_file(reports, urls["2026-10-02"]))
+    assert "Data documentation compiled by Great Expectations" in text
+    assert "crm_contacts.inbound" in text and "raw.crm_contacts" in text
+    assert "1 unexpected values found. 50% of 2 total rows" in text
+    assert "99" in text                                               # the unknown company, as it was
+    assert "jane.doe.at.example" not in text                          # the PII value, masked
+    assert (reports / SITE_PATH / "expectations" / "crm_contacts" / "inbound.html").exists()
+
+
+def test_the_index_lists_every_kept_result_and_trueup_docs_serves_the_site(kept, tmp_path):
+    from trueup.orchestration.cli_docs import docs_server
+
+    reports, urls, _ = kept
+    index = build_index(reports)
+    assert index == reports / SITE_PATH / "index.html"
+    assert all(day in index.read_text() for day in DAYS)
+    site = tmp_path / "site"
+    site.mkdir()
+    server = docs_server(site, reports, 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        for url in (urls["2026-10-02"], index_url()):
+            served = url.replace(":8080/", f":{port}/")
+            with urllib.request.urlopen(served, timeout=10) as answer:
+                assert answer.status == 200 and b"Great Expectations" in answer.read()
+    finally:
+        server.shutdown()
+
+
+def test_a_result_kept_again_for_the_same_contract_reuses_its_suite(kept):
+    reports, _, outcomes = kept
+    suite_file = reports / "gx" / "expectations" / "crm_contacts" / "inbound.json"
+    before = suite_file.stat().st_mtime_ns
+    more = keep_results(reports, {"2026-10-03": outcomes["2026-10-01"]}, "run-2")
+    assert _file(reports, more["2026-10-03"]).exists() and suite_file.stat().st_mtime_ns == before
+
+
+def test_templates_compiled_once_render_the_same_page(kept, tmp_path):
+    """The adapter's shared Jinja bytecode cache changes nothing GX renders."""
+    reports, urls, outcomes = kept
+    again = tmp_path / "stock" / "reports"
+    with gx_adapter.as_shipped():
+        stock = keep_results(again, {"2026-10-02": outcomes["2026-10-02"]}, "run-1")
+    adjusted = keep_results(tmp_path / "adjusted" / "reports", {"2026-10-02": outcomes["2026-10-02"]}, "run-1")
+
+    def page(root, url):   # without the parts that differ by build (times, ids)
+        return re.sub(r"\d{8}T\d{6}\.\d+Z|[0-9a-f]{8}-[0-9a-f-]{27}|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[^<\"]*", "",
+                      _file(root, url).read_text())
+
+    assert page(again, stock["2026-10-02"]) == page(tmp_path / "adjusted" / "reports", adjusted["2026-10-02"])
