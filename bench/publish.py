@@ -299,21 +299,24 @@ def step_erp_publish(home: Path, a: dict) -> dict:
     out: dict = {"build_writes_s": round(t(), 3), "writes": len(writes)}
     before = _erp_state(home, n) if a.get("rerun") else None
     inst = _Instrument(erp_writer, "set_state", progress_total=n if not a.get("rerun") else 0, label="erp")
-    try:
-        total = Timer()
-        t = Timer()
-        out["resolved_from_earlier_runs"] = erp_writer.resolve_pending(wh, engine, "sales_orders", run_id)
-        out["resolve_s"] = t()
-        t = Timer()
-        to_send = ledger.plan(wh, writes, run_id, business_date=DAY.isoformat())
-        out["plan_s"] = t()
-        out["to_send"] = len(to_send)
-        t = Timer()
-        sent = erp_writer.send(wh, engine, to_send, run_id)
-        out["send_s"] = t()
-        out["seconds"] = total()
-    finally:
-        inst.restore()
+    # held open as the publish step holds it (assets/asset_run.recorded_run): each ledger
+    # transaction joins the open database instead of opening the file again
+    with wh.held_open():
+        try:
+            total = Timer()
+            t = Timer()
+            out["resolved_from_earlier_runs"] = erp_writer.resolve_pending(wh, engine, "sales_orders", run_id)
+            out["resolve_s"] = t()
+            t = Timer()
+            to_send = ledger.plan(wh, writes, run_id, business_date=DAY.isoformat())
+            out["plan_s"] = t()
+            out["to_send"] = len(to_send)
+            t = Timer()
+            sent = erp_writer.send(wh, engine, to_send, run_id)
+            out["send_s"] = t()
+            out["seconds"] = total()
+        finally:
+            inst.restore()
     out["sent"] = sent
     out["set_state"] = inst.report()
     # resolve_pending's own set_state calls are in the same counter; send's share is what remains
@@ -446,27 +449,28 @@ def step_crm_publish(home: Path, a: dict) -> dict:
             http["seconds"] += time.perf_counter() - t0
 
     client.batch_update = timed_update
-    try:
-        total = Timer()
-        t = Timer()
-        out["resolved_from_earlier_runs"] = crm_writer.resolve_pending_crm(wh, client, "deals", run_id)
-        out["resolve_s"] = t()
-        t = Timer()
-        backs = crm_writer.writeback_writes(wh, "sales_orders")
-        out["writeback_writes_found"] = len(backs)
-        if n < len(backs):   # a subset: the first by deal id (the same subset on a re-run)
-            backs = sorted(backs, key=lambda w: int(w.payload["id"]))[:n]
-        out["writeback_writes_s"] = t()
-        t = Timer()
-        to_send = ledger.plan(wh, backs, run_id, business_date=DAY.isoformat())
-        out["plan_s"] = t()
-        out["to_send"] = len(to_send)
-        t = Timer()
-        sent = crm_writer.send_crm(wh, client, to_send, run_id)
-        out["send_s"] = t()
-        out["seconds"] = total()
-    finally:
-        inst.restore()
+    with wh.held_open():   # as the publish step holds it (see step_erp_publish)
+        try:
+            total = Timer()
+            t = Timer()
+            out["resolved_from_earlier_runs"] = crm_writer.resolve_pending_crm(wh, client, "deals", run_id)
+            out["resolve_s"] = t()
+            t = Timer()
+            backs = crm_writer.writeback_writes(wh, "sales_orders")
+            out["writeback_writes_found"] = len(backs)
+            if n < len(backs):   # a subset: the first by deal id (the same subset on a re-run)
+                backs = sorted(backs, key=lambda w: int(w.payload["id"]))[:n]
+            out["writeback_writes_s"] = t()
+            t = Timer()
+            to_send = ledger.plan(wh, backs, run_id, business_date=DAY.isoformat())
+            out["plan_s"] = t()
+            out["to_send"] = len(to_send)
+            t = Timer()
+            sent = crm_writer.send_crm(wh, client, to_send, run_id)
+            out["send_s"] = t()
+            out["seconds"] = total()
+        finally:
+            inst.restore()
     out["sent"] = sent
     out["set_state"] = inst.report()
     out["http_batch_update"] = {"calls": http["calls"], "seconds": round(http["seconds"], 3)}
