@@ -19,7 +19,10 @@ from trueup.connectors.warehouse import Warehouse
 from .ledger import Write, pending, set_state
 
 TABLES = {"customers": (t_customers, "customer_number"), "sales_orders": (t_orders, "order_number")}
-BATCH = 500
+#: writes per ERP transaction, each framed by two ledger transitions (sent, confirmed). 2,000: at
+#: 500 the ledger's 400 transitions per 100k orders were ~40 % of the pass (bench publish); a
+#: batch a crash interrupts is read back whole by the next run (resolve_pending)
+BATCH = 2000
 
 
 def _row(target_object: str, payload: dict, at: dt.datetime) -> dict:

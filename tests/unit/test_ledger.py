@@ -50,3 +50,47 @@ def test_a_new_customer_is_the_same_write_whatever_order_the_deals_come_in(monke
         planned.append(p.customers[0])
     assert {c.write_id for c in planned} == {planned[0].write_id}
     assert planned[0].payload["currency"] == "GBP"   # deal 13 closed first
+
+
+def _deal_writebacks(n: int) -> list[Write]:
+    return [Write(f"crm-deal:{i}:erp_order_number", "crm", "deals", "update", f"SO-{i}",
+                  {"id": str(i), "properties": {"erp_order_number": f"SO-{i}"}}) for i in range(1, n + 1)]
+
+
+class _Crm:
+    """Applies every batch update (version v<id>) until `stop_after` batches, then is interrupted."""
+
+    def __init__(self, stop_after: int | None = None):
+        self.batches, self.stop_after = 0, stop_after
+
+    def batch_update(self, obj, inputs):
+        from trueup.connectors.hubspot.writes import BatchOutcome
+
+        if self.stop_after is not None and self.batches == self.stop_after:
+            raise KeyboardInterrupt   # the operator stops the run mid-pass
+        self.batches += 1
+        return BatchOutcome(results=[{"id": i["id"], "updatedAt": f"v{i['id']}"} for i in inputs],
+                            applied_ids=[i["id"] for i in inputs])
+
+
+def test_crm_confirmations_recorded_together_still_land_when_the_pass_stops_early(tmp_path):
+    """send_crm records `confirmed` for many batches at once (crm_writer.CONFIRM_EVERY): what the CRM
+    acknowledged before an interruption is confirmed, with its version; what was sent after is
+    `sent` (read back by the next run); nothing is left unaccounted."""
+    import pytest
+
+    from trueup.assets.publish import crm_writer
+
+    wh = Warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}")
+    writes = plan(wh, _deal_writebacks(1250), run_id="r1")
+    counts = crm_writer.send_crm(wh, _Crm(), writes[:1100], "r1")   # 11 batches: one group of 1,000 and a tail
+    assert counts["confirmed"] == 1100
+    with pytest.raises(KeyboardInterrupt):
+        crm_writer.send_crm(wh, _Crm(stop_after=1), writes[1100:], "r2")
+    states = wh.query_df("SELECT state, count(*) AS n, count(target_version) AS versions FROM ops.sor_writes "
+                         "GROUP BY state ORDER BY state")
+    assert states.to_dict("records") == [{"state": "confirmed", "n": 1200, "versions": 1200},
+                                         {"state": "sent", "n": 50, "versions": 0}]
+    # each confirmed write carries the version the CRM gave its own deal
+    assert int(wh.scalar("SELECT count(*) FROM ops.sor_writes WHERE state = 'confirmed' "
+                         "AND target_version <> 'v' || split_part(idempotency_key, ':', 2)")) == 0
