@@ -41,7 +41,7 @@ FILE_SETTINGS = frozenset({
     "TRUEUP_START_DATE", "TRUEUP_TIMEZONE", "TRUEUP_PUBLISH_FROM", "TRUEUP_BACKFILL_END",
     "TRUEUP_REPORTING_CURRENCY", "TRUEUP_ALERT_WEBHOOK_URL", "DAGSTER_HOME", "TRUEUP_SANDBOX_PORT",
     "TRUEUP_WRITE_ALERT_AFTER_HOURS", "TRUEUP_INTRADAY", "TRUEUP_INTRADAY_INTERVAL_SECONDS",
-    "TRUEUP_CRM_REQUESTS_PER_10S", "TRUEUP_CRM_SEARCHES_PER_SECOND",
+    "TRUEUP_CRM_REQUESTS_PER_10S", "TRUEUP_CRM_SEARCHES_PER_SECOND", "TRUEUP_GX_DATA_DOCS",
 })
 
 
@@ -68,6 +68,7 @@ class Settings:
     backfill_end: dt.date | None = None     # TRUEUP_BACKFILL_END: last day of `trueup backfill` without --end
     crm_requests_per_10s: int = DEFAULT_CRM_REQUESTS_PER_10S           # TRUEUP_CRM_REQUESTS_PER_10S
     crm_searches_per_second: float = DEFAULT_CRM_SEARCHES_PER_SECOND   # TRUEUP_CRM_SEARCHES_PER_SECOND
+    gx_data_docs: bool = True               # TRUEUP_GX_DATA_DOCS: gate results kept and rendered as GX Data Docs
 
     def __repr__(self) -> str:
         """Never a password: database URLs are shown with their credentials masked."""
@@ -277,7 +278,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                              DEFAULT_CRM_REQUESTS_PER_10S, whole=True)),
         crm_searches_per_second=_parse_rate("TRUEUP_CRM_SEARCHES_PER_SECOND",
                                             env.get("TRUEUP_CRM_SEARCHES_PER_SECOND"), DEFAULT_CRM_SEARCHES_PER_SECOND),
+        gx_data_docs=_on_off("TRUEUP_GX_DATA_DOCS", env.get("TRUEUP_GX_DATA_DOCS"), default=True),
     )
+
+
+def _on_off(name: str, value: str | None, default: bool) -> bool:
+    raw = (value or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    if raw in ("0", "off", "false", "no"):
+        return False
+    raise ConfigError(f"{name}={raw!r} must be on or off")
 
 
 def _parse_rate(name: str, value: str | None, default: float, whole: bool = False) -> float:
@@ -300,13 +313,7 @@ def intraday_settings(env: Mapping[str, str] | None = None) -> tuple[bool, int]:
     partitions); nothing else of the settings is read then. Off by default: the demo lives a
     simulated history, where "now" is not a business day; production configuration switches it on."""
     env = settings_sources() if env is None else env
-    raw = (env.get("TRUEUP_INTRADAY") or "off").strip().lower()
-    if raw in ("1", "on", "true", "yes"):
-        on = True
-    elif raw in ("0", "off", "false", "no"):
-        on = False
-    else:
-        raise ConfigError(f"TRUEUP_INTRADAY={raw!r} must be on or off")
+    on = _on_off("TRUEUP_INTRADAY", env.get("TRUEUP_INTRADAY"), default=False)
     value = env.get("TRUEUP_INTRADAY_INTERVAL_SECONDS") or str(DEFAULT_INTRADAY_INTERVAL_SECONDS)
     try:
         seconds = int(value)

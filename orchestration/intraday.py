@@ -103,7 +103,8 @@ def intraday_gate(context: OpExecutionContext, scope: dict):
     wh, settings = context.resources.warehouse.get(), context.resources.settings.get()
     # a failure is recorded against the deals' gate (the one this run exists for)
     with recorded_run(wh, [step_facts(context, "validated/crm_deals", day.isoformat())]) as run:
-        results, blocked = gate_day(wh, day, context.run.run_id, settings.reports_dir, settings.scratch_dir)
+        results, blocked = gate_day(wh, day, context.run.run_id, settings.reports_dir, settings.scratch_dir,
+                                    data_docs=settings.gx_data_docs)
         facts = []
         for name, (outcome, _report) in results.items():
             f = step_facts(context, f"validated/{name}", day.isoformat())

@@ -32,7 +32,8 @@ def build_jobs(partitions_def):
     sync_and_gate = define_asset_job(
         "sync_and_gate", selection=AssetSelection.groups("ingest_crm", "ingest_erp", "gate"),
         partitions_def=partitions_def, executor_def=in_process_executor,
-        description="Only the first half of the night: ingest and gate (no publishing, no dbt) — for "
+        description="Only the first half of the night: ingest and gate (no publishing, no dbt models; the raw tables' "
+                    "source freshness is checked) — for "
                     "catching up the warehouse without writing to any system of record.",
     )
     return nightly, export_ingest, sync_and_gate

@@ -43,6 +43,7 @@ VARIABLES = {
     "intraday_interval_seconds": "TRUEUP_INTRADAY_INTERVAL_SECONDS",
     "crm_requests_per_10s": "TRUEUP_CRM_REQUESTS_PER_10S",
     "crm_searches_per_second": "TRUEUP_CRM_SEARCHES_PER_SECOND",
+    "gx_data_docs": "TRUEUP_GX_DATA_DOCS",
 }
 
 
@@ -79,6 +80,8 @@ class SettingsResource(ConfigurableResource):
                                                     "the CRM's limit of requests per rolling 10 s")
     crm_searches_per_second: Optional[str] = _variable("TRUEUP_CRM_SEARCHES_PER_SECOND",
                                                        "the CRM's limit of searches per second")
+    gx_data_docs: Optional[str] = _variable("TRUEUP_GX_DATA_DOCS",
+                                            "gate results kept and rendered as GX Data Docs (on/off)")
     _settings: Optional[Settings] = PrivateAttr(default=None)
 
     def get(self) -> Settings:

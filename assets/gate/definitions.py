@@ -65,7 +65,7 @@ def build_gate_asset(contract: Contract, partitions_def):
         facts = {p: step_facts(context, f"validated/{contract.object}", p) for p in partitions}
         with recorded_run(wh, facts.values()):
             results = gate_partitions(wh, contract, partitions, context.run.run_id, reports, validator,
-                                      scratch_dir=settings.scratch_dir)
+                                      scratch_dir=settings.scratch_dir, data_docs=settings.gx_data_docs)
             for partition, (outcome, report) in results.items():
                 f = facts[partition]
                 f.rows_read, f.rows_written, f.rows_quarantined = (outcome.rows_in, outcome.rows_passed,

@@ -67,10 +67,11 @@ def repeated_sql(obj: str, key: str) -> str:
 
 def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], run_id: str, reports_dir: Path,
                     validator=None, chunk_rows: int = CHUNK_ROWS,
-                    scratch_dir: Path | None = None) -> dict[str, tuple[GateOutcome, Path]]:
+                    scratch_dir: Path | None = None, data_docs: bool = True) -> dict[str, tuple[GateOutcome, Path]]:
     """Gate every partition in `partitions` (a contiguous range) with one validation.
     `scratch_dir` (under TRUEUP_HOME) takes the keys GX's uniqueness check needs at the end,
-    so that they wait on disk; without it they wait in memory.
+    so that they wait on disk; without it they wait in memory. `data_docs`: keep each day's result
+    in the home's GX project and render its Data Docs page (quality/data_docs.py).
 
     Memory is bounded by a chunk, not the batch: the warehouse counts the batch's rows per day
     and finds its duplicated keys, then raw streams through in chunks — GX validates them in a
@@ -148,8 +149,9 @@ def gate_partitions(wh: Warehouse, contract: Contract, partitions: list[str], ru
         o.phase_seconds = clock.laps
     reports = {p: (outcomes[p], write_gate_report(reports_dir, outcomes[p], p, run_id)) for p in partitions}
     write_index(reports_dir / "gates")
-    for p, url in keep_results(reports_dir, {p: outcomes[p] for p in partitions}, run_id).items():
-        outcomes[p].data_docs_url = url
+    if data_docs:   # TRUEUP_GX_DATA_DOCS
+        for p, url in keep_results(reports_dir, {p: outcomes[p] for p in partitions}, run_id).items():
+            outcomes[p].data_docs_url = url
     return reports
 
 

@@ -134,7 +134,8 @@ def ingest_day(wh: Warehouse, client, day: dt.date, tz: str, run_id: str) -> dic
     return out
 
 
-def gate_day(wh: Warehouse, day: dt.date, run_id: str, reports_dir, scratch_dir=None) -> tuple[dict, list[str]]:
+def gate_day(wh: Warehouse, day: dt.date, run_id: str, reports_dir, scratch_dir=None,
+             data_docs: bool = True) -> tuple[dict, list[str]]:
     """The inbound gates of the day's companies and deals (`assets/gate/run_gate.gate_partitions`,
     the function the gate assets run): ({object name: (GateOutcome, report path)}, the blocked
     batches with their reasons). A blocked batch must stop the run before anything is published,
@@ -147,7 +148,7 @@ def gate_day(wh: Warehouse, day: dt.date, run_id: str, reports_dir, scratch_dir=
     out, blocked = {}, []
     for name in OBJECTS:
         result = gate_partitions(wh, INBOUND[name], [day.isoformat()], run_id, reports_dir, validator,
-                                 scratch_dir=scratch_dir)
+                                 scratch_dir=scratch_dir, data_docs=data_docs)
         out[name] = result[day.isoformat()]
         if out[name][0].blocked:
             blocked.append(f"{name} {day}: {out[name][0].block_reason}")

@@ -124,6 +124,11 @@ def test_nightly_builds_the_golden_customer(world):
     _assert_dbt_ran_after_the_gates(outcome.run_id)
     _assert_dbt_checks_passed(outcome.run_id)
     _assert_the_run_parsed_the_project_at_most_once()
+    # TRUEUP_GX_DATA_DOCS=off (the test worlds): no GX project, no link on the gate checks
+    assert not (load_settings().reports_dir / "gx").exists()
+    assert all("data_docs_url" not in e.dagster_event.event_specific_data.metadata
+               for e in _events(outcome.run_id, "ASSET_CHECK_EVALUATION")
+               if e.dagster_event.event_specific_data.check_name == "contract")
 
     dim = wh.query_df("SELECT * FROM marts.dim_customer")
     assert list(dim.columns[:6]) == ["customer_key", "crm_company_id", "erp_customer_number", "name", "country",
@@ -205,7 +210,8 @@ def _assert_the_catalog_names_real_tables(wh) -> None:
     assert named and named <= present, sorted(named - present)
 
 
-def test_dbt_builds_on_postgresql(pg_world):
+def test_dbt_builds_on_postgresql(pg_world, monkeypatch):
+    monkeypatch.setenv("TRUEUP_GX_DATA_DOCS", "on")   # the docs below include GX's index of the night's gates
     wh, outcome = _run_nightly(pg_world)
     assert wh.dialect == "postgresql"
     _assert_dbt_checks_passed(outcome.run_id)
@@ -367,7 +373,7 @@ def test_a_parse_made_for_one_world_builds_into_another(tmp_path):
     assert not (tmp_path / "first" / "warehouse.duckdb").exists()
 
 
-def test_a_sync_reports_source_freshness_and_links_each_gate_to_its_gx_data_docs(tiny_world):
+def test_a_sync_reports_source_freshness_and_links_each_gate_to_its_gx_data_docs(tiny_world, monkeypatch):
     """`dbt source freshness` of the raw tables runs in the night's jobs (here `sync_and_gate`) as
     one check per raw asset: fresh after the night; when the loads are made older by hand, WARN
     past 25 h and ERROR past 26 h — a load that found nothing new counts as a load. And each gate
@@ -376,6 +382,7 @@ def test_a_sync_reports_source_freshness_and_links_each_gate_to_its_gx_data_docs
 
     from trueup.orchestration.definitions import build_definitions
 
+    monkeypatch.setenv("TRUEUP_GX_DATA_DOCS", "on")   # the test worlds switch them off
     day = tiny_world.days()[-1]
     outcome = run_job(load_settings(), "sync_and_gate", day)
     assert outcome.success, outcome.error

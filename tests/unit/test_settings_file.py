@@ -108,3 +108,12 @@ def test_the_crm_limits_come_from_the_settings_and_reach_the_client(tmp_path, mo
 def test_a_bad_crm_limit_is_one_line_naming_the_variable(tmp_path, name, value, message):
     with pytest.raises(ConfigError, match=rf"^{name}='{value}' {message}$"):
         load_settings({"TRUEUP_HOME": str(tmp_path), name: value})
+
+
+def test_gx_data_docs_are_on_unless_switched_off(tmp_path):
+    assert load_settings({"TRUEUP_HOME": str(tmp_path)}).gx_data_docs is True
+    assert load_settings({"TRUEUP_HOME": str(tmp_path), "TRUEUP_GX_DATA_DOCS": "off"}).gx_data_docs is False
+    update_settings_file(settings_file(tmp_path), {"TRUEUP_GX_DATA_DOCS": "off"})
+    assert load_settings({"TRUEUP_HOME": str(tmp_path)}).gx_data_docs is False
+    with pytest.raises(ConfigError, match=r"^TRUEUP_GX_DATA_DOCS='sometimes' must be on or off$"):
+        load_settings({"TRUEUP_HOME": str(tmp_path), "TRUEUP_GX_DATA_DOCS": "sometimes"})
