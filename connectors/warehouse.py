@@ -192,6 +192,15 @@ class Warehouse:
                 f"THEN CAST({expr} AS DOUBLE PRECISION) END")
 
     # -- DDL helpers --------------------------------------------------------------------
+    def json_text(self, column: str, key: str) -> str:
+        """SQL for the text value of `key` in the JSON text held by `column` (DuckDB and PostgreSQL
+        spell it differently). `key` is a plain name, never user input."""
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ValueError(f"not a JSON key name: {key!r}")
+        if self.dialect == "duckdb":
+            return f"json_extract_string({column}, '$.{key}')"
+        return f"(CAST({column} AS json) ->> '{key}')"
+
     def table_columns(self, conn: Connection, schema: str, table: str) -> list[str]:
         rows = conn.execute(sa.text(
             "SELECT column_name FROM information_schema.columns "

@@ -14,20 +14,29 @@ from trueup.connectors.warehouse import Warehouse
 from .ledger import Write, pending, set_state
 
 
+#: per ERP object: the CRM object written back to, its write-back's key prefix, the CRM property
+#: and the ERP number it carries (the key is <prefix><CRM record id>:<property>)
+WRITEBACKS = {"sales_orders": ("deals", "crm-deal:", "erp_order_number", "order_number"),
+              "customers": ("companies", "crm-company:", "erp_customer_number", "customer_number")}
+
+
 def writeback_writes(wh: Warehouse, source_object: str) -> list[Write]:
-    """One CRM update per confirmed ERP create (order → deal, customer → company)."""
-    df = wh.query_df("SELECT business_key, payload FROM ops.sor_writes WHERE target_system = 'erp' AND "
-                     "target_object = :t AND state = 'confirmed'", {"t": source_object})
+    """One CRM update per confirmed ERP create (order → deal, customer → company) whose write-back
+    is not confirmed already with the same number. A write-back's payload is the CRM record id and
+    that number, so "same key, same number" is "same payload": the ledger would skip it anyway.
+    A night plans the write-backs of what is new, not of every order since go-live."""
+    target, prefix, prop, number = WRITEBACKS[source_object]
+    df = wh.query_df(
+        "SELECT e.business_key, e.payload FROM ops.sor_writes e WHERE e.target_system = 'erp' AND "
+        "e.target_object = :t AND e.state = 'confirmed' AND NOT EXISTS (SELECT 1 FROM ops.sor_writes c "
+        "WHERE c.target_system = 'crm' AND c.state = 'confirmed' AND c.idempotency_key = :prefix || e.business_key "
+        f"|| :suffix AND c.business_key = {wh.json_text('e.payload', number)})",
+        {"t": source_object, "prefix": prefix, "suffix": f":{prop}"})
     out = []
     for crm_id, payload in zip(df["business_key"], df["payload"]):
-        p = json.loads(payload)
-        if source_object == "sales_orders":
-            out.append(Write(f"crm-deal:{crm_id}:erp_order_number", "crm", "deals", "update", p["order_number"],
-                             {"id": crm_id, "properties": {"erp_order_number": p["order_number"]}}))
-        else:
-            out.append(Write(f"crm-company:{crm_id}:erp_customer_number", "crm", "companies", "update",
-                             p["customer_number"],
-                             {"id": crm_id, "properties": {"erp_customer_number": p["customer_number"]}}))
+        value = json.loads(payload)[number]
+        out.append(Write(f"{prefix}{crm_id}:{prop}", "crm", target, "update", value,
+                         {"id": crm_id, "properties": {prop: value}}))
     return out
 
 

@@ -94,3 +94,24 @@ def test_crm_confirmations_recorded_together_still_land_when_the_pass_stops_earl
     # each confirmed write carries the version the CRM gave its own deal
     assert int(wh.scalar("SELECT count(*) FROM ops.sor_writes WHERE state = 'confirmed' "
                          "AND target_version <> 'v' || split_part(idempotency_key, ':', 2)")) == 0
+
+
+def test_write_backs_are_planned_for_what_is_not_written_back_yet(tmp_path):
+    """writeback_writes leaves out the ERP orders whose write-back is confirmed with the same number
+    (the same payload: the ledger would skip it), so a night does not re-plan every order since
+    go-live; an order whose confirmed write-back carried another number is planned again."""
+    from trueup.assets.publish import crm_writer
+    from trueup.assets.publish.ledger import set_state
+
+    wh = Warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}")
+    orders = [Write(f"erp-order:crm-deal:{d}", "erp", "sales_orders", "create", str(d),
+                    {"order_number": f"SO-{d}", "crm_deal_id": str(d)}) for d in (11, 12, 13)]
+    set_state(wh, [w.write_id for w in plan(wh, orders, run_id="r1")], "confirmed", "r1")
+    backs = {w.payload["id"]: w for w in crm_writer.writeback_writes(wh, "sales_orders")}
+    assert sorted(backs) == ["11", "12", "13"] and backs["11"].payload["properties"] == {"erp_order_number": "SO-11"}
+    done = [backs["11"], Write(backs["12"].idempotency_key, "crm", "deals", "update", "SO-OLD",
+                               {"id": "12", "properties": {"erp_order_number": "SO-OLD"}})]
+    set_state(wh, [w.write_id for w in plan(wh, done, run_id="r2")], "confirmed", "r2")
+    again = crm_writer.writeback_writes(wh, "sales_orders")
+    assert sorted(w.payload["id"] for w in again) == ["12", "13"]
+    assert {w.write_id for w in again} == {backs["12"].write_id, backs["13"].write_id}
