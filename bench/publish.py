@@ -458,8 +458,9 @@ def step_crm_publish(home: Path, a: dict) -> dict:
             t = Timer()
             backs = crm_writer.writeback_writes(wh, "sales_orders")
             out["writeback_writes_found"] = len(backs)
-            if n < len(backs):   # a subset: the first by deal id (the same subset on a re-run)
-                backs = sorted(backs, key=lambda w: int(w.payload["id"]))[:n]
+            # a subset: the first n deals by id, the same on a re-run (where writeback_writes
+            # leaves out the ones already written back)
+            backs = [w for w in backs if int(w.payload["id"]) < FIRST_DEAL_ID + n]
             out["writeback_writes_s"] = t()
             t = Timer()
             to_send = ledger.plan(wh, backs, run_id, business_date=DAY.isoformat())
