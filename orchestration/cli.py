@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="last day (default: TRUEUP_BACKFILL_END, a seeded sandbox's last day lived)")
     cli_runs.add_output_flags(backfill)
     backfill.set_defaults(func=cli_runs.cmd_backfill)
-    sync = sub.add_parser("sync", help="ingest and gates only (no publishing, no dbt models) for a day or a range")
+    sync = sub.add_parser("sync", help="ingest and gates only (no publishing, no dbt) for a day or a range")
     cli_runs.add_sync_arguments(sync)
     cli_runs.add_output_flags(sync)
     sync.set_defaults(func=cli_runs.cmd_sync)

@@ -5,7 +5,9 @@ The windows and what "loaded" means are dbt's, in dbt_project/models/staging/_so
 version landed, or the newest load that found its source had nothing newer). One non-blocking
 multi-asset check runs `dbt source freshness` for those tables in the step's process
 (dbt_runner.run_dbt) once the night's raw assets are loaded, and reports one result per raw
-asset: passed, WARN past warn_after, ERROR past error_after or when dbt could not tell.
+asset: passed, WARN past warn_after, ERROR past error_after or when dbt could not tell. The
+nightly job runs it; the sync and export jobs leave it out (orchestration/jobs.without_dbt_freshness):
+they would pay for dbt to say again what the night says.
 
 Dagster's own freshness policy on the same assets (orchestration/freshness.py) says when the
 asset was last materialised; this says how old the data in the table is.
@@ -32,7 +34,7 @@ def build_source_freshness_check(raw_keys: list[AssetKey]):
              for key in raw_keys]
     check_keys = [spec.key for spec in specs]
 
-    # subsettable: a job that loads some raw assets (the export sensor's) checks those only
+    # subsettable: a selection of some raw assets (e.g. from the UI) checks those only
     @multi_asset_check(specs=specs, name="raw_source_freshness", required_resource_keys={"settings"}, can_subset=True,
                        description="`dbt source freshness` of the raw tables, one result per raw asset.")
     def raw_source_freshness(context: AssetCheckExecutionContext):

@@ -373,28 +373,32 @@ def test_a_parse_made_for_one_world_builds_into_another(tmp_path):
     assert not (tmp_path / "first" / "warehouse.duckdb").exists()
 
 
-def test_a_sync_reports_source_freshness_and_links_each_gate_to_its_gx_data_docs(tiny_world, monkeypatch):
-    """`dbt source freshness` of the raw tables runs in the night's jobs (here `sync_and_gate`) as
-    one check per raw asset: fresh after the night; when the loads are made older by hand, WARN
-    past 25 h and ERROR past 26 h — a load that found nothing new counts as a load. And each gate
-    check links to GX's Data Docs page of that day's result, kept in the home's GX context."""
+def test_the_night_reports_source_freshness_and_each_gate_links_its_gx_data_docs(tiny_world, monkeypatch):
+    """Each gate check links to GX's Data Docs page of that day's result, kept in the home's GX
+    context (here from a sync, which runs no dbt: no freshness check there). `dbt source
+    freshness` of the raw tables runs in the nightly job as one check per raw asset: fresh after
+    the night; when the loads are made older by hand, WARN past 25 h and ERROR past 26 h — a
+    load that found nothing new counts as a load."""
     from dagster import AssetCheckSeverity, AssetSelection, Definitions, define_asset_job
 
     from trueup.orchestration.definitions import build_definitions
 
     monkeypatch.setenv("TRUEUP_GX_DATA_DOCS", "on")   # the test worlds switch them off
     day = tiny_world.days()[-1]
-    outcome = run_job(load_settings(), "sync_and_gate", day)
-    assert outcome.success, outcome.error
+    synced = run_job(load_settings(), "sync_and_gate", day)
+    assert synced.success, synced.error
     reports = load_settings().reports_dir
-    gates = [e.dagster_event.event_specific_data for e in _events(outcome.run_id, "ASSET_CHECK_EVALUATION")
-             if e.dagster_event.event_specific_data.check_name == "contract"]
-    assert len(gates) == 7
+    checks = [e.dagster_event.event_specific_data for e in _events(synced.run_id, "ASSET_CHECK_EVALUATION")]
+    gates = [c for c in checks if c.check_name == "contract"]
+    assert len(gates) == 7 and len(checks) == 7   # the contracts' checks, and no dbt freshness
     for gate in gates:
         url = gate.metadata["data_docs_url"].value
         page = reports / url.split("/quality/", 1)[1]
         assert url.startswith("http://127.0.0.1:8080/quality/gx/") and page.name == f"{day.isoformat()}.html"
-        assert outcome.run_id in url and "Great Expectations" in page.read_text()
+        assert synced.run_id in url and "Great Expectations" in page.read_text()
+
+    outcome = run_job(load_settings(), "nightly_sync", day)
+    assert outcome.success, outcome.error
     evaluations = {e.dagster_event.event_specific_data.asset_key.path[-1]: e.dagster_event.event_specific_data
                    for e in _events(outcome.run_id, "ASSET_CHECK_EVALUATION")
                    if e.dagster_event.event_specific_data.check_name == "dbt_source_freshness"}
