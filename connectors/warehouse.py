@@ -133,7 +133,9 @@ class Warehouse:
     @staticmethod
     def read_df(conn: Connection, sql: str, params: dict | None = None) -> pd.DataFrame:
         result = conn.execute(sa.text(sql), params or {})
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        # rows as plain tuples: given SQLAlchemy's Row objects, pandas probes each one for
+        # namedtuple fields, and a missing attribute costs Row an exception (0.8 s per 100k rows)
+        return pd.DataFrame([tuple(row) for row in result.fetchall()], columns=list(result.keys()))
 
     def frames(self, sql: str, params: dict | None = None, chunk_rows: int = 500_000) -> Iterator[pd.DataFrame]:
         """A query's result as DataFrames of at most `chunk_rows` rows, read on a connection of
