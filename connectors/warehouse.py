@@ -193,7 +193,6 @@ class Warehouse:
         return (f"CASE WHEN {expr} ~ '^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?\\s*$' "
                 f"THEN CAST({expr} AS DOUBLE PRECISION) END")
 
-    # -- DDL helpers --------------------------------------------------------------------
     def json_text(self, column: str, key: str) -> str:
         """SQL for the text value of `key` in the JSON text held by `column` (DuckDB and PostgreSQL
         spell it differently). `key` is a plain name, never user input."""
@@ -203,6 +202,7 @@ class Warehouse:
             return f"json_extract_string({column}, '$.{key}')"
         return f"(CAST({column} AS json) ->> '{key}')"
 
+    # -- DDL helpers --------------------------------------------------------------------
     def table_columns(self, conn: Connection, schema: str, table: str) -> list[str]:
         rows = conn.execute(sa.text(
             "SELECT column_name FROM information_schema.columns "

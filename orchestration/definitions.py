@@ -2,13 +2,12 @@
 No business logic lives here."""
 from __future__ import annotations
 
-from dagster import AssetKey, Definitions
+from dagster import Definitions
 
 from trueup.assets.analyst_snapshot import warehouse_snapshot
 from trueup.assets.gate.definitions import build_gate_assets
 from trueup.assets.gate.replay_job import replay_quarantine
 from trueup.assets.ingest.definitions import build_ingest_assets
-from trueup.assets.ingest.objects import ALL_OBJECTS
 from trueup.assets.operations_log import operations_log_specs
 from trueup.assets.publish.definitions import approve_write, build_publish_assets, resolve_held_write
 from trueup.assets.reconcile.definitions import build_reconcile_assets, build_reconcile_job_and_schedule
@@ -44,7 +43,7 @@ def build_definitions() -> Definitions:
         assets=with_catalog([*with_freshness(build_ingest_assets(partitions)), *build_gate_assets(partitions),
                              *build_publish_assets(partitions), *build_transform_assets(warehouse_kind()),
                              *build_reconcile_assets(partitions), *operations_log_specs(), warehouse_snapshot]),
-        asset_checks=[build_source_freshness_check([AssetKey(["raw", name]) for name in ALL_OBJECTS])],
+        asset_checks=[build_source_freshness_check()],
         jobs=[nightly, export_ingest, sync_and_gate, replay_quarantine, approve_write, resolve_held_write,
               reconcile_job, intraday_publish],
         schedules=[build_nightly_schedule(nightly), reconcile_schedule],

@@ -2,11 +2,10 @@
 process per step would cost ~3 s each on a small machine (measured on 2 cores)."""
 from __future__ import annotations
 
-from dagster import AssetCheckKey, AssetKey, AssetSelection, define_asset_job, in_process_executor
+from dagster import AssetSelection, define_asset_job, in_process_executor
 
-from trueup.assets.ingest.objects import ALL_OBJECTS
 from trueup.assets.transform.definitions import TRANSFORM_GROUPS
-from trueup.assets.transform.source_freshness import CHECK_NAME as FRESHNESS_CHECK
+from trueup.assets.transform.source_freshness import check_keys as freshness_check_keys
 
 # ingest, gates, then the dbt models (transform: the groups of assets/transform/definitions.py
 # TRANSFORM_GROUPS), which depend on the gates and so run after them
@@ -22,8 +21,7 @@ def without_dbt_freshness(selection: AssetSelection) -> AssetSelection:
     """`selection` without the raw tables' dbt source freshness check: the nightly job runs it
     once a night; a sync or an export's load would pay for dbt (its import and parse) to say
     again what the night says."""
-    return selection - AssetSelection.checks(*[AssetCheckKey(AssetKey(["raw", name]), FRESHNESS_CHECK)
-                                               for name in ALL_OBJECTS])
+    return selection - AssetSelection.checks(*freshness_check_keys())
 
 
 def build_jobs(partitions_def):

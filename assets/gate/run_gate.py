@@ -16,8 +16,8 @@ from trueup.connectors.warehouse import Warehouse, ident
 from trueup.quality.batch import PARTITION
 from trueup.quality.contracts.rules import Contract
 from trueup.quality.gate import CHUNK_ROWS, ConservationError, GateOutcome, GateRun
-from trueup.quality.references import load_references
 from trueup.quality.data_docs import keep_results
+from trueup.quality.references import load_references
 from trueup.quality.reports import write_gate_report, write_index
 from trueup.quality.store import (
     ensure_current_view,

@@ -14,6 +14,7 @@ asset was last materialised; this says how old the data in the table is.
 """
 from dagster import (
     AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -27,12 +28,25 @@ CHECK_NAME = "dbt_source_freshness"
 DBT_SOURCE = "raw_versions"
 
 
-def build_source_freshness_check(raw_keys: list[AssetKey]):
+def raw_keys() -> list[AssetKey]:
+    """The raw assets whose tables the dbt source covers: one per source object."""
+    from trueup.assets.ingest.objects import ALL_OBJECTS
+
+    return [AssetKey(["raw", name]) for name in ALL_OBJECTS]
+
+
+def check_keys() -> list[AssetCheckKey]:
+    """The check's keys, one per raw asset (a job that leaves the check out names these)."""
+    return [AssetCheckKey(key, CHECK_NAME) for key in raw_keys()]
+
+
+def build_source_freshness_check():
+    assets = raw_keys()
     specs = [AssetCheckSpec(CHECK_NAME, asset=key, blocking=False,
                             description="dbt source freshness of the table: WARN after 25 h without a load, "
                                         "ERROR after 26 h (dbt_project/models/staging/_sources.yml)")
-             for key in raw_keys]
-    check_keys = [spec.key for spec in specs]
+             for key in assets]
+    ours = [spec.key for spec in specs]
 
     # subsettable: a selection of some raw assets (e.g. from the UI) checks those only
     @multi_asset_check(specs=specs, name="raw_source_freshness", required_resource_keys={"settings"}, can_subset=True,
@@ -43,7 +57,7 @@ def build_source_freshness_check(raw_keys: list[AssetKey]):
         from .profile import dbt_vars_args
 
         settings = context.resources.settings.get()
-        keys = [c.asset_key for c in check_keys if c in context.selected_asset_check_keys]
+        keys = [c.asset_key for c in ours if c in context.selected_asset_check_keys]
         outcome = run_dbt(settings, ["source", "freshness"], dbt_vars_args(settings),
                           ["--select", *(f"source:{DBT_SOURCE}.{k.path[-1]}" for k in keys)])
         found = {r.node.name: r for r in (outcome.result.results if outcome.result is not None else [])}
