@@ -75,10 +75,27 @@ def _gate_batch_kind(wh: Warehouse, conn) -> str:
     return f"quality.gate_results: {read_back} read-back row(s) labelled, {rest} other row(s) labelled"
 
 
+def _quarantine_days(wh: Warehouse, conn) -> str:
+    """quality.quarantine_days starts from what the quarantine remembers: each entry's latest day
+    (the days an entry failed on before that were not kept before this release)."""
+    from trueup.quality.store import ensure_quality_tables
+
+    if not wh.table_columns(conn, "quality", "quarantine"):
+        return "no quarantine yet"
+    ensure_quality_tables(wh, conn)
+    added = conn.execute(sa.text(
+        "INSERT INTO quality.quarantine_days (quarantine_id, contract, object, business_key, partition, run_id, "
+        "first_seen_at) SELECT q.quarantine_id, q.contract, q.object, q.business_key, q.partition, q.run_id, "
+        "q.first_seen_at FROM quality.quarantine q WHERE NOT EXISTS (SELECT 1 FROM quality.quarantine_days d "
+        "WHERE d.quarantine_id = q.quarantine_id AND d.partition = q.partition)")).rowcount
+    return f"quality.quarantine_days: {added} day(s) taken from the quarantine's entries"
+
+
 MIGRATIONS = (
     Migration(1, "raw_version_log", _raw_version_log),
     Migration(2, "ledger_columns", _ledger_columns),
     Migration(3, "gate_batch_kind", _gate_batch_kind),
+    Migration(4, "quarantine_days", _quarantine_days),
 )
 
 

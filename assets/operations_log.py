@@ -17,6 +17,8 @@ TABLES = {
     ("quality", "gate_results"): "One row per gate evaluation of a contract on a partition, with its batch kind "
                                  "(the day's batch, publish's read-back, a replay, the outbound check).",
     ("quality", "quarantine"): "Rows a gate held back, with the reason, attempts and resolution (replay, discard).",
+    ("quality", "quarantine_days"): "Every business day on which a record was quarantined (the quarantine keeps "
+                                    "the latest); the ROI marts count quarantined records per period from it.",
     ("recon", "runs"): "One row per reconciliation run and partition (the business date reconciled as of).",
     ("recon", "breaks_counted"): "recon.breaks with the money at risk counted once per root cause (a view the "
                                  "reconciliation keeps).",

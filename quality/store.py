@@ -111,7 +111,9 @@ def _delete_versions(conn, table: str, key: str, rows: pd.DataFrame) -> None:
 def upsert_quarantine(wh: Warehouse, conn, c: Contract, q: pd.DataFrame | None, run_id: str, now,
                       partition: str | None = None) -> None:
     """Quarantine failing rows (with `failed_expectations`), one entry per business key: seen
-    again, an entry is updated, never duplicated. `partition` defaults to each row's own."""
+    again, an entry is updated, never duplicated. `partition` defaults to each row's own.
+    Every (key, business day) a row failed on is also kept in quality.quarantine_days, a range's
+    earlier days included (the entry keeps the last)."""
     if q is None or q.empty:
         return
     data_cols = _data_columns(q)
@@ -126,7 +128,10 @@ def upsert_quarantine(wh: Warehouse, conn, c: Contract, q: pd.DataFrame | None, 
         "record_version": q["updated_at"].astype(str).to_numpy() if "updated_at" in q else None,
         "first_seen_at": now, "last_seen_at": now, "attempts": 1, "status": "open",
         "resolved_at": pd.NaT, "resolution": None,
-    }).drop_duplicates("quarantine_id", keep="last")
+    })
+    days = staged[["quarantine_id", "contract", "object", "business_key", "partition", "run_id", "first_seen_at"]]
+    days = days.drop_duplicates(["quarantine_id", "partition"])
+    staged = staged.drop_duplicates("quarantine_id", keep="last")
     conn.execute(sa.text("CREATE TEMP TABLE IF NOT EXISTS quarantine_stage AS SELECT * FROM quality.quarantine "
                          "WHERE false"))
     conn.execute(sa.text("DELETE FROM quarantine_stage"))
@@ -145,6 +150,14 @@ def upsert_quarantine(wh: Warehouse, conn, c: Contract, q: pd.DataFrame | None, 
     conn.execute(sa.text(
         "INSERT INTO quality.quarantine SELECT * FROM quarantine_stage s WHERE NOT EXISTS "
         "(SELECT 1 FROM quality.quarantine q WHERE q.quarantine_id = s.quarantine_id)"))
+    # the days it failed on, kept: the entry above moves to the latest day, the ROI marts count each day
+    conn.execute(sa.text("CREATE TEMP TABLE IF NOT EXISTS quarantine_days_stage AS SELECT * FROM "
+                         "quality.quarantine_days WHERE false"))
+    conn.execute(sa.text("DELETE FROM quarantine_days_stage"))
+    wh.insert_df(conn, _temp_schema(wh), "quarantine_days_stage", days)
+    conn.execute(sa.text(
+        "INSERT INTO quality.quarantine_days SELECT * FROM quarantine_days_stage s WHERE NOT EXISTS ("
+        "SELECT 1 FROM quality.quarantine_days d WHERE d.quarantine_id = s.quarantine_id AND d.partition = s.partition)"))
 
 
 def _quarantine_keys(q: pd.DataFrame, data_cols: list[str], key: str) -> list[str]:

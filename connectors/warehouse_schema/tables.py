@@ -52,6 +52,12 @@ GATE_RESULTS = Table("quality", "gate_results", columns(
 QUARANTINE_ACTIONS = Table("quality", "quarantine_actions", columns(
     "quarantine_id TEXT, action TEXT, actor TEXT, reason TEXT, acted_at TIMESTAMP, run_id TEXT"))
 
+# every business day on which a record was quarantined: the quarantine keeps one entry per record
+# (the work to do, moved to the latest day it failed), so the days it failed before are kept here
+QUARANTINE_DAYS = Table("quality", "quarantine_days", columns(
+    "quarantine_id TEXT, contract TEXT, object TEXT, business_key TEXT, partition TEXT, run_id TEXT, "
+    "first_seen_at TIMESTAMP"))
+
 # -- recon: reconciliation breaks, runs, and the rates money at risk is converted with --------------
 BREAKS = Table("recon", "breaks", columns(
     "break_id TEXT PRIMARY KEY, recon_name TEXT, break_type TEXT, business_key TEXT, left_system TEXT, "
@@ -92,7 +98,8 @@ LEDGER = Group("ledger", (SOR_WRITES,))                                   # asse
 ALERT_LOG = Group("alerts", (ALERTS,))                                    # connectors/alert_sink.py
 MIGRATION_LOG = Group("migrations", (SCHEMA_MIGRATIONS,))                 # assets/migrations.py
 # the gate also writes `validated`, whose tables follow the contracts (quality/store.py makes them)
-QUALITY = Group("quality", (QUARANTINE, GATE_RESULTS, QUARANTINE_ACTIONS), extra_schemas=("validated",))
+QUALITY = Group("quality", (QUARANTINE, GATE_RESULTS, QUARANTINE_ACTIONS, QUARANTINE_DAYS),
+                extra_schemas=("validated",))
 RECON = Group("recon", (BREAKS, RUNS, FX_RATES), views=(BREAKS_COUNTED,))   # assets/reconcile/store.py
 
 GROUPS = (RUN_FACTS, LEDGER, ALERT_LOG, MIGRATION_LOG, QUALITY, RECON)

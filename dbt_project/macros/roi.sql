@@ -97,9 +97,10 @@
 {%- endmacro %}
 
 {#- Quarantined source records (inbound contracts; an outbound quarantine holds the platform's own
-    intended write): one row per (object, record key, business day). -#}
+    intended write): one row per (object, record key, business day), every day a record failed on —
+    the quarantine itself keeps only the latest. -#}
 {% macro quarantined_record_days() -%}
     select distinct object, business_key as record_key, {{ to_date('partition') }} as business_date
-    from {{ source('quality', 'quarantine') }}
+    from {{ source('quality', 'quarantine_days') }}
     where contract not like '%.outbound'
 {%- endmacro %}
