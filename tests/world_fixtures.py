@@ -99,17 +99,19 @@ def _exclusively(lock_file: Path):
 
 
 def prepared_world(tmp_path_factory, name: str, prepare: Callable[[World], None],
-                   cfg: WorldConfig = SMALL_WORLD) -> Path:
+                   cfg: WorldConfig = SMALL_WORLD, **world_kwargs) -> Path:
     """The home of a file-backed world (SQLite ERP, DuckDB warehouse) made and `prepare`d (its
     settings in the environment meanwhile) once per test session: the first test of any xdist
     worker to ask builds it, the others wait for it. Tests never use it directly: each takes a
-    copy of its own (`copied_world_in_env`), so the tests stay independent of each other."""
+    copy of its own (`copied_world_in_env`), so the tests stay independent of each other.
+    `world_kwargs` go to `make_world` (e.g. `seed_days`). `prepare` may keep files of its own in
+    the home's parent folder (what it recorded while preparing); the copies take the home only."""
     base = tmp_path_factory.getbasetemp()
     root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / f"prepared-{name}"
-    with _exclusively(root.with_suffix(".lock")):
+    with _exclusively(root.parent / f"{root.name}.lock"):
         if not (root / "READY").exists():
             shutil.rmtree(root, ignore_errors=True)
-            with pytest.MonkeyPatch.context() as mp, world_in_env(mp, root / "home", cfg=cfg) as w:
+            with pytest.MonkeyPatch.context() as mp, world_in_env(mp, root / "home", cfg=cfg, **world_kwargs) as w:
                 prepare(w)
             _checkpointed(root / "home" / "warehouse.duckdb")
             (root / "READY").write_text(name)

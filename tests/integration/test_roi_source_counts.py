@@ -11,19 +11,11 @@ import pandas as pd
 import pytest
 
 from trueup.connectors.warehouse import Warehouse
-from trueup.orchestration.config import load_settings
-from trueup.orchestration.runner import run_job
-from trueup.sandbox.generator.config import DEFAULT_DEFECT_RATES
-from trueup.sandbox.generator.world import advance_world
+from tests.lived_worlds import SHARED, lived_world
 from tests.roi_source_counts import SourceLog, first_attempt_rate, first_attempts, periods
-from tests.world_fixtures import SMALL_WORLD, make_world
 
 pytestmark = pytest.mark.slow
 
-# (seed, scale, days, go-live day, days lived per run after go-live)
-WORLDS = [(11, 1.0, 16, 8, 4)]
-#: three times the usual defect rates: more quarantined rows to count
-RATES = {k: min(0.3, 3 * v) for k, v in DEFAULT_DEFECT_RATES.items()}
 REL = 1e-3   # 0.1 %
 
 
@@ -44,48 +36,25 @@ class Lived:
     readbacks: pd.DataFrame   # the ledger's confirmed ERP writes per night (what publish reads back)
 
 
-@pytest.fixture(scope="module", params=WORLDS, ids=[f"seed{w[0]}" for w in WORLDS])
-def lived(request, tmp_path_factory):
-    """The world lived as the demo lives it: one backfill up to go-live, then a few days at a time;
-    the sources snapshotted before each run, for the days it covers."""
-    seed, scale, days, golive_day, per_run = request.param
-    tmp_path = tmp_path_factory.mktemp(f"roi_sources_{seed}")
-    cfg = dataclasses.replace(SMALL_WORLD, seed=seed, scale=scale, days=days, schema_drift_days=(), defect_rates=RATES,
-                              golive_date=SMALL_WORLD.start_date + dt.timedelta(days=golive_day))
-    world = make_world(tmp_path / "home", cfg=cfg, seed_days=golive_day)
-    with pytest.MonkeyPatch.context() as mp:
-        try:
-            for k, v in world.env.items():
-                mp.setenv(k, v)
-            mp.setenv("TRUEUP_PUBLISH_FROM", cfg.golive.isoformat())
-            settings = load_settings()
-            log = SourceLog(world.paths.root, world.paths.erp_url, world.paths.landing_dir, settings.timezone)
-            all_days = world.days()
-            log.snapshot(all_days[:golive_day])
-            outcome = run_job(settings, "nightly_sync", all_days[0], all_days[golive_day - 1])
-            assert outcome.success, outcome.error
-            for i in range(golive_day, days, per_run):
-                chunk = all_days[i:i + per_run]
-                advance_world(world.paths, len(chunk))
-                log.snapshot(chunk)
-                outcome = run_job(settings, "nightly_sync", chunk[0], chunk[-1])
-                assert outcome.success, outcome.error
-            log.save(tmp_path / "source_log.json")   # to look into a disagreement afterwards
+@pytest.fixture(scope="module")
+def lived(tmp_path_factory):
+    """Seed 11's world as the demo lives it (tests/lived_worlds.SHARED: one backfill up to go-live,
+    then five days at a time, three times the usual defect rates), with the rows its sources
+    offered for each day, snapshotted before the run covering it."""
+    with pytest.MonkeyPatch.context() as mp, \
+            lived_world(tmp_path_factory, tmp_path_factory.mktemp("roi_sources"), mp, SHARED) as shared:
+        from dagster import DagsterInstance
 
-            from dagster import DagsterInstance
-
-            with DagsterInstance.get() as instance:
-                units = first_attempts(instance)
-            wh = Warehouse(settings.warehouse_url)
-            # the nightly job's last step (dbt_roi_marts, after publish and reconcile) rebuilt the marts
-            daily = wh.query_df("SELECT * FROM marts.roi_daily").assign(day=lambda d: pd.to_datetime(d.day).dt.date)
-            summary = wh.query_df("SELECT * FROM marts.roi_summary").set_index("period")
-            readbacks = wh.query_df("SELECT business_date, target_object, count(*) AS n FROM ops.sor_writes WHERE "
-                                    "target_system = 'erp' AND state = 'confirmed' GROUP BY 1, 2")
-            wh.dispose()
-            yield Lived(cfg, all_days, log, units, daily, summary, readbacks)
-        finally:
-            world.server.stop()
+        with DagsterInstance.get() as instance:
+            units = first_attempts(instance)
+        wh = Warehouse(shared.world.env["TRUEUP_WAREHOUSE_URL"])
+        # the nightly job's last step (dbt_roi_marts, after publish and reconcile) rebuilt the marts
+        daily = wh.query_df("SELECT * FROM marts.roi_daily").assign(day=lambda d: pd.to_datetime(d.day).dt.date)
+        summary = wh.query_df("SELECT * FROM marts.roi_summary").set_index("period")
+        readbacks = wh.query_df("SELECT business_date, target_object, count(*) AS n FROM ops.sor_writes WHERE "
+                                "target_system = 'erp' AND state = 'confirmed' GROUP BY 1, 2")
+        wh.dispose()
+        yield Lived(shared.cfg, shared.world.days(), shared.sources, units, daily, summary, readbacks)
 
 
 def _day_row(lived: Lived, day: dt.date):
