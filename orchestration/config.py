@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from trueup.connectors.clock import NIGHTLY_AT
+
 # Embedded defaults: the demo world's history (a baseline month, go-live on the first day of
 # the second month) and the local CRM on this machine.
 DEFAULT_START_DATE = dt.date(2026, 9, 1)
@@ -33,6 +35,8 @@ DEFAULT_CRM_SEARCHES_PER_SECOND = 5.0
 #: how often the intraday sensor asks the CRM for newly closed-won deals (TRUEUP_INTRADAY_INTERVAL_SECONDS)
 DEFAULT_INTRADAY_INTERVAL_SECONDS = 120
 MIN_INTRADAY_INTERVAL_SECONDS = 10
+#: when the nightly schedule runs (TRUEUP_NIGHTLY_AT, business time zone), for the previous day
+DEFAULT_NIGHTLY_AT = NIGHTLY_AT
 
 SETTINGS_FILE_NAME = "trueup.env"
 #: the variables a settings file may set: those load_settings resolves, but for TRUEUP_HOME and the token
@@ -41,7 +45,7 @@ FILE_SETTINGS = frozenset({
     "TRUEUP_START_DATE", "TRUEUP_TIMEZONE", "TRUEUP_PUBLISH_FROM", "TRUEUP_BACKFILL_END",
     "TRUEUP_REPORTING_CURRENCY", "TRUEUP_ALERT_WEBHOOK_URL", "DAGSTER_HOME", "TRUEUP_SANDBOX_PORT",
     "TRUEUP_WRITE_ALERT_AFTER_HOURS", "TRUEUP_INTRADAY", "TRUEUP_INTRADAY_INTERVAL_SECONDS",
-    "TRUEUP_CRM_REQUESTS_PER_10S", "TRUEUP_CRM_SEARCHES_PER_SECOND", "TRUEUP_GX_DATA_DOCS",
+    "TRUEUP_CRM_REQUESTS_PER_10S", "TRUEUP_CRM_SEARCHES_PER_SECOND", "TRUEUP_GX_DATA_DOCS", "TRUEUP_NIGHTLY_AT",
 })
 
 
@@ -69,6 +73,7 @@ class Settings:
     crm_requests_per_10s: int = DEFAULT_CRM_REQUESTS_PER_10S           # TRUEUP_CRM_REQUESTS_PER_10S
     crm_searches_per_second: float = DEFAULT_CRM_SEARCHES_PER_SECOND   # TRUEUP_CRM_SEARCHES_PER_SECOND
     gx_data_docs: bool = True               # TRUEUP_GX_DATA_DOCS: gate results kept and rendered as GX Data Docs
+    nightly_at: dt.time = DEFAULT_NIGHTLY_AT  # TRUEUP_NIGHTLY_AT: the nightly run's time, business time zone
 
     def __repr__(self) -> str:
         """Never a password: database URLs are shown with their credentials masked."""
@@ -279,6 +284,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         crm_searches_per_second=_parse_rate("TRUEUP_CRM_SEARCHES_PER_SECOND",
                                             env.get("TRUEUP_CRM_SEARCHES_PER_SECOND"), DEFAULT_CRM_SEARCHES_PER_SECOND),
         gx_data_docs=_on_off("TRUEUP_GX_DATA_DOCS", env.get("TRUEUP_GX_DATA_DOCS"), default=True),
+        nightly_at=nightly_at(env),
     )
 
 
@@ -323,6 +329,20 @@ def intraday_settings(env: Mapping[str, str] | None = None) -> tuple[bool, int]:
         raise ConfigError(f"TRUEUP_INTRADAY_INTERVAL_SECONDS={value!r} must be at least "
                           f"{MIN_INTRADAY_INTERVAL_SECONDS} (every evaluation is a CRM search)")
     return on, seconds
+
+
+def nightly_at(env: Mapping[str, str] | None = None) -> dt.time:
+    """TRUEUP_NIGHTLY_AT, HH:MM in the business time zone (default 02:00): when the nightly schedule
+    runs for the previous day, and so the business clock a night's writes are stamped with
+    (assets/publish/business_time.py). Read when the code location loads, like the partitions."""
+    env = settings_sources() if env is None else env
+    value = (env.get("TRUEUP_NIGHTLY_AT") or "").strip()
+    if not value:
+        return DEFAULT_NIGHTLY_AT
+    match = re.fullmatch(r"([01]?[0-9]|2[0-3]):([0-5][0-9])", value)
+    if not match:
+        raise ConfigError(f"TRUEUP_NIGHTLY_AT={value!r} must be a time of day as HH:MM (e.g. 02:00)")
+    return dt.time(int(match.group(1)), int(match.group(2)))
 
 
 def _parse_hours(name: str, value: str) -> float:

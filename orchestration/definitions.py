@@ -33,7 +33,7 @@ def warehouse_kind() -> str:
 
 
 def build_definitions() -> Definitions:
-    from trueup.orchestration.config import intraday_settings
+    from trueup.orchestration.config import intraday_settings, nightly_at
 
     partitions = daily_partitions()
     intraday_on, intraday_every = intraday_settings()
@@ -46,7 +46,7 @@ def build_definitions() -> Definitions:
         asset_checks=[build_source_freshness_check()],
         jobs=[nightly, export_ingest, sync_and_gate, replay_quarantine, approve_write, resolve_held_write,
               reconcile_job, intraday_publish],
-        schedules=[build_nightly_schedule(nightly), reconcile_schedule],
+        schedules=[build_nightly_schedule(nightly, nightly_at()), reconcile_schedule],
         sensors=[build_export_sensor(export_ingest, partitions), build_alert_sensor(),
                  build_intraday_sensor(intraday_publish, running=intraday_on, interval_seconds=intraday_every)],
         resources={**default_resources(), **build_transform_resources()},

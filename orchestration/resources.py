@@ -44,6 +44,7 @@ VARIABLES = {
     "crm_requests_per_10s": "TRUEUP_CRM_REQUESTS_PER_10S",
     "crm_searches_per_second": "TRUEUP_CRM_SEARCHES_PER_SECOND",
     "gx_data_docs": "TRUEUP_GX_DATA_DOCS",
+    "nightly_at": "TRUEUP_NIGHTLY_AT",
 }
 
 
@@ -82,6 +83,7 @@ class SettingsResource(ConfigurableResource):
                                                        "the CRM's limit of searches per second")
     gx_data_docs: Optional[str] = _variable("TRUEUP_GX_DATA_DOCS",
                                             "gate results kept and rendered as GX Data Docs (on/off)")
+    nightly_at: Optional[str] = _variable("TRUEUP_NIGHTLY_AT", "when the nightly run starts (HH:MM, business time zone)")
     _settings: Optional[Settings] = PrivateAttr(default=None)
 
     def get(self) -> Settings:

@@ -1,7 +1,7 @@
 """When a write happened in the world it happened in: the business clock of the night it belongs to.
 
-A nightly run of day D is scheduled for 02:00 of D+1 in the business time zone
-(orchestration/schedules.py uses NIGHTLY_RUN_HOUR). A run over a range posts each deal's order on
+A nightly run of day D is scheduled for 02:00 of D+1 in the business time zone, or the time
+TRUEUP_NIGHTLY_AT sets (orchestration/schedules.py). A run over a range posts each deal's order on
 the night of its close (or of the range's first day, for a deal from before the range — released,
 approved or retried in this run); a new ERP customer on the night of its first order; the CRM
 write-backs on the range's last night. `ops.sor_writes.business_at` holds that time (UTC, naive)
@@ -20,15 +20,12 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import sqlalchemy as sa
 
+from trueup.connectors.clock import NIGHTLY_AT
 from trueup.connectors.warehouse import Warehouse
 
-#: the nightly schedule's hour (business time zone), for the previous business day
-NIGHTLY_RUN_HOUR = 2
-
-
-def night_at(day: dt.date, tz: str) -> dt.datetime:
+def night_at(day: dt.date, tz: str, at: dt.time = NIGHTLY_AT) -> dt.datetime:
     """The scheduled start of the nightly run of business day `day`, as naive UTC."""
-    local = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(NIGHTLY_RUN_HOUR), tzinfo=ZoneInfo(tz))
+    local = dt.datetime.combine(day + dt.timedelta(days=1), at, tzinfo=ZoneInfo(tz))
     return local.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
@@ -37,10 +34,10 @@ def _night(day: dt.date | None, first_day: dt.date, through: dt.date) -> dt.date
 
 
 def stamp_business_time(wh: Warehouse, run_id: str, first_day: dt.date, through: dt.date, tz: str,
-                        at: dt.datetime | None = None) -> int:
+                        at: dt.datetime | None = None, nightly_at: dt.time = NIGHTLY_AT) -> int:
     """Give the writes this run confirmed their business time; returns how many. `at` (naive UTC):
     the business clock now, for a run that is not a night's (intraday) — every write it confirmed
-    since the last stamp belongs to that moment."""
+    since the last stamp belongs to that moment. `nightly_at`: when a night starts (TRUEUP_NIGHTLY_AT)."""
     df = wh.query_df("SELECT write_id, target_system, target_object, payload FROM ops.sor_writes "
                      "WHERE run_id = :r AND state = 'confirmed' AND business_at IS NULL", {"r": run_id})
     if df.empty:
@@ -65,7 +62,7 @@ def stamp_business_time(wh: Warehouse, run_id: str, first_day: dt.date, through:
                                  first_day, through))
         else:   # an ERP customer: the night of its first order in this run
             nights.append(order_night.get(p.get("customer_number"), first_day))
-    return _stage(wh, pd.DataFrame({"write_id": df["write_id"], "business_at": [night_at(n, tz) for n in nights]}))
+    return _stage(wh, pd.DataFrame({"write_id": df["write_id"], "business_at": [night_at(n, tz, nightly_at) for n in nights]}))
 
 
 def _stage(wh: Warehouse, staged: pd.DataFrame) -> int:

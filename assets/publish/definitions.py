@@ -63,7 +63,7 @@ def build_publish_assets(partitions_def) -> list:
                         through=through, first_day=dt.date.fromisoformat(min(context.partition_keys)),
                         publish_from=settings.publish_from,
                         reporting_currency=settings.reporting_currency, run_id=context.run.run_id,
-                        tz=settings.timezone,
+                        tz=settings.timezone, nightly_at=settings.nightly_at,
                         dry_run=config.dry_run, approval_threshold=config.approval_threshold,
                         correlation_id=context.run.tags.get("trueup/correlation_id"),
                         alert_after=dt.timedelta(hours=settings.write_alert_after_hours))

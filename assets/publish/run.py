@@ -10,6 +10,7 @@ from typing import Callable, Collection
 
 import pandas as pd
 
+from trueup.connectors.clock import NIGHTLY_AT
 from trueup.connectors.errors import SyncError
 from trueup.connectors.warehouse import Warehouse
 from trueup.quality.contracts import OUTBOUND
@@ -151,11 +152,12 @@ def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publ
             approval_threshold: float = DEFAULT_APPROVAL_THRESHOLD, correlation_id: str | None = None,
             crm_writebacks: bool = True, alert_after: dt.timedelta = dt.timedelta(hours=24),
             only_deals: Collection[str] | None = None, create_customers: bool = True, financials: bool = True,
-            clock: Callable[[], dt.datetime] | None = None) -> PublishSummary:
+            clock: Callable[[], dt.datetime] | None = None, nightly_at: dt.time = NIGHTLY_AT) -> PublishSummary:
     """The nightly pass by default. The intraday path narrows it — `only_deals` (the plan's decisions
     for those deals only), `create_customers=False` (see `_restricted`), `financials=False` (the
     receivables reach the CRM at night, after the ERP export) — and gives `clock`, the business
-    clock (naive UTC) its writes are stamped with instead of the night they belong to."""
+    clock (naive UTC) its writes are stamped with instead of the night they belong to. `nightly_at`:
+    when a night starts (TRUEUP_NIGHTLY_AT), the business clock of a night's writes."""
     s = PublishSummary(dry_run=dry_run)
     day = through.isoformat()
     with publish_lock(home, wh, owner=f"run {run_id}"):
@@ -193,7 +195,8 @@ def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publ
         # approved writes wait in the ledger as `planned` from an earlier run
         sent = erp_writer.send(wh, engine, to_send, run_id)
         s.orders_created, s.rejected = sent["confirmed"], s.rejected + sent["rejected"]
-        stamp_business_time(wh, run_id, first_day or through, through, tz, at=clock() if clock else None)
+        stamp_business_time(wh, run_id, first_day or through, through, tz, at=clock() if clock else None,
+                            nightly_at=nightly_at)
         land_confirmed_writes(wh, engine, tz, run_id, day)
         if crm_writebacks and client is not None:
             down = None   # the CRM unreachable (after the client's retries): every write waits for a later run
@@ -219,6 +222,7 @@ def publish(wh: Warehouse, engine, client, *, home: Path, through: dt.date, publ
                 s.rejected, s.unknown = s.rejected + out["rejected"], s.unknown + out["unknown"]
                 s.retry_later += out["deferred"]
         # the business time of each write this run confirmed (the night it belongs to, or the moment)
-        stamp_business_time(wh, run_id, first_day or through, through, tz, at=clock() if clock else None)
+        stamp_business_time(wh, run_id, first_day or through, through, tz, at=clock() if clock else None,
+                            nightly_at=nightly_at)
         s.failing_too_long = failing_too_long(wh, alert_after).astype(str).to_dict("records")
     return s
