@@ -39,6 +39,10 @@ test: setup            ## the whole test suite (starts its own PostgreSQL)
 	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
 		{ apt-get install -y chromium >/dev/null 2>&1 || \
 		  { apt-get update >/dev/null 2>&1 && apt-get install -y chromium >/dev/null 2>&1; }; } || true
+	@# the Celery executor test (tests/e2e/test_celery_executor.py) starts its own Redis broker
+	@command -v redis-server >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		{ apt-get install -y redis-server >/dev/null 2>&1 || \
+		  { apt-get update >/dev/null 2>&1 && apt-get install -y redis-server >/dev/null 2>&1; }; } || true
 	@# one worker per core (pytest-xdist): tests/unit, tests/integration (worlds, Dagster runs,
 	@# PostgreSQL) and tests/e2e (the CLI, the demo, the UI) spread over them. worksteal: a worker
 	@# that runs out takes queued tests from the other; with the default distribution the long

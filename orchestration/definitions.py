@@ -35,10 +35,13 @@ def warehouse_kind() -> str:
 def build_definitions() -> Definitions:
     from trueup.orchestration.config import intraday_settings, nightly_at
 
+    from trueup.orchestration.executors import partitioned_job_executor
+
     partitions = daily_partitions()
     intraday_on, intraday_every = intraday_settings()
-    nightly, export_ingest, sync_and_gate = build_jobs(partitions)
-    reconcile_job, reconcile_schedule = build_reconcile_job_and_schedule(partitions)
+    executor = partitioned_job_executor()
+    nightly, export_ingest, sync_and_gate = build_jobs(partitions, executor)
+    reconcile_job, reconcile_schedule = build_reconcile_job_and_schedule(partitions, executor)
     return Definitions(
         assets=with_catalog([*with_freshness(build_ingest_assets(partitions)), *build_gate_assets(partitions),
                              *build_publish_assets(partitions), *build_transform_assets(warehouse_kind()),

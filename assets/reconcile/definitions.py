@@ -208,12 +208,12 @@ def build_reconcile_assets(partitions_def) -> list:
     return [build_recon_asset(n, partitions_def) for n in RECON_NAMES]
 
 
-def build_reconcile_job_and_schedule(partitions_def):
+def build_reconcile_job_and_schedule(partitions_def, executor_def=in_process_executor):
     # the breaks mart and the ROI marts built on it are rebuilt after the reconciliations: what an
     # analyst reads at 06:05 is what the 06:00 run found
     marts = AssetSelection.assets(AssetKey(["marts", "fct_recon_breaks"])).downstream()
     job = define_asset_job("reconcile", selection=AssetSelection.groups(GROUP) | marts, partitions_def=partitions_def,
-                           executor_def=in_process_executor,
+                           executor_def=executor_def,
                            description="All reconciliations for one business day (or a range), then the breaks "
                                        "and ROI marts that read them.")
     from dagster import DefaultScheduleStatus, build_schedule_from_partitioned_job
