@@ -21,6 +21,9 @@ from tests.fixtures_cli import free_port
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PRODUCTION_YAML = REPO / "orchestration" / "dagster_production.yaml"
+#: the code location's entry point; the Dockerfile, compose.yaml and the Helm values name the same
+CODE_SERVER = ["dagster", "code-server", "start"]
+CODE_LOCATION_ARGS = ["-m", "trueup.orchestration.definitions", "--location-name", "trueup"]
 
 ASSETS_Q = "{ assetNodes { assetKey { path } } }"
 LAUNCH_Q = """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename
@@ -116,9 +119,8 @@ def start_dagster(topology: "Topology", workspace_dir: Path) -> str:
     workspace = workspace_dir / "workspace.yaml"
     workspace.write_text(f"load_from:\n  - grpc_server:\n      host: 127.0.0.1\n      port: {grpc_port}\n"
                          f"      location_name: trueup\n")
-    topology.start("code-server", [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1",
-                                   "-p", str(grpc_port), "-m", "trueup.orchestration.definitions",
-                                   "--location-name", "trueup"])
+    topology.start("code-server", [str(BIN / CODE_SERVER[0]), *CODE_SERVER[1:], "-h", "127.0.0.1",
+                                   "-p", str(grpc_port), *CODE_LOCATION_ARGS])
     topology.start("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(web_port),
                                  "-w", str(workspace)])
     topology.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(workspace)])
