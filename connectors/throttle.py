@@ -16,6 +16,9 @@ client paces itself a little under both limits and adapts to what the server say
   window; ``Remaining: 0`` holds new requests until a slot frees) and penalties after a
   429 (``TEN_SECONDLY_ROLLING`` → wait for the window, ``SECONDLY`` → about a second).
 
+With ``shared`` (connectors/shared_budget.py), every request also takes a slot of a budget shared
+by all processes calling the same CRM, so that together they stay under its limits.
+
 Clock and sleep are injectable so the limiter can be tested without waiting.
 """
 from __future__ import annotations
@@ -213,8 +216,11 @@ class Throttle:
         adapt_to_server: bool = True,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
+        shared=None,
     ) -> None:
         self.window = RollingWindowLimiter(requests_per_window, window_s, headroom, clock=clock, sleep=sleep)
+        self.shared = shared
+        self._sleep = sleep
         self.search = SpacingLimiter(searches_per_second, headroom, clock=clock, sleep=sleep)
         self.searches_count_in_window = searches_count_in_window
         self.adapt_to_server = adapt_to_server
@@ -229,7 +235,23 @@ class Throttle:
         if not search or self.searches_count_in_window:
             slot, w = self.window.acquire()
             waited += w
+        if self.shared is not None:
+            if search:
+                waited += self._take_shared("search", max(1, math.floor(self.search.rate_per_s * self.search.headroom)),
+                                            1.0)
+            if not search or self.searches_count_in_window:
+                waited += self._take_shared("requests", self.window.limit, self.window.interval_s)
         return Permit(slot, waited, search)
+
+    def _take_shared(self, name: str, limit: int, interval_s: float) -> float:
+        """Wait for a slot of the shared budget; return the seconds waited."""
+        waited = 0.0
+        while True:
+            wait = self.shared.take(name, limit, interval_s)
+            if wait <= 0:
+                return waited
+            self._sleep(wait)
+            waited += wait
 
     def release(self, permit: Permit, headers: Mapping[str, str] | None = None) -> None:
         if permit.slot is not None:

@@ -153,6 +153,28 @@ class CrmRefused(Failure):
         self.error_class = error_class
 
 
+def shared_crm_budget(settings: Settings, url: str):
+    """The CRM rate budget this process shares with every other one calling the same CRM
+    (connectors/shared_budget.py): in the PostgreSQL warehouse when it is one (processes on any
+    machine), else a file in the Trueup home (one machine)."""
+    from trueup.connectors.shared_budget import FileBudget, PostgresBudget, budget_key
+
+    key = budget_key(url, settings.crm_token)
+    if not settings.warehouse_url.startswith("postgresql"):
+        return FileBudget(settings.home / "state", key)
+    # one engine per warehouse and budget in a process: a sensor makes a client every tick
+    cached = _PG_BUDGETS.get((settings.warehouse_url, key))
+    if cached is None:
+        from trueup.connectors.warehouse import Warehouse
+
+        cached = _PG_BUDGETS[(settings.warehouse_url, key)] = PostgresBudget(Warehouse(settings.warehouse_url).engine,
+                                                                             key)
+    return cached
+
+
+_PG_BUDGETS: dict = {}
+
+
 class CrmResource(UsesSettings):
     """The CRM API. The token comes from TRUEUP_CRM_TOKEN (or TRUEUP_CRM_TOKEN_FILE) through the
     settings at run time and never appears in run config, logs or metadata.
@@ -204,7 +226,7 @@ class CrmResource(UsesSettings):
                              requests_per_10s=self.requests_per_10s or settings.crm_requests_per_10s,
                              searches_per_second=self.searches_per_second or settings.crm_searches_per_second,
                              max_concurrency=self.max_concurrency,
-                             **options)
+                             shared_budget=shared_crm_budget(settings, url), **options)
 
     def _check(self, settings: Settings, url: str) -> None:
         from trueup.orchestration.crm_check import CrmCheckFailed, require_crm

@@ -66,6 +66,7 @@ class CrmTransport:
         searches_count_in_window: bool = False,
         throttle: Throttle | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        shared_budget=None,
     ) -> None:
         if not base_url:
             raise PermanentError("CRM client: empty base URL — check TRUEUP_CRM_BASE_URL")
@@ -89,6 +90,7 @@ class CrmTransport:
             searches_per_second,
             headroom,
             searches_count_in_window=searches_count_in_window,
+            shared=shared_budget,   # one budget with every other process calling this CRM
         )
         self.stats = ClientStats()
         self._session = requests.Session()

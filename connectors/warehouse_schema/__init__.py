@@ -20,6 +20,8 @@ from .tables import (
     ALERTS,
     BREAKS,
     BREAKS_COUNTED,
+    CRM_BUDGET,
+    CRM_BUDGET_GROUP,
     EXPORT_LOADS,
     FX_RATES,
     GATE_RESULTS,
@@ -41,7 +43,7 @@ from .tables import (
 )
 
 __all__ = [
-    "ALERT_LOG", "ALERTS", "BREAKS", "BREAKS_COUNTED", "EXPORT_LOADS", "FX_RATES", "GATE_RESULTS", "GROUPS",
+    "ALERT_LOG", "ALERTS", "BREAKS", "BREAKS_COUNTED", "CRM_BUDGET", "CRM_BUDGET_GROUP", "EXPORT_LOADS", "FX_RATES", "GATE_RESULTS", "GROUPS",
     "LEDGER", "MIGRATION_LOG", "QUALITY", "QUARANTINE", "QUARANTINE_ACTIONS", "QUARANTINE_DAYS", "RECON", "RUN_FACTS", "RUNS",
     "SCHEMA_MIGRATIONS", "SOR_WRITES", "SYNC_RUNS", "TABLES", "VIEWS",
     "Column", "Group", "Table", "View", "add_missing_columns", "ensure", "ensure_in",

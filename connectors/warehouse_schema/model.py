@@ -42,6 +42,8 @@ class Table:
     name: str
     columns: tuple[Column, ...]
     backfill: tuple[str, ...] = ()
+    #: table constraints over several columns (e.g. a composite primary key), as DDL
+    constraints: tuple[str, ...] = ()
 
     @property
     def qualified(self) -> str:
@@ -52,7 +54,8 @@ class Table:
         return tuple(c.name for c in self.columns)
 
     def create_sql(self) -> str:
-        return f"CREATE TABLE IF NOT EXISTS {self.qualified} ({', '.join(c.sql() for c in self.columns)})"
+        parts = [c.sql() for c in self.columns] + list(self.constraints)
+        return f"CREATE TABLE IF NOT EXISTS {self.qualified} ({', '.join(parts)})"
 
     def add_column_sql(self, column: Column) -> str:
         return f"ALTER TABLE {self.qualified} ADD COLUMN {ident(column.name)} {column.type}"

@@ -31,6 +31,10 @@ SOR_WRITES = Table("ops", "sor_writes", columns(
 ALERTS = Table("ops", "alerts", columns(
     "alert_id TEXT, run_id TEXT, job TEXT, partition TEXT, error_class TEXT, message TEXT, created_at TIMESTAMP"))
 
+# the CRM rate budget shared by every process calling one CRM (connectors/shared_budget.py): recent sends
+CRM_BUDGET = Table("ops", "crm_budget", columns("budget TEXT, name TEXT, bucket BIGINT, sends INTEGER"),
+                   constraints=("PRIMARY KEY (budget, name, bucket)",))
+
 SCHEMA_MIGRATIONS = Table("ops", "schema_migrations", columns(
     "version INTEGER PRIMARY KEY, name TEXT, applied_at TIMESTAMP, detail TEXT"))
 
@@ -97,11 +101,12 @@ RUN_FACTS = Group("run_facts", (SYNC_RUNS, EXPORT_LOADS))                 # asse
 LEDGER = Group("ledger", (SOR_WRITES,))                                   # assets/publish/ledger.py
 ALERT_LOG = Group("alerts", (ALERTS,))                                    # connectors/alert_sink.py
 MIGRATION_LOG = Group("migrations", (SCHEMA_MIGRATIONS,))                 # assets/migrations.py
+CRM_BUDGET_GROUP = Group("crm_budget", (CRM_BUDGET,))                     # connectors/shared_budget.py
 # the gate also writes `validated`, whose tables follow the contracts (quality/store.py makes them)
 QUALITY = Group("quality", (QUARANTINE, GATE_RESULTS, QUARANTINE_ACTIONS, QUARANTINE_DAYS),
                 extra_schemas=("validated",))
 RECON = Group("recon", (BREAKS, RUNS, FX_RATES), views=(BREAKS_COUNTED,))   # assets/reconcile/store.py
 
-GROUPS = (RUN_FACTS, LEDGER, ALERT_LOG, MIGRATION_LOG, QUALITY, RECON)
+GROUPS = (RUN_FACTS, LEDGER, ALERT_LOG, MIGRATION_LOG, CRM_BUDGET_GROUP, QUALITY, RECON)
 TABLES = {t.qualified: t for g in GROUPS for t in g.tables}
 VIEWS = {v.qualified: v for g in GROUPS for v in g.views}
