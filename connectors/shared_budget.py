@@ -98,8 +98,7 @@ class PostgresBudget:
         self.engine, self.key = engine, key
         from trueup.connectors.warehouse_schema import CRM_BUDGET_GROUP, ensure_in
 
-        with engine.begin() as conn:   # processes starting together: one creates the table, the others wait
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('trueup:ensure:crm_budget'))"))
+        with engine.begin() as conn:   # (processes starting together take turns: ensure's DDL lock)
             ensure_in(conn, CRM_BUDGET_GROUP)
 
     def take(self, name: str, limit: int, interval_s: float) -> float:

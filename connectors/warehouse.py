@@ -39,6 +39,15 @@ def ident(name: str) -> str:
     return name
 
 
+def hold_ddl_lock(conn: Connection) -> None:
+    """PostgreSQL: one process at a time makes schemas and tables in the warehouse, until this
+    transaction ends. Steps running at once in processes of their own (the multiprocess and Celery
+    executors) would otherwise race: `CREATE … IF NOT EXISTS` is not safe against a concurrent
+    creator there (a unique violation in the catalog). DuckDB has one writing process anyway."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('trueup:warehouse-ddl'))"))
+
+
 def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
     # a column with one value per chunk (the partition day) is stored once, as a category
     for i, name in enumerate(table.column_names):
@@ -214,6 +223,11 @@ class Warehouse:
         """Create schema.table with TEXT columns (plus `typed` ones) if missing; add columns
         that are new. Returns the columns added to an existing table (schema drift)."""
         typed = typed or {}
+        if self.dialect == "postgresql":   # the lock only when there is DDL to do (it lasts the transaction)
+            have = self.table_columns(conn, schema, table)
+            if have and all(c in have for c in columns):
+                return []
+            hold_ddl_lock(conn)
         conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}"))
         existing = self.table_columns(conn, schema, table)
         if not existing:

@@ -13,7 +13,7 @@ import threading
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from trueup.connectors.warehouse import Warehouse, ident
+from trueup.connectors.warehouse import Warehouse, hold_ddl_lock, ident
 
 from .model import Group, Table
 
@@ -52,7 +52,8 @@ def ensure_in(conn: Connection, group: Group) -> None:
 
 
 def create(conn: Connection, group: Group) -> None:
-    """The group's DDL, run now on `conn` (idempotent)."""
+    """The group's DDL, run now on `conn` (idempotent; one process at a time on PostgreSQL)."""
+    hold_ddl_lock(conn)
     for schema in group.schemas:
         conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}"))
     for table in group.tables:
