@@ -1,4 +1,4 @@
-"""``python -m bench [ingest|gate|reconcile|publish|intraday|night …]`` — dispatch to a benchmark (default: ingest)."""
+"""``python -m bench [ingest|gate|reconcile|publish|intraday|night|distributed …]`` — dispatch to a benchmark (default: ingest)."""
 from __future__ import annotations
 
 import sys
@@ -27,11 +27,15 @@ def main(argv: list[str] | None = None) -> int:
         from bench.publish import main as publish_main
 
         return publish_main(argv)
+    if cmd == "distributed":
+        from bench.distributed import main as distributed_main
+
+        return distributed_main(argv)
     if cmd == "night":
         from bench.night import main as night_main
 
         return night_main(argv)
-    print(f"unknown benchmark {cmd!r}; available: ingest, gate, reconcile, publish, intraday, night", file=sys.stderr)
+    print(f"unknown benchmark {cmd!r}; available: ingest, gate, reconcile, publish, intraday, night, distributed", file=sys.stderr)
     return 2
 
 

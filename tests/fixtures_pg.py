@@ -1,4 +1,4 @@
-"""pytest fixtures for the throwaway PostgreSQL cluster (see tests/pg_cluster.py).
+"""pytest fixtures for the throwaway PostgreSQL cluster (see sandbox/postgres.py).
 
 - ``pg_cluster`` (session): one cluster for the whole run, stopped by PID at the end.
 - ``pg_url`` (function): a new, empty database per test, as a SQLAlchemy URL.
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.pg_cluster import PgCluster, PgUnavailable, find_pg_bindir
+from trueup.sandbox.postgres import PgCluster, PgUnavailable, find_pg_bindir
 
 
 @pytest.fixture(scope="session")

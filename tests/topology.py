@@ -115,6 +115,9 @@ def production_env(world, dagster_db_url: str, **extra: str) -> dict[str, str]:
 def start_dagster(topology: "Topology", workspace_dir: Path) -> str:
     """Code server, webserver and daemon started; returns the GraphQL URL once the webserver serves
     the code location's asset graph."""
+    # the instance's tables made once, before the processes would race to make them
+    subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=topology.env, cwd=REPO, capture_output=True,
+                   check=True)
     grpc_port, web_port = free_port(), free_port()
     workspace = workspace_dir / "workspace.yaml"
     workspace.write_text(f"load_from:\n  - grpc_server:\n      host: 127.0.0.1\n      port: {grpc_port}\n"

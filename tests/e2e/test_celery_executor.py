@@ -66,11 +66,11 @@ def test_a_nightly_run_spreads_its_steps_over_two_celery_workers(tmp_path, monke
         try:
             topology.start("redis", [REDIS, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
                                      "--appendonly", "no", "--protected-mode", "yes"])
+            url = start_dagster(topology, tmp_path)   # (it makes the instance's tables first)
             for name in ("worker-1", "worker-2"):
                 topology.start(name, [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
                                       "-y", str(REPO / "orchestration" / "celery_worker.yaml"), "-n", name,
                                       "--", "--concurrency=1"])
-            url = start_dagster(topology, tmp_path)
 
             def workers_ready():
                 out = subprocess.run([str(BIN / "celery"), "-A", "dagster_celery.app", "-b",

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL cluster for tests, built from the machine's server binaries.
+"""A throwaway PostgreSQL cluster (the tests, the benchmarks), built from the machine's server binaries.
 
 ``PgCluster.start()`` runs ``initdb`` into a temporary directory and starts ``postgres``
 on a free 127.0.0.1 port (unix sockets inside the temporary directory, trust auth,
