@@ -132,10 +132,7 @@ def upsert_quarantine(wh: Warehouse, conn, c: Contract, q: pd.DataFrame | None, 
     days = staged[["quarantine_id", "contract", "object", "business_key", "partition", "run_id", "first_seen_at"]]
     days = days.drop_duplicates(["quarantine_id", "partition"])
     staged = staged.drop_duplicates("quarantine_id", keep="last")
-    conn.execute(sa.text("CREATE TEMP TABLE IF NOT EXISTS quarantine_stage AS SELECT * FROM quality.quarantine "
-                         "WHERE false"))
-    conn.execute(sa.text("DELETE FROM quarantine_stage"))
-    wh.insert_df(conn, _temp_schema(wh), "quarantine_stage", staged)
+    _stage(wh, conn, "quarantine_stage", "quality.quarantine", staged)
     # seen again: refresh what failed and when; a discarded row stays discarded for the same version
     conn.execute(sa.text(
         "UPDATE quality.quarantine SET contract_version = s.contract_version, partition = s.partition, "
@@ -151,13 +148,17 @@ def upsert_quarantine(wh: Warehouse, conn, c: Contract, q: pd.DataFrame | None, 
         "INSERT INTO quality.quarantine SELECT * FROM quarantine_stage s WHERE NOT EXISTS "
         "(SELECT 1 FROM quality.quarantine q WHERE q.quarantine_id = s.quarantine_id)"))
     # the days it failed on, kept: the entry above moves to the latest day, the ROI marts count each day
-    conn.execute(sa.text("CREATE TEMP TABLE IF NOT EXISTS quarantine_days_stage AS SELECT * FROM "
-                         "quality.quarantine_days WHERE false"))
-    conn.execute(sa.text("DELETE FROM quarantine_days_stage"))
-    wh.insert_df(conn, _temp_schema(wh), "quarantine_days_stage", days)
+    _stage(wh, conn, "quarantine_days_stage", "quality.quarantine_days", days)
     conn.execute(sa.text(
         "INSERT INTO quality.quarantine_days SELECT * FROM quarantine_days_stage s WHERE NOT EXISTS ("
         "SELECT 1 FROM quality.quarantine_days d WHERE d.quarantine_id = s.quarantine_id AND d.partition = s.partition)"))
+
+
+def _stage(wh: Warehouse, conn, stage: str, like: str, rows: pd.DataFrame) -> None:
+    """`rows` in the temp table `stage` (made like `like` on first use in the session, emptied first)."""
+    conn.execute(sa.text(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT * FROM {like} WHERE false"))
+    conn.execute(sa.text(f"DELETE FROM {stage}"))
+    wh.insert_df(conn, _temp_schema(wh), stage, rows)
 
 
 def _quarantine_keys(q: pd.DataFrame, data_cols: list[str], key: str) -> list[str]:

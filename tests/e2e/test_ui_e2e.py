@@ -8,7 +8,6 @@ import html
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.fixtures_cli import free_port
+from tests.topology import gql
 from tests.world_fixtures import tiny_world  # noqa: F401 - fixture
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,18 +47,6 @@ CHECKS_Q = """query($k: [AssetKeyInput!]) { assetNodes(assetKeys: $k) { assetKey
     executionForLatestMaterialization { status runId } } } } } }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _gql(url: str, query: str, variables: dict | None = None, timeout: float = 30) -> dict:
-    resp = requests.post(url, json={"query": query, "variables": variables or {}}, timeout=timeout)
-    resp.raise_for_status()
-    body = resp.json()
-    assert "errors" not in body, body["errors"]
-    return body["data"]
 
 
 def _find_chromium() -> str | None:
@@ -86,9 +75,9 @@ def test_ui_end_to_end(tiny_world):
     (home / "dagster.yaml").write_text(INSTANCE_YAML)
     reports = Path(tiny_world.env["TRUEUP_HOME"]) / "reports"
     reports.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    gql = f"{base}/graphql"
+    graphql = f"{base}/graphql"
     env = {**os.environ, **tiny_world.env, "DO_NOT_TRACK": "1", "DAGSTER_DISABLE_TELEMETRY": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     log = open(home / "webserver.log", "w")
@@ -102,7 +91,7 @@ def test_ui_end_to_end(tiny_world):
         while time.monotonic() < deadline:
             assert proc.poll() is None, (home / "webserver.log").read_text()[-3000:]
             try:
-                keys = [tuple(n["assetKey"]["path"]) for n in _gql(gql, ASSETS_Q, timeout=10)["assetNodes"]]
+                keys = [tuple(n["assetKey"]["path"]) for n in gql(graphql, ASSETS_Q, timeout=10)["assetNodes"]]
                 if keys:
                     break
             except (requests.RequestException, AssertionError):
@@ -121,7 +110,7 @@ def test_ui_end_to_end(tiny_world):
                   "executionMetadata": {"tags": [{"key": "dagster/partition", "value": day},
                                                  {"key": "trueup/business_date", "value": day},
                                                  {"key": "trueup/trigger", "value": "ui_e2e"}]}}
-        launched = _gql(gql, LAUNCH_Q, {"p": params})["launchRun"]
+        launched = gql(graphql, LAUNCH_Q, {"p": params})["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         run_id = launched["run"]["runId"]
 
@@ -129,7 +118,7 @@ def test_ui_end_to_end(tiny_world):
         status = None
         deadline = time.monotonic() + 100
         while time.monotonic() < deadline:
-            run = _gql(gql, RUN_Q, {"id": run_id})["runOrError"]
+            run = gql(graphql, RUN_Q, {"id": run_id})["runOrError"]
             assert run["__typename"] == "Run", run
             status = run["status"]
             if status in ("SUCCESS", "FAILURE", "CANCELED"):
@@ -138,7 +127,7 @@ def test_ui_end_to_end(tiny_world):
         assert status == "SUCCESS", f"run {run_id} ended {status}; see {home}"
 
         # 4. the validated asset's contract check ran in that run
-        nodes = _gql(gql, CHECKS_Q, {"k": [{"path": ["validated", "erp_invoices"]}]})["assetNodes"]
+        nodes = gql(graphql, CHECKS_Q, {"k": [{"path": ["validated", "erp_invoices"]}]})["assetNodes"]
         checks = nodes[0]["assetChecksOrError"]
         assert checks["__typename"] == "AssetChecks", checks
         executed = [c for c in checks["checks"] if c["executionForLatestMaterialization"]]
