@@ -4,7 +4,7 @@ export DO_NOT_TRACK := 1
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-fast ui docs bench clean
+.PHONY: setup demo test test-fast ui docs bench clean prod-local
 
 $(BIN)/trueup: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -56,6 +56,9 @@ test: setup            ## the whole test suite (starts its own PostgreSQL)
 
 test-fast: setup       ## the inner loop: tests/unit (no generated world, no Dagster run)
 	$(BIN)/python -m pytest -q -n auto tests/unit
+
+prod-local: setup      ## the production topology on this machine (PostgreSQL, code server, webserver, daemon)
+	$(BIN)/python -m trueup.sandbox.prod_local
 
 ui: setup              ## the Dagster UI on http://127.0.0.1:3000
 	$(BIN)/trueup ui

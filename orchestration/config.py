@@ -75,6 +75,7 @@ class Settings:
     crm_searches_per_second: float = DEFAULT_CRM_SEARCHES_PER_SECOND   # TRUEUP_CRM_SEARCHES_PER_SECOND
     gx_data_docs: bool = True               # TRUEUP_GX_DATA_DOCS: gate results kept and rendered as GX Data Docs
     nightly_at: dt.time = DEFAULT_NIGHTLY_AT  # TRUEUP_NIGHTLY_AT: the nightly run's time, business time zone
+    executor: str = "in_process"            # TRUEUP_EXECUTOR: how launched runs execute their steps
 
     def __repr__(self) -> str:
         """Never a password: database URLs are shown with their credentials masked."""
@@ -286,6 +287,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                             env.get("TRUEUP_CRM_SEARCHES_PER_SECOND"), DEFAULT_CRM_SEARCHES_PER_SECOND),
         gx_data_docs=_on_off("TRUEUP_GX_DATA_DOCS", env.get("TRUEUP_GX_DATA_DOCS"), default=True),
         nightly_at=nightly_at(env),
+        executor=executor_setting(env),
     )
 
 
@@ -344,6 +346,27 @@ def nightly_at(env: Mapping[str, str] | None = None) -> dt.time:
     if not match:
         raise ConfigError(f"TRUEUP_NIGHTLY_AT={value!r} must be a time of day as HH:MM (e.g. 02:00)")
     return dt.time(int(match.group(1)), int(match.group(2)))
+
+
+#: how the runs Dagster launches execute their steps (orchestration/executors.py)
+EXECUTORS = ("in_process", "multiprocess", "celery")
+
+
+def executor_setting(env: Mapping[str, str] | None = None) -> str:
+    """TRUEUP_EXECUTOR, checked against the warehouse it would write to. Read when the code
+    location loads (the jobs' executor is part of the definitions), like the partitions."""
+    env = settings_sources() if env is None else env
+    name = (env.get("TRUEUP_EXECUTOR") or "in_process").strip().lower().replace("-", "_")
+    if name not in EXECUTORS:
+        raise ConfigError(f"TRUEUP_EXECUTOR={name!r} must be one of {', '.join(EXECUTORS)}")
+    warehouse = env.get("TRUEUP_WAREHOUSE_URL") or "duckdb:///"
+    if name != "in_process" and warehouse.startswith("duckdb"):
+        raise ConfigError(f"TRUEUP_EXECUTOR={name} needs a PostgreSQL warehouse: DuckDB admits one writing "
+                          "process at a time (keep in_process, or set TRUEUP_WAREHOUSE_URL=postgresql://…)")
+    # the broker is environment only: Dagster and the workers read it from there
+    if name == "celery" and not (env.get("TRUEUP_CELERY_BROKER") or os.environ.get("TRUEUP_CELERY_BROKER")):
+        raise ConfigError("TRUEUP_EXECUTOR=celery needs TRUEUP_CELERY_BROKER (e.g. redis://127.0.0.1:6379/0)")
+    return name
 
 
 def _parse_hours(name: str, value: str) -> float:

@@ -15,38 +15,21 @@ A run the CLI executes itself (`trueup nightly`, `execute_in_process`) always ru
 executor applies to the runs Dagster launches (schedule, sensors, UI)."""
 from __future__ import annotations
 
-import os
 from typing import Mapping
 
 from dagster import ExecutorDefinition, in_process_executor, multiprocess_executor
 
-from trueup.orchestration.config import ConfigError, settings_sources
+from trueup.orchestration.config import ConfigError, executor_setting
 
-EXECUTORS = ("in_process", "multiprocess", "celery")
 #: the broker URL (it may hold a password) is read by Dagster from this environment variable when a
 #: run starts and by the workers when they start; never written into run config or definitions, and
 #: not taken from the settings file (Dagster reads the environment only)
 CELERY_BROKER_ENV = "TRUEUP_CELERY_BROKER"
 
 
-def executor_name(env: Mapping[str, str] | None = None) -> str:
-    """TRUEUP_EXECUTOR, checked against the warehouse it would write to."""
-    env = settings_sources() if env is None else env
-    name = (env.get("TRUEUP_EXECUTOR") or "in_process").strip().lower().replace("-", "_")
-    if name not in EXECUTORS:
-        raise ConfigError(f"TRUEUP_EXECUTOR={name!r} must be one of {', '.join(EXECUTORS)}")
-    warehouse = env.get("TRUEUP_WAREHOUSE_URL") or "duckdb:///"
-    if name != "in_process" and warehouse.startswith("duckdb"):
-        raise ConfigError(f"TRUEUP_EXECUTOR={name} needs a PostgreSQL warehouse: DuckDB admits one writing "
-                          "process at a time (keep in_process, or set TRUEUP_WAREHOUSE_URL=postgresql://…)")
-    if name == "celery" and not (env.get(CELERY_BROKER_ENV) or os.environ.get(CELERY_BROKER_ENV)):
-        raise ConfigError(f"TRUEUP_EXECUTOR=celery needs {CELERY_BROKER_ENV} (e.g. redis://127.0.0.1:6379/0)")
-    return name
-
-
 def partitioned_job_executor(env: Mapping[str, str] | None = None) -> ExecutorDefinition:
     """The executor of the nightly, sync, export and reconciliation jobs."""
-    name = executor_name(env)
+    name = executor_setting(env)
     if name == "in_process":
         return in_process_executor
     if name == "multiprocess":

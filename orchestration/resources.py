@@ -45,6 +45,7 @@ VARIABLES = {
     "crm_searches_per_second": "TRUEUP_CRM_SEARCHES_PER_SECOND",
     "gx_data_docs": "TRUEUP_GX_DATA_DOCS",
     "nightly_at": "TRUEUP_NIGHTLY_AT",
+    "executor": "TRUEUP_EXECUTOR",
 }
 
 
@@ -84,6 +85,8 @@ class SettingsResource(ConfigurableResource):
     gx_data_docs: Optional[str] = _variable("TRUEUP_GX_DATA_DOCS",
                                             "gate results kept and rendered as GX Data Docs (on/off)")
     nightly_at: Optional[str] = _variable("TRUEUP_NIGHTLY_AT", "when the nightly run starts (HH:MM, business time zone)")
+    executor: Optional[str] = _variable("TRUEUP_EXECUTOR", "how launched runs execute their steps "
+                                        "(in_process, multiprocess, celery; read when the code location loads)")
     _settings: Optional[Settings] = PrivateAttr(default=None)
 
     def get(self) -> Settings:
