@@ -13,6 +13,10 @@ lock that spans processes —
 * :class:`PostgresBudget`: a table in the PostgreSQL warehouse under a transaction-scoped advisory
   lock, stamped with the database's clock (processes on any machine: the Celery executor).
 
+Searches (a few per second) are spaced instead (`reserve`): one next send time shared by all, as
+each process's own spacing does, so one process alone searches as fast as before and several
+never make a burst.
+
 A budget is keyed by the CRM's URL and token (hashed), so two portals never share one. Sends are
 counted in buckets of a hundredth of the window (constant state however high the limit; a send
 counts until its whole bucket has left the window, so the budget errs by at most 1 % on the safe
@@ -36,6 +40,10 @@ class SharedBudget(Protocol):
     def take(self, name: str, limit: int, interval_s: float) -> float:
         """Take a slot of `name` (at most `limit` in any `interval_s`): 0.0 if taken, else the
         seconds until one frees (nothing taken; ask again then)."""
+
+    def reserve(self, name: str, spacing_s: float) -> float:
+        """Reserve the next send time of `name`, at least `spacing_s` after the one reserved before
+        it (searches: a few per second, never a burst); return the seconds to wait for it."""
 
 
 def budget_key(base_url: str, token: str) -> str:
@@ -64,6 +72,12 @@ def _decide(counts: dict[int, int], now: float, limit: int, interval_s: float) -
     return recent, max(wait, 0.001)
 
 
+def _next_send(next_at: float | None, now: float, spacing_s: float) -> tuple[float, float]:
+    """(the send time after this one, the wait for this one)."""
+    at = now if next_at is None else max(now, next_at)
+    return at + spacing_s, at - now
+
+
 class FileBudget:
     """The budget in ``<folder>/crm-budget-<key>.json`` (private to the user), for one machine."""
 
@@ -73,15 +87,27 @@ class FileBudget:
         self._clock = clock
 
     def take(self, name: str, limit: int, interval_s: float) -> float:
+        def decide(state: dict) -> float:
+            counts = {int(b): n for b, n in state.get(name, {}).items()}
+            state[name], wait = _decide(counts, self._clock(), limit, interval_s)
+            return wait
+        return self._locked(decide)
+
+    def reserve(self, name: str, spacing_s: float) -> float:
+        def decide(state: dict) -> float:
+            state[f"{name}:next"], wait = _next_send(state.get(f"{name}:next"), self._clock(), spacing_s)
+            return wait
+        return self._locked(decide)
+
+    def _locked(self, decide) -> float:
+        """`decide(state)` on the file's state under its lock, the state written back."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         with os.fdopen(fd, "r+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 raw = fh.read()
                 state = json.loads(raw) if raw.strip() else {}
-                counts = {int(b): n for b, n in state.get(name, {}).items()}
-                kept, wait = _decide(counts, self._clock(), limit, interval_s)
-                state[name] = kept
+                wait = decide(state)
                 fh.seek(0)
                 fh.truncate()
                 fh.write(json.dumps(state))
@@ -119,4 +145,16 @@ class PostgresBudget:
                     "INSERT INTO ops.crm_budget (budget, name, bucket, sends) VALUES (:b, :n, :k, 1) "
                     "ON CONFLICT (budget, name, bucket) DO UPDATE SET sends = ops.crm_budget.sends + 1"),
                     {"b": self.key, "n": name, "k": bucket})
+        return wait
+
+    def reserve(self, name: str, spacing_s: float) -> float:
+        with self.engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"crm-budget:{self.key}:{name}"})
+            now = conn.execute(sa.text("SELECT extract(epoch FROM clock_timestamp())::double precision")).scalar()
+            row = conn.execute(sa.text("SELECT next_at FROM ops.crm_budget WHERE budget = :b AND name = :n AND "
+                                       "bucket = -1"), {"b": self.key, "n": name}).fetchone()
+            next_at, wait = _next_send(row[0] if row else None, now, spacing_s)
+            conn.execute(sa.text(
+                "INSERT INTO ops.crm_budget (budget, name, bucket, sends, next_at) VALUES (:b, :n, -1, 0, :t) "
+                "ON CONFLICT (budget, name, bucket) DO UPDATE SET next_at = :t"), {"b": self.key, "n": name, "t": next_at})
         return wait

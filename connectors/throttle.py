@@ -236,9 +236,11 @@ class Throttle:
             slot, w = self.window.acquire()
             waited += w
         if self.shared is not None:
-            if search:
-                waited += self._take_shared("search", max(1, math.floor(self.search.rate_per_s * self.search.headroom)),
-                                            1.0)
+            if search:   # spaced across processes as within one: one shared next send time
+                wait = self.shared.reserve("search", self.search.spacing)
+                if wait > 0:
+                    self._sleep(wait)
+                    waited += wait
             if not search or self.searches_count_in_window:
                 waited += self._take_shared("requests", self.window.limit, self.window.interval_s)
         return Permit(slot, waited, search)

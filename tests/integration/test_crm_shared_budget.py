@@ -94,3 +94,15 @@ def test_a_client_without_limits_to_share_is_unchanged(crm_sandbox, tmp_path):
     assert client.throttle.shared is None
     assert client.batch_read("deals", ["1"], ["dealname"])
     assert not list(Path(tmp_path).glob("**/crm-budget-*"))
+
+
+@pytest.mark.postgres
+def test_searches_are_spaced_across_sessions_on_postgresql(pg_url):
+    """Searches share one next send time in the warehouse, whichever session reserves it."""
+    import sqlalchemy as sa
+
+    from trueup.connectors.shared_budget import PostgresBudget
+
+    one, two = PostgresBudget(sa.create_engine(pg_url), "k"), PostgresBudget(sa.create_engine(pg_url), "k")
+    waits = [one.reserve("search", 0.5), two.reserve("search", 0.5), one.reserve("search", 0.5)]
+    assert waits[0] < 0.05 and 0.4 <= waits[1] <= 0.5 and 0.9 <= waits[2] <= 1.0, waits

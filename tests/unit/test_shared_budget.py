@@ -39,3 +39,15 @@ def test_two_processes_of_one_crm_share_the_file_and_other_crms_do_not(tmp_path)
     assert one.take("requests", 2, 10.0) > 0 and two.take("requests", 2, 10.0) > 0
     assert other.take("requests", 2, 10.0) == 0.0
     assert oct(one.path.stat().st_mode & 0o777) == "0o600"   # private to the user
+
+
+def test_searches_are_spaced_across_processes_not_burst(tmp_path):
+    """Searches (HubSpot: 5 per second) share one next send time: each reservation waits until
+    `spacing` after the one before, whichever process made it; one process alone waits no more
+    than its own spacing would make it."""
+    clock = Clock(100.0)
+    one, two = FileBudget(tmp_path, "k", clock=clock), FileBudget(tmp_path, "k", clock=clock)
+    waits = [budget.reserve("search", 0.25) for budget in (one, two, one, two)]
+    assert waits == [0.0, 0.25, 0.5, 0.75]        # four processes' searches one after another
+    clock.t = 102.0                                 # long after: no wait again
+    assert one.reserve("search", 0.25) == 0.0
