@@ -187,18 +187,24 @@ def test_sigkill_during_publishing_never_double_posts(ingested):
     w.server.set_knobs(latency_ms=40)  # CRM write-backs take a while: kills land there too
     rng = random.Random(7)
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    kills = 0
-    for attempt in range(40):
-        proc = subprocess.Popen([sys.executable, "-c", CRASH_SCRIPT, w.days()[-1].isoformat(), str(attempt)],
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.5, 4.0))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            kills += 1
-            if kills >= 20:
-                break
-    assert kills >= 20
+    kills, ended = 0, []
+    for attempt in range(60):
+        log = w.home / f"crash-{attempt}.log"
+        with open(log, "w") as fh:
+            proc = subprocess.Popen([sys.executable, "-c", CRASH_SCRIPT, w.days()[-1].isoformat(), str(attempt)],
+                                    env=env, stdout=subprocess.DEVNULL, stderr=fh)
+            time.sleep(rng.uniform(1.5, 4.0))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                if kills >= 20:
+                    break
+            else:   # a pass that ended before its kill: it finished the work, or it failed — which?
+                ended.append((attempt, proc.returncode, log.read_text(errors="replace").strip()[-400:]))
+    failed = [e for e in ended if e[1] != 0]
+    assert not failed, f"passes that failed by themselves (not killed): {failed[:3]}"
+    assert kills >= 20, f"{kills} kills in 60 attempts; {len(ended)} passes ended before their kill"
     w.server.set_knobs(latency_ms=0)
     result = _publish_all(w, run_id="final")
     assert result.unknown == 0
