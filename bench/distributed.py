@@ -87,20 +87,13 @@ def _steps_and_path(instance, run_id: str) -> dict:
     run = instance.get_run_by_id(run_id)
     plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
     deps = {s.key: {h.step_key for i in s.inputs for h in i.upstream_output_handles} for s in plan.steps}
-    start, end, pids, failed = {}, {}, set(), {}
-    for entry in instance.all_logs(run_id):
-        ev = entry.dagster_event
-        if ev is None or not entry.step_key:
-            continue
-        if ev.event_type_value == "STEP_START":
-            start[entry.step_key] = entry.timestamp
-            pids.add(ev.pid)
-        elif ev.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-            end[entry.step_key] = entry.timestamp
-            if ev.event_type_value == "STEP_FAILURE":
-                error = getattr(ev.event_specific_data, "error", None)
-                failed[entry.step_key] = (error.message if error else entry.message or "")[:300].strip()
-    took = {k: round(end[k] - start[k], 2) for k in end if k in start}
+    from bench.night import step_events
+
+    events = step_events(instance, run_id)
+    end = {k: e["end"] for k, e in events.items() if "end" in e}
+    pids = {e["pid"] for e in events.values()}
+    failed = {k: e["error"] for k, e in events.items() if "error" in e}
+    took = {k: round(e["end"] - e["start"], 2) for k, e in events.items() if "end" in e}
     path, step = [], max(end, key=end.get) if end else None
     while step is not None:
         path.append(step)

@@ -38,19 +38,27 @@ QUIET_KNOBS = {"rate_limit_10s": 0, "search_per_second": 0, "error_rate_5xx": 0.
                "search_visibility_delay_ms": 0, "seed": 1234}
 
 
-def step_seconds(instance, run_id: str) -> dict[str, float]:
-    """Step key → seconds from its STEP_START to its STEP_SUCCESS (or failure)."""
-    started: dict[str, float] = {}
-    took: dict[str, float] = {}
+def step_events(instance, run_id: str) -> dict[str, dict]:
+    """Step key → {start, end, pid, error} from the run's STEP_START / STEP_SUCCESS / STEP_FAILURE
+    events (end and error only once it ended; error only if it failed)."""
+    steps: dict[str, dict] = {}
     for entry in instance.all_logs(run_id):
         event = entry.dagster_event
         if event is None or not entry.step_key:
             continue
         if event.event_type_value == "STEP_START":
-            started[entry.step_key] = entry.timestamp
-        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and entry.step_key in started:
-            took[entry.step_key] = entry.timestamp - started[entry.step_key]
-    return took
+            steps.setdefault(entry.step_key, {}).update(start=entry.timestamp, pid=event.pid)
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and entry.step_key in steps:
+            steps[entry.step_key]["end"] = entry.timestamp
+            if event.event_type_value == "STEP_FAILURE":
+                error = getattr(event.event_specific_data, "error", None)
+                steps[entry.step_key]["error"] = (error.message if error else entry.message or "")[:300].strip()
+    return steps
+
+
+def step_seconds(instance, run_id: str) -> dict[str, float]:
+    """Step key → seconds from its STEP_START to its STEP_SUCCESS (or failure)."""
+    return {k: s["end"] - s["start"] for k, s in step_events(instance, run_id).items() if "end" in s}
 
 
 def floor_seconds(instance, steps: int) -> float:

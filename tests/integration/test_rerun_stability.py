@@ -1,7 +1,7 @@
 """Re-runs are stable end to end: after a backfill of the seeded history, the same backfill again
 and then the last night again (`nightly_sync` for that day) leave the warehouse's state exactly
-as it was — current raw and validated rows, open quarantine, open breaks (ids, first seen,
-amounts) — and write nothing to the ERP or the CRM. On DuckDB and on PostgreSQL.
+as it was — current raw and validated rows, open quarantine and every day a record was
+quarantined, the ROI marts' quarantine counts, open breaks (ids, first seen, amounts) — and write nothing to the ERP or the CRM. On DuckDB and on PostgreSQL.
 
 The world has a go-live in its middle, so the first backfill posts orders and customers to the
 ERP and writes order numbers and receivables back to the CRM; those write-backs move the CRM
@@ -45,6 +45,12 @@ def warehouse_state(wh: Warehouse) -> dict[str, pd.DataFrame]:
     out["open quarantine"] = _frame(wh, "SELECT quarantine_id, contract, business_key, partition, "
                                         "failed_expectations, first_seen_at FROM quality.quarantine "
                                         "WHERE status = 'open'", ["quarantine_id"])
+    # every day a record was quarantined, and the ROI figures counted from it (quarantined records
+    # per period): a re-run adds no day and moves no count
+    out["quarantine days"] = _frame(wh, "SELECT quarantine_id, contract, business_key, partition, first_seen_at "
+                                        "FROM quality.quarantine_days", ["quarantine_id", "partition"])
+    out["roi quarantine counts"] = _frame(wh, "SELECT period, source_records, quarantined_records, "
+                                              "quarantined_rows FROM marts.roi_summary", ["period"])
     out["open breaks"] = _frame(wh, "SELECT break_id, recon_name, break_type, business_key, left_amount, "
                                     "right_amount, amount_at_risk, first_seen_at, first_seen_as_of "
                                     "FROM recon.breaks WHERE status = 'open'", ["break_id"])
@@ -97,6 +103,8 @@ def test_backfill_backfill_nightly_leave_state_and_sources_unchanged(backend, tm
         # the first pass did post and write back, or this test would prove nothing
         assert len(sources["erp.sales_orders"]) and writes > 0
         assert (sources["erp.sales_orders"]["source"] == "integration").any()
+        # and quarantined records on days of both ROI periods, so their counts are compared
+        assert len(first["quarantine days"]) and (first["roi quarantine counts"]["quarantined_records"] != "0").all()
         # every live CRM deal and company is in the warehouse's current state
         for t in ("companies", "deals"):
             live = sources[f"crm.{t}"]
