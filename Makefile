@@ -43,10 +43,8 @@ test: setup            ## the whole test suite (starts its own PostgreSQL)
 	@command -v redis-server >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
 		{ apt-get install -y redis-server >/dev/null 2>&1 || \
 		  { apt-get update >/dev/null 2>&1 && apt-get install -y redis-server >/dev/null 2>&1; }; } || true
-	@# one worker per core and one more (pytest-xdist): tests/unit, tests/integration (worlds,
-	@# Dagster runs, PostgreSQL) and tests/e2e (the CLI, the demo, the UI) spread over them. The extra
-	@# worker keeps the cores busy while a test waits on other processes (the production topology
-	@# for its schedule's minute, the CRM rate-limit tests, Celery workers). worksteal: a worker
+	@# one worker per core (pytest-xdist): tests/unit, tests/integration (worlds, Dagster runs,
+	@# PostgreSQL) and tests/e2e (the CLI, the demo, the UI) spread over them. worksteal: a worker
 	@# that runs out takes queued tests from the other; with the default distribution the long
 	@# world-level tests queued on one worker while the other sat idle for 25 of 39 minutes
 	@# the worlds, warehouses and Dagster instances of the tests live on the machine's tmpfs where
@@ -54,7 +52,7 @@ test: setup            ## the whole test suite (starts its own PostgreSQL)
 	@# commits then wait for no disk flush
 	TMPDIR=$$( free_kb=$$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 {print $$4}'); \
 		[ -w /dev/shm ] && [ "$${free_kb:-0}" -gt 4000000 ] && echo /dev/shm || echo "$${TMPDIR:-/tmp}" ) \
-		$(BIN)/python -m pytest -q -n $$(( $$(nproc) + 1 )) --dist worksteal
+		$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 test-fast: setup       ## the inner loop: tests/unit (no generated world, no Dagster run)
 	$(BIN)/python -m pytest -q -n auto tests/unit
