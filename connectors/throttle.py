@@ -7,7 +7,9 @@ client paces itself a little under both limits and adapts to what the server say
 * :class:`RollingWindowLimiter` — at most ``floor(max_requests * headroom)`` requests
   in any ``interval_s`` window. A request's slot is stamped when it is sent and
   re-stamped when its response arrives (the server counted it somewhere in between), so
-  latency cannot make two windows overlap.
+  latency cannot make two windows overlap. The throttle's own window therefore uses the
+  whole limit: its count of the last ``interval_s`` never falls below the server's (the
+  5 % headroom it used to keep capped a write-back pass at ~94 % of the limit's rate).
 * :class:`SpacingLimiter` — requests at least ``1 / (rate * headroom)`` seconds apart
   (search: 5/s → one every 0.21 s).
 * :class:`Throttle` — both of the above (search has its own per-second limit and, as in
@@ -17,7 +19,9 @@ client paces itself a little under both limits and adapts to what the server say
   429 (``TEN_SECONDLY_ROLLING`` → wait for the window, ``SECONDLY`` → about a second).
 
 With ``shared`` (connectors/shared_budget.py), every request also takes a slot of a budget shared
-by all processes calling the same CRM, so that together they stay under its limits.
+by all processes calling the same CRM, so that together they stay under its limits. That budget
+stamps a slot when it is taken and never re-stamps it, so it keeps the headroom
+(``floor(max_requests * headroom)``) for the latency between the stamp and the server's count.
 
 Clock and sleep are injectable so the limiter can be tested without waiting.
 """
@@ -218,7 +222,9 @@ class Throttle:
         sleep: Sleep = time.sleep,
         shared=None,
     ) -> None:
-        self.window = RollingWindowLimiter(requests_per_window, window_s, headroom, clock=clock, sleep=sleep)
+        # the whole limit: slots are re-stamped at the response, after the server counted them
+        self.window = RollingWindowLimiter(requests_per_window, window_s, 1.0, clock=clock, sleep=sleep)
+        self.headroom = float(headroom)   # for the search spacing and the shared budget
         self.shared = shared
         self._sleep = sleep
         self.search = SpacingLimiter(searches_per_second, headroom, clock=clock, sleep=sleep)
@@ -242,8 +248,14 @@ class Throttle:
                     self._sleep(wait)
                     waited += wait
             if not search or self.searches_count_in_window:
-                waited += self._take_shared("requests", self.window.limit, self.window.interval_s)
+                waited += self._take_shared("requests", self.shared_limit, self.window.interval_s)
         return Permit(slot, waited, search)
+
+    @property
+    def shared_limit(self) -> int:
+        """The shared budget's requests per window: the limit less the headroom (its slots are
+        stamped when taken, before the server counts the request)."""
+        return max(1, math.floor(self.window.max_requests * self.headroom))
 
     def _take_shared(self, name: str, limit: int, interval_s: float) -> float:
         """Wait for a slot of the shared budget; return the seconds waited."""

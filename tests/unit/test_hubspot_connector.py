@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from trueup.connectors.errors import PermanentError, SyncError, TransientError, classify
 from trueup.connectors.hubspot import SEARCH_CAP, BatchOutcome, HubSpotClient, to_epoch_ms
@@ -120,13 +121,49 @@ def test_search_spacing():
     assert SpacingLimiter(5).spacing == pytest.approx(1 / 4.75)  # default headroom 95 %
 
 
+@given(trips=st.lists(st.tuples(st.floats(0.0, 3.0), st.floats(0.0, 3.0)), min_size=120, max_size=360),
+       concurrency=st.integers(1, 4))
+@settings(max_examples=40, deadline=None)
+def test_the_throttle_at_the_whole_limit_never_lets_the_crm_count_more(trips, concurrency):
+    """The throttle uses the CRM's whole limit (100 per 10 s) in its own process. Whatever the
+    latency to the CRM and back (up to 3 s each way) and however many requests are in flight, the
+    CRM, counting each request when it arrives as the sandbox and HubSpot do, never counts more
+    than 100 in any ten seconds: a slot leaves the throttle's window only ten seconds after its
+    response, which comes after the CRM counted it."""
+    clock = FakeClock()
+    in_flight: list[tuple[float, int, object]] = []   # (response time, order, permit)
+
+    def sleep(s: float) -> None:   # time passes: the responses due meanwhile arrive, in order
+        until = clock.t + s
+        while in_flight and min(in_flight)[0] <= until:
+            answered = min(in_flight)
+            in_flight.remove(answered)
+            clock.t = max(clock.t, answered[0])
+            th.release(answered[2])
+        clock.t = until
+
+    th = Throttle(100, 10.0, 5, clock=clock, sleep=sleep)
+    counted = []
+    for i, (to_crm, back) in enumerate(trips):
+        while len(in_flight) >= concurrency:   # every connection busy: wait for the first answer
+            sleep(max(0.0, min(in_flight)[0] - clock.t))
+        permit = th.acquire()
+        counted.append(clock.t + to_crm)
+        in_flight.append((clock.t + to_crm + back, i, permit))
+    assert max_in_window(counted, 10.0) <= 100
+    assert th.window.limit == 100
+
+
 def test_throttle_adapts_to_server_headers_and_429_policies():
     clock = FakeClock()
     th = Throttle(100, 10.0, 5, clock=clock, sleep=clock.sleep)
     p = th.acquire()
     th.release(p, {"X-HubSpot-RateLimit-Max": "50", "X-HubSpot-RateLimit-Remaining": "49",
                    "X-HubSpot-RateLimit-Interval-Milliseconds": "2000"})
-    assert th.window.max_requests == 50 and th.window.interval_s == 2.0 and th.window.limit == 47
+    # the throttle's own window takes the whole limit (slots re-stamped at the response); the
+    # budget shared with other processes keeps the headroom
+    assert th.window.max_requests == 50 and th.window.interval_s == 2.0 and th.window.limit == 50
+    assert th.shared_limit == 47
     # Remaining 0 → hold new requests until our oldest slot leaves the window
     clock.t += 0.5
     p = th.acquire()
