@@ -4,9 +4,10 @@
     python -m bench night --days 10 --scale 2
 
 Setup (untimed): a sandbox world in a temporary TRUEUP_HOME (generator seed, scale, days; no
-drifted exports), its CRM served in this process with no rate limit and no latency, and one
-backfill run over all but the last day, so the warehouse, the golden customer and the ERP are
-as the morning before finds them.
+drifted exports) lived up to the day before the last, its CRM served in this process with no rate
+limit and no latency, and one backfill run over those days (its wall time is reported), so the
+warehouse, the golden customer and the ERP are as the morning before finds them; then the world
+lives its last day.
 
 Measured: the nightly job for the last day (the day's changes only: a few dozen records at demo
 scale), run as `trueup nightly` runs it (orchestration.runner.run_job, in-process executor),
@@ -25,6 +26,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -86,17 +88,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--reruns", type=int, default=2, help="re-runs of the same night after the first")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary TRUEUP_HOME (deleted by default)")
     args = ap.parse_args(argv)
 
     from trueup.sandbox.crm import start_in_thread
     from trueup.sandbox.generator.config import WorldConfig
-    from trueup.sandbox.generator.world import WorldPaths, seed_world
+    from trueup.sandbox.generator.world import WorldPaths, advance_world, seed_world
 
     home = Path(tempfile.mkdtemp(prefix="trueup-bench-night-"))
     cfg = WorldConfig(seed=args.seed, scale=args.scale, days=args.days, schema_drift_days=())
     paths = WorldPaths(home / "sandbox", f"sqlite:///{home / 'sandbox' / 'erp.sqlite'}", home / "landing")
     (home / "sandbox").mkdir(parents=True)
-    seed_world(paths, cfg)
+    # the world as it stood the morning before: the backfill must not see the last day's changes (a
+    # company touched that day is missing from a backfill of the days before, and at scale 200 the
+    # contacts naming such companies pushed the contacts' gate over its 5 % threshold)
+    seed_world(paths, cfg, days=cfg.days - 1)
     token = "bench-" + secrets.token_hex(8)
     server = start_in_thread(paths.crm_db, token, knobs=dict(QUIET_KNOBS))
     os.environ.update({
@@ -116,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         if not backfill.success:
             print(f"setup backfill failed: {backfill.error}")
             return 1
+        advance_world(paths, 1)   # the company lives its last day; the night catches it up
         runs = []
         for attempt in range(1 + args.reruns):
             t0 = time.perf_counter()
@@ -132,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             floor = floor_seconds(instance, len(runs[0]["steps"]))
     finally:
         server.stop()
+        if args.keep:
+            print(f"kept: {home}")
+        else:   # generated data: ~150 MB at scale 200
+            shutil.rmtree(home, ignore_errors=True)
 
     night = runs[0]
     print(f"world: seed {args.seed}, scale {args.scale}, {args.days} days; backfill of {args.days - 1} days "
@@ -142,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(text_table(["step (the night)", "s"], [[k, v] for k, v in list(night["steps"].items())]))
     print(f"\nnight ÷ floor: {night['wall_s'] / floor:.1f}×   (target: the night ≤ 8 s wall)")
+    print(f"night ÷ backfill of {args.days - 1} days: {night['wall_s'] / backfill_s:.0%}   (target: ≤ 10 %)")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     out = RESULTS_DIR / f"night-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps({"args": vars(args), "backfill_s": round(backfill_s, 2), "runs": runs,
