@@ -143,14 +143,18 @@ def main(argv: list[str] | None = None) -> int:
     for step in ("floor", "recon", "pandas"):
         runs = [_spawn(step, db) for _ in range(a.repeat if step != "pandas" else 1)]
         best = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]  # median
-        results[step] = best
+        results[step] = {**best, "runs_seconds": [round(r["seconds"], 3) for r in runs]}
         extra = f"  merge into recon.breaks {best['merge_seconds']:.2f} s" if "merge_seconds" in best else ""
         extra += f"  (read {best['read_seconds']:.2f} s)" if "read_seconds" in best else ""
+        extra += "  runs " + ", ".join(f"{r['seconds']:.2f}" for r in runs) if len(runs) > 1 else ""
         print(f"{step:7s} {best['seconds']:6.2f} s  peak RSS {best['peak_rss_mb']:7.0f} MB  "
               f"breaks {best['breaks']:,}{extra}")
     ratio = results["recon"]["seconds"] / results["floor"]["seconds"]
     print(f"recon / floor = {ratio:.2f}x (target <= 1.5x); pandas / floor = "
           f"{results['pandas']['seconds'] / results['floor']['seconds']:.1f}x")
+    # every run's ratio too (run i's recon over run i's floor): "stable over three runs"
+    pairs = zip(results["recon"]["runs_seconds"], results["floor"]["runs_seconds"])
+    print("recon / floor per run: " + ", ".join(f"{r / f:.2f}x" for r, f in pairs))
     out = REPO / "bench" / "results" / "reconcile.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"rows": a.rows, "results": results, "recon_over_floor": ratio}, indent=1))
