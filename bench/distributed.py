@@ -128,6 +128,9 @@ def _one_executor(executor: str, args, cluster, root: Path) -> dict:
            "TRUEUP_HOME": str(home), "TRUEUP_WAREHOUSE_URL": warehouse_url, "TRUEUP_ERP_URL": erp_url,
            "TRUEUP_LANDING_DIR": str(paths.landing_dir), "TRUEUP_CRM_BASE_URL": server.base_url,
            "TRUEUP_CRM_TOKEN": token, "TRUEUP_START_DATE": cfg.start_date.isoformat(),
+           # publishing from the world's go-live: without it the default (2026-10-01) lies after
+           # the default world's days, and the runs measured would publish nothing
+           "TRUEUP_PUBLISH_FROM": cfg.golive.isoformat(),
            "TRUEUP_CRM_REQUESTS_PER_10S": "100000", "TRUEUP_CRM_SEARCHES_PER_SECOND": "1000",
            "TRUEUP_EXECUTOR": executor, "DAGSTER_HOME": str(home / "dagster"),
            "DAGSTER_PG_HOST": pg.host, "DAGSTER_PG_PORT": str(pg.port), "DAGSTER_PG_USER": pg.username,
