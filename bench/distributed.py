@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from bench.common import text_table
+from bench.night import run_writes
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
@@ -78,7 +79,8 @@ def _run_child(spec: dict) -> dict:
                              tags={**tags, "trueup/trigger": "bench"}) as result:
                 wall = time.perf_counter() - t0
                 out[name] = {"success": result.success, "wall_s": round(wall, 2), "run_id": result.run_id,
-                             **_steps_and_path(instance, result.run_id)}
+                             **_steps_and_path(instance, result.run_id),
+                             "writes": run_writes(os.environ["TRUEUP_WAREHOUSE_URL"], result.run_id)}
     return out
 
 
@@ -196,12 +198,15 @@ def render(result: dict) -> str:
         for run in ("backfill", "night"):
             m = r[run]
             ratio = f"{m['wall_s'] / base[run]:.2f}x" if base else ""
+            w = m.get("writes") or {}
             rows.append([f"{name} {run}", "ok" if m["success"] else "FAILED", m["wall_s"], ratio, m["steps_sum_s"],
-                         m["critical_path_s"], m["step_processes"], " > ".join(m["critical_path"][-4:])])
+                         m["critical_path_s"], m["step_processes"], f"{w.get('erp', '-')} + {w.get('crm', '-')}",
+                         " > ".join(m["critical_path"][-4:])])
     head = (f"scale {result['scale']}, {result['days']} days (backfill {result['days'] - 1} days, then one night), "
             f"PostgreSQL warehouse and instance; {result['machine']}")
     return head + "\n" + text_table(["executor / run", "", "wall s", "÷ in process", "steps sum s",
-                                     "critical path s", "step processes", "critical path (last steps)"], rows)
+                                     "critical path s", "step processes", "writes ERP + CRM",
+                                     "critical path (last steps)"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:

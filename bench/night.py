@@ -82,12 +82,12 @@ def floor_seconds(instance, steps: int) -> float:
     return time.perf_counter() - t0
 
 
-def _writes(settings, run_id: str) -> dict:
+def run_writes(warehouse_url: str, run_id: str) -> dict:
     """What the run wrote to the systems of record (its ledger rows confirmed), and the least time
     the CRM's rate limit needs for its part: batch writes carry 100 records, 100 requests per 10 s."""
     from trueup.connectors.warehouse import Warehouse
 
-    wh = Warehouse(settings.warehouse_url)
+    wh = Warehouse(warehouse_url)
     try:
         df = wh.query_df("SELECT target_system, target_object, count(*) AS n FROM ops.sor_writes "
                          "WHERE run_id = :r AND state = 'confirmed' GROUP BY 1, 2", {"r": run_id})
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                 steps = step_seconds(instance, night.run_id)
             runs.append({"label": "night" if attempt == 0 else f"re-run {attempt}", "wall_s": round(wall, 2),
                          "steps": {k: round(v, 3) for k, v in sorted(steps.items(), key=lambda kv: -kv[1])},
-                         "writes": _writes(settings, night.run_id)})
+                         "writes": run_writes(settings.warehouse_url, night.run_id)})
         with open_instance(settings) as instance:
             floor = floor_seconds(instance, len(runs[0]["steps"]))
     finally:
