@@ -2,7 +2,8 @@
 
 HubSpot limits a token to N requests in a rolling ten-second window and, separately,
 search to a few requests per second. Hitting either costs a 429 and a wait, so the
-client paces itself a little under both limits and adapts to what the server says:
+client paces itself under both limits (exactly at the window's, a little under the search
+spacing and the shared budget, which cannot re-stamp) and adapts to what the server says:
 
 * :class:`RollingWindowLimiter` — at most ``floor(max_requests * headroom)`` requests
   in any ``interval_s`` window. A request's slot is stamped when it is sent and
