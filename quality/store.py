@@ -19,9 +19,10 @@ from .gate import GateOutcome
 from .pii import mask_frame
 
 # What a gate evaluation was of: the day's batch from a source, publish's read-back of the ERP
-# rows it created, a quarantine replay's re-read, or the writes checked before sending. The ROI
-# error rate counts the day's batches only (the sources' quality, each row once).
-BATCH_KINDS = ("day", "read_back", "replay", "outbound")
+# rows it created, a quarantine replay's re-read, the writes checked before sending, or quarantined
+# rows checked again once the reference they lacked has landed (assets/gate/late_references.py).
+# The ROI error rate counts the day's batches only (the sources' quality, each row once).
+BATCH_KINDS = ("day", "read_back", "replay", "outbound", "recheck")
 
 
 def ensure_quality_tables(wh: Warehouse, conn=None) -> None:

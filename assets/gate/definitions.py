@@ -51,6 +51,7 @@ def build_gate_asset(contract: Contract, partitions_def):
         metadata={"contract": contract.name, "contract_version": contract.version},
     )
     def _gate(context: AssetExecutionContext):
+        from trueup.assets.gate.late_references import recheck_late_references
         from trueup.assets.gate.run_gate import gate_partitions
         from trueup.quality.gx_suites import GxValidator
 
@@ -66,6 +67,11 @@ def build_gate_asset(contract: Contract, partitions_def):
         with recorded_run(wh, facts.values()):
             results = gate_partitions(wh, contract, partitions, context.run.run_id, reports, validator,
                                       scratch_dir=settings.scratch_dir, data_docs=settings.gx_data_docs)
+            # rows held only for a reference that has landed since (assets/gate/late_references.py)
+            released_late = recheck_late_references(wh, contract, context.run.run_id, validator)
+            if released_late:
+                context.log.info(f"{released_late} row(s) quarantined only for a reference that has landed "
+                                 f"since: released")
             for partition, (outcome, report) in results.items():
                 f = facts[partition]
                 f.rows_read, f.rows_written, f.rows_quarantined = (outcome.rows_in, outcome.rows_passed,
@@ -82,6 +88,7 @@ def build_gate_asset(contract: Contract, partitions_def):
         table = "| expectation | failing rows |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in top)
         meta = {**{k: MetadataValue.int(v) for k, v in totals.items()},
                 "top_failing_expectations": MetadataValue.md(table if top else "none"),
+                "released_late_references": MetadataValue.int(released_late),
                 "contract_version": contract.version}
         if report is not None:   # the last day's page of this step; the URL opens while `trueup docs` serves
             meta["report"] = MetadataValue.path(str(report))

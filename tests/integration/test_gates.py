@@ -16,7 +16,7 @@ from trueup.orchestration.config import load_settings
 from trueup.orchestration.runner import run_job, run_unpartitioned_job
 from trueup.sandbox.crm.store import CrmStore
 from trueup.sandbox.generator.world import read_defects, reexport_day
-from tests.world_fixtures import world  # noqa: F401 - fixture
+from tests.world_fixtures import tiny_world, world  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
 
@@ -153,3 +153,95 @@ def test_a_batch_above_the_threshold_is_blocked(world):
              c.dagster_event.event_specific_data for c in checks}
     assert evals["validated/crm_deals"].passed is False
     assert evals["validated/crm_companies"].passed is True
+
+
+def _dangling(world) -> set[tuple[str, str]]:
+    """From the CRM itself: the contacts and deals that name a company the CRM does not have."""
+    store = CrmStore(world.paths.crm_db)
+    try:
+        companies = set(store.all_records("companies", archived=False)["id"].astype(str))
+        contacts = store.all_records("contacts", archived=False)
+        deals = store.all_records("deals", archived=False)
+    finally:
+        store.close()
+    named = contacts["associatedcompanyid"].dropna().astype(str)
+    out = {("crm_contacts.inbound", str(k)) for k, c in zip(contacts.loc[named.index, "id"], named)
+           if c and c not in companies}
+    linked = deals[deals["company_id"].notna()]
+    out |= {("crm_deals.inbound", str(k)) for k, c in zip(linked["id"], linked["company_id"].astype(str))
+            if c not in companies}
+    return out
+
+
+def test_rows_held_for_a_company_that_lands_later_are_released_by_the_night_that_lands_it(tiny_world):
+    """A backfill over a CRM that has moved on: a contact and a closed-won deal of day 2 name a
+    company whose last change is on day 3, so day 2's walk does not return the company and both
+    fail `company_exists`. The night of day 3 lands the company and releases them, with no
+    replay; a contact naming a company the CRM does not have stays quarantined. Re-runs of
+    either range change nothing and never validate a row twice."""
+    d1, d2, d3 = tiny_world.days()
+    ms = lambda day, h: int(dt.datetime.combine(day, dt.time(h), tzinfo=dt.timezone.utc).timestamp() * 1000)  # noqa: E731
+    bad = {str(d["business_key"]) for d in read_defects(tiny_world.paths)}
+    store = CrmStore(tiny_world.paths.crm_db)
+    companies = store.all_records("companies", archived=False)
+    contacts = store.all_records("contacts", archived=False)
+    deals = store.all_records("deals", archived=False)
+    company = companies[~companies["id"].astype(str).isin(bad)].iloc[[0]].copy()
+    contact = contacts[~contacts["id"].astype(str).isin(bad) & contacts["associatedcompanyid"].notna()].iloc[[0]].copy()
+    deal = deals[~deals["id"].astype(str).isin(bad) & deals["company_id"].notna()].iloc[[0]].copy()
+    late, held_contact, orphan, held_deal = 990_100_001, 990_200_001, 990_200_002, 990_300_001
+    # the company: created on day 1, changed again on day 3 (the CRM keeps only its latest version)
+    store.load_records("companies", company.assign(id=late, created_ms=ms(d1, 9), updated_ms=ms(d3, 12),
+                                                   tax_id=None, erp_customer_number=None))
+    store.load_records("contacts", pd.concat([
+        contact.assign(id=held_contact, created_ms=ms(d2, 10), updated_ms=ms(d2, 10), associatedcompanyid=str(late),
+                       email="late.company@example.com"),
+        contact.assign(id=orphan, created_ms=ms(d2, 11), updated_ms=ms(d2, 11), associatedcompanyid="990999999",
+                       email="no.company@example.com")]).drop(columns=["company_id"]))
+    store.load_records("deals", deal.assign(id=held_deal, created_ms=ms(d2, 10), updated_ms=ms(d2, 10),
+                                            company_id=late, dealname="Late company deal", dealstage="closedwon",
+                                            amount="1234.00", deal_currency_code="USD",
+                                            closedate=f"{d2.isoformat()}T10:00:00.000Z"))
+    store.close()
+    settings = load_settings()
+    wh = Warehouse(settings.warehouse_url)
+
+    def entries() -> dict[tuple[str, str], str]:
+        q = wh.query_df("SELECT contract, business_key, status FROM quality.quarantine")
+        return {(c, k): s for c, k, s in zip(q["contract"], q["business_key"], q["status"])}
+
+    def validated(obj: str, key: int) -> int:
+        return int(wh.query_df(f"SELECT count(*) AS n FROM validated.{obj} WHERE id = :k", {"k": str(key)})["n"][0])
+
+    try:
+        first = run_job(settings, "sync_and_gate", d1, d2)   # the backfill of days 1-2
+        assert first.success, first.error
+        held = {("crm_contacts.inbound", str(held_contact)), ("crm_deals.inbound", str(held_deal))}
+        assert {k: entries()[k] for k in held} == {k: "open" for k in held}
+
+        night = run_job(settings, "sync_and_gate", d3)       # the night that lands the company
+        assert night.success, night.error
+        after = entries()
+        assert {k: after[k] for k in held} == {k: "released" for k in held}
+        assert validated("crm_contacts_current", held_contact) == 1 and validated("crm_deals_current", held_deal) == 1
+        # what stays open for a missing company is exactly what names a company the CRM does not have
+        still = {k for k, s in after.items() if s == "open" and k[0] in ("crm_contacts.inbound", "crm_deals.inbound")}
+        fails_company = wh.query_df("SELECT contract, business_key, failed_expectations FROM quality.quarantine "
+                                    "WHERE status = 'open'")
+        company_only = {(c, k) for c, k, f in fails_company.itertuples(index=False)
+                        if json.loads(f) == ["company_exists"]}
+        assert company_only == _dangling(tiny_world) and ("crm_contacts.inbound", str(orphan)) in still
+        recheck = wh.query_df("SELECT object, rows_in, rows_passed, rows_quarantined FROM quality.gate_results "
+                              "WHERE run_id = :r AND batch_kind = 'recheck'", {"r": night.run_id})
+        assert (recheck["rows_in"] == recheck["rows_passed"] + recheck["rows_quarantined"]).all()
+        assert dict(zip(recheck["object"], recheck["rows_passed"])) == {"crm_contacts": 1, "crm_deals": 1}
+
+        # re-runs: the night again, then the backfill again (now the company is there on day 2 too)
+        for lo, hi in ((d3, d3), (d1, d2)):
+            again = run_job(settings, "sync_and_gate", lo, hi)
+            assert again.success, again.error
+            assert {k: entries()[k] for k in held} == {k: "released" for k in held}
+            assert validated("crm_contacts", held_contact) == 1 and validated("crm_deals", held_deal) == 1
+            assert entries()[("crm_contacts.inbound", str(orphan))] == "open"
+    finally:
+        wh.dispose()
