@@ -1,5 +1,9 @@
 """Shared pytest setup. Fixture modules live beside this file and are listed here."""
+import functools
 import os
+from pathlib import Path
+
+import pytest
 
 # Nothing in tests may phone home or write outside the repo / TRUEUP_HOME.
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -27,17 +31,36 @@ WAITING_TESTS = (
 )
 
 
+@pytest.hookimpl(optionalhook=True)   # the hook exists only where xdist is loaded
 def pytest_xdist_make_scheduler(config, log):
-    """`--dist loadgroup` with WAITING_TESTS as the one group and every other test a unit of its own
-    (handed out one by one, in collection order). xdist's own loadgroup reads `xdist_group` marks
-    through a node id suffix that pytest 9.2 no longer keeps (pytest-dev/pytest-xdist#1386), so the
-    group is named here by node id."""
+    """`--dist loadgroup` with units of our own: WAITING_TESTS as one unit; each module that defines
+    a module-scoped fixture as one unit, so that its fixture (a lived world, a prepared CRM) is
+    built once, not once per worker its tests happen to land on; every other test a unit of its
+    own. Units go out in collection order (e2e, integration, unit: the waiting unit starts early
+    and short unit tests fill the end). xdist's own loadgroup reads `xdist_group` marks through a
+    node id suffix that pytest 9.2 no longer keeps (pytest-dev/pytest-xdist#1386), so the units
+    are named here by node id."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    class WaitingTestsTogether(LoadScopeScheduling):
+    class TestUnits(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "waiting" if nodeid.startswith(WAITING_TESTS) else nodeid
+            return work_unit(nodeid)
 
-    return WaitingTestsTogether(config, log)
+    config.option.loadscopereorder = False   # collection order, not the largest unit first
+    return TestUnits(config, log)
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test goes out in (see pytest_xdist_make_scheduler)."""
+    if nodeid.startswith(WAITING_TESTS):
+        return "waiting"
+    module = nodeid.split("::", 1)[0]
+    return module if _has_module_fixture(module) else nodeid
+
+
+@functools.cache
+def _has_module_fixture(module: str) -> bool:
+    path = Path(__file__).resolve().parents[1] / module
+    return path.is_file() and 'scope="module"' in path.read_text()
