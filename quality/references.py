@@ -1,7 +1,9 @@
 """Reference key sets for referential rules, read from the warehouse's current state."""
 from __future__ import annotations
 
-from trueup.connectors.warehouse import Warehouse
+import sqlalchemy as sa
+
+from trueup.connectors.warehouse import Warehouse, ident
 
 REFERENCE_QUERIES = {
     "crm_company_ids": ("crm_companies_current", "id"),
@@ -22,3 +24,19 @@ def load_references(wh: Warehouse, names: set[str]) -> dict[str, list[str]]:
             df = wh.read_df(conn, f"SELECT DISTINCT {column} AS k FROM raw.{view} WHERE {column} IS NOT NULL")
             out[name] = df["k"].astype(str).tolist()
     return out
+
+
+def present_references(wh: Warehouse, name: str, values: list[str], chunk: int = 5_000) -> set[str]:
+    """Which of `values` are keys of the reference set `name` now: a lookup by key (the key is the
+    current view's partition column, so the lookup reaches only those keys' versions), for a few
+    rows where `load_references` would read every key."""
+    view, column = REFERENCE_QUERIES[name]
+    found: set[str] = set()
+    with wh.begin() as conn:
+        if not values or not wh.table_columns(conn, "raw", view):
+            return found
+        sql = sa.text(f"SELECT DISTINCT {ident(column)} FROM raw.{ident(view)} WHERE {ident(column)} IN :keys"
+                      ).bindparams(sa.bindparam("keys", expanding=True))
+        for i in range(0, len(values), chunk):
+            found.update(str(r[0]) for r in conn.execute(sql, {"keys": list(values[i:i + chunk])}))
+    return found

@@ -36,8 +36,9 @@ def pytest_xdist_make_scheduler(config, log):
     """`--dist loadgroup` with units of our own: WAITING_TESTS as one unit; each module that defines
     a module-scoped fixture as one unit, so that its fixture (a lived world, a prepared CRM) is
     built once, not once per worker its tests happen to land on; every other test a unit of its
-    own. Units go out in collection order (e2e, integration, unit: the waiting unit starts early
-    and short unit tests fill the end). xdist's own loadgroup reads `xdist_group` marks through a
+    own. Units go out largest first (xdist's loadscope order: the module units and the waiting
+    unit start early), then the single tests in collection order (e2e, integration, unit: short
+    unit tests fill the end). xdist's own loadgroup reads `xdist_group` marks through a
     node id suffix that pytest 9.2 no longer keeps (pytest-dev/pytest-xdist#1386), so the units
     are named here by node id."""
     if config.getvalue("dist") != "loadgroup":
@@ -48,7 +49,6 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid: str) -> str:
             return work_unit(nodeid)
 
-    config.option.loadscopereorder = False   # collection order, not the largest unit first
     return TestUnits(config, log)
 
 

@@ -20,15 +20,16 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import sqlalchemy as sa
 
 from trueup.assets.ingest.objects import ALL_OBJECTS
 from trueup.connectors.warehouse import Warehouse, ident
 from trueup.quality.contracts.rules import Contract
 from trueup.quality.gate import evaluate_partitions
-from trueup.quality.references import load_references
+from trueup.quality.references import present_references
 from trueup.quality.store import persist_gates
 
-FAILED = "_failed_expectations"
+KEY_CHUNK = 5_000   # keys per lookup (PostgreSQL takes at most 65,535 parameters)
 
 
 def recheck_late_references(wh: Warehouse, contract: Contract, run_id: str, validator=None) -> int:
@@ -40,30 +41,46 @@ def recheck_late_references(wh: Warehouse, contract: Contract, run_id: str, vali
     held = _held_for_references(wh, contract, {r.id for r in reference_rules})
     if held.empty:
         return 0
-    references = load_references(wh, contract.references)
     resolves = pd.Series(True, index=held.index)
+    references: dict[str, set[str]] = {}
     for rule in reference_rules:
         values = held[rule.column] if rule.column in held.columns else pd.Series(None, index=held.index)
-        resolves &= values.isna() | values.astype(str).isin(set(references.get(rule.reference, [])))
+        named = values.dropna().astype(str)
+        present = present_references(wh, rule.reference, sorted(set(named)))
+        references[rule.reference] = references.get(rule.reference, set()) | present
+        resolves &= values.isna() | values.astype(str).isin(present)
     ready = held[resolves]
     if ready.empty:
         return 0
-    outcomes = evaluate_partitions(contract, ready.reset_index(drop=True), references, validator)
+    # the keys these rows name are all the reference sets need to hold for them
+    outcomes = evaluate_partitions(contract, ready.reset_index(drop=True),
+                                   {name: sorted(keys) for name, keys in references.items()}, validator)
     persist_gates(wh, outcomes, run_id, replace_partition=False, batch="recheck")
     return sum(o.rows_passed for o in outcomes.values())
 
 
 def _held_for_references(wh: Warehouse, contract: Contract, reference_rule_ids: set[str]) -> pd.DataFrame:
     """The raw rows of open entries whose failures were all reference rules, in the version
-    that was quarantined (a record's newer version is its own day's gate's to judge)."""
-    obj = ALL_OBJECTS[contract.object]
-    rows = wh.query_df(
-        f"SELECT r.*, q.failed_expectations AS {FAILED} FROM raw.{ident(obj.current_view)} r "
-        f"JOIN quality.quarantine q ON q.business_key = CAST(r.{ident(contract.key)} AS TEXT) "
-        f"AND q.record_version = CAST(r.{ident(obj.modified)} AS TEXT) "
-        f"WHERE q.status = 'open' AND q.contract = :c", {"c": contract.name})
-    if rows.empty:
-        return rows
+    that was quarantined (a record's newer version is its own day's gate's to judge). Raw is read
+    by those entries' keys only (with no such entry, not at all): the current view's window is
+    partitioned by the key, so the lookup never ranks the whole table."""
+    entries = wh.query_df("SELECT business_key, failed_expectations, record_version FROM quality.quarantine "
+                          "WHERE status = 'open' AND contract = :c", {"c": contract.name})
     only_references = [bool(failed) and set(failed) <= reference_rule_ids
-                       for failed in (json.loads(f or "[]") for f in rows[FAILED])]
-    return rows[only_references].drop(columns=[FAILED]).reset_index(drop=True)
+                       for failed in (json.loads(f or "[]") for f in entries["failed_expectations"])]
+    entries = entries[only_references] if len(entries) else entries
+    if entries.empty:
+        return entries
+    obj = ALL_OBJECTS[contract.object]
+    version = dict(zip(entries["business_key"].astype(str), entries["record_version"].astype(str)))
+    keys = sorted(version)
+    sql = sa.text(f"SELECT * FROM raw.{ident(obj.current_view)} WHERE {ident(contract.key)} IN :keys"
+                  ).bindparams(sa.bindparam("keys", expanding=True))
+    frames = []
+    with wh.begin() as conn:
+        for i in range(0, len(keys), KEY_CHUNK):
+            result = conn.execute(sql, {"keys": keys[i:i + KEY_CHUNK]})
+            frames.append(pd.DataFrame([tuple(r) for r in result.fetchall()], columns=list(result.keys())))
+    rows = pd.concat(frames, ignore_index=True)
+    same = [version.get(str(k)) == str(u) for k, u in zip(rows[contract.key], rows[obj.modified])]
+    return rows[same].reset_index(drop=True)
