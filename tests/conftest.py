@@ -17,8 +17,8 @@ pytest_plugins = [
 
 
 # The tests that spend their time waiting, not computing: servers starting, a schedule's minute,
-# the run queue, the CRM's rate limit (~450 s of wall time between them, ~75 s of CPU; the
-# topology test alone waits ~155 s of its ~165 s). `make test` runs one xdist worker more than the machine has cores
+# the CRM's rate limit (~370 s of wall time between them, ~50 s of CPU; the topology test alone
+# waits ~170 s of its ~180 s). `make test` runs one xdist worker more than the machine has cores
 # and sends these to one worker as a single unit, where their waits overlap the other workers'
 # CPU-bound tests instead of leaving a core idle.
 WAITING_TESTS = (
@@ -28,8 +28,6 @@ WAITING_TESTS = (
     "tests/e2e/test_ui_e2e.py::",
     "tests/integration/test_crm_shared_budget.py::test_without_a_shared_budget_four_processes_overrun_the_crm",
     "tests/integration/test_crm_shared_budget.py::test_four_processes_share_one_budget_no_429_and_the_limits_rate",
-    "tests/integration/test_run_queue_days.py::",     # runs waiting in the queue: ~37 s of its ~58 s
-    "tests/unit/test_hubspot_connector.py::",         # the client pacing itself: ~22 s of its ~26 s
 )
 
 
