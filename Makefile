@@ -46,7 +46,8 @@ test: setup            ## the whole test suite (starts its own PostgreSQL)
 	@# pytest-xdist, one worker per core plus one: the tests that mostly wait (servers starting, a
 	@# schedule's minute, the CRM's rate limit; tests/conftest.py WAITING_TESTS) go to one worker as
 	@# a unit, where their ~370 s of waiting overlaps the CPU-bound tests instead of idling a core;
-	@# every other test is handed out one at a time to whichever worker is free
+	@# a module with a module-scoped fixture goes out whole (its fixture built once); every other
+	@# test is handed out one at a time to whichever worker is free
 	@# the worlds, warehouses and Dagster instances of the tests live on the machine's tmpfs where
 	@# it has one with room (4 GB free; a container's is often 64 MB): their SQLite and DuckDB
 	@# commits then wait for no disk flush
