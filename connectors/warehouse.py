@@ -139,6 +139,17 @@ class Warehouse:
         with self.begin() as conn:
             return self.read_df(conn, sql, params)
 
+    def query_df_by_keys(self, sql: str, keys: list, chunk: int = 5_000) -> pd.DataFrame:
+        """`sql` with `IN :keys` for a list of keys of any length, in one transaction: the keys go in
+        chunks (PostgreSQL takes at most 65,535 parameters per statement) and the results are joined."""
+        statement = sa.text(sql).bindparams(sa.bindparam("keys", expanding=True))
+        frames = []
+        with self.begin() as conn:
+            for i in range(0, max(len(keys), 1), chunk):
+                result = conn.execute(statement, {"keys": list(keys[i:i + chunk])})
+                frames.append(pd.DataFrame([tuple(r) for r in result.fetchall()], columns=list(result.keys())))
+        return pd.concat(frames, ignore_index=True)
+
     @staticmethod
     def read_df(conn: Connection, sql: str, params: dict | None = None) -> pd.DataFrame:
         result = conn.execute(sa.text(sql), params or {})

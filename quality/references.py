@@ -1,8 +1,6 @@
 """Reference key sets for referential rules, read from the warehouse's current state."""
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from trueup.connectors.warehouse import Warehouse, ident
 
 REFERENCE_QUERIES = {
@@ -26,17 +24,14 @@ def load_references(wh: Warehouse, names: set[str]) -> dict[str, list[str]]:
     return out
 
 
-def present_references(wh: Warehouse, name: str, values: list[str], chunk: int = 5_000) -> set[str]:
+def present_references(wh: Warehouse, name: str, values: list[str]) -> set[str]:
     """Which of `values` are keys of the reference set `name` now: a lookup by key (the key is the
     current view's partition column, so the lookup reaches only those keys' versions), for a few
     rows where `load_references` would read every key."""
     view, column = REFERENCE_QUERIES[name]
-    found: set[str] = set()
     with wh.begin() as conn:
         if not values or not wh.table_columns(conn, "raw", view):
-            return found
-        sql = sa.text(f"SELECT DISTINCT {ident(column)} FROM raw.{ident(view)} WHERE {ident(column)} IN :keys"
-                      ).bindparams(sa.bindparam("keys", expanding=True))
-        for i in range(0, len(values), chunk):
-            found.update(str(r[0]) for r in conn.execute(sql, {"keys": list(values[i:i + chunk])}))
-    return found
+            return set()
+    found = wh.query_df_by_keys(f"SELECT DISTINCT {ident(column)} AS k FROM raw.{ident(view)} "
+                                f"WHERE {ident(column)} IN :keys", values)
+    return set(found["k"].astype(str))

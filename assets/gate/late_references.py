@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import sqlalchemy as sa
 
 from trueup.assets.ingest.objects import ALL_OBJECTS
 from trueup.connectors.warehouse import Warehouse, ident
@@ -28,8 +27,6 @@ from trueup.quality.contracts.rules import Contract
 from trueup.quality.gate import evaluate_partitions
 from trueup.quality.references import present_references
 from trueup.quality.store import persist_gates
-
-KEY_CHUNK = 5_000   # keys per lookup (PostgreSQL takes at most 65,535 parameters)
 
 
 def recheck_late_references(wh: Warehouse, contract: Contract, run_id: str, validator=None) -> int:
@@ -73,14 +70,7 @@ def _held_for_references(wh: Warehouse, contract: Contract, reference_rule_ids: 
         return entries
     obj = ALL_OBJECTS[contract.object]
     version = dict(zip(entries["business_key"].astype(str), entries["record_version"].astype(str)))
-    keys = sorted(version)
-    sql = sa.text(f"SELECT * FROM raw.{ident(obj.current_view)} WHERE {ident(contract.key)} IN :keys"
-                  ).bindparams(sa.bindparam("keys", expanding=True))
-    frames = []
-    with wh.begin() as conn:
-        for i in range(0, len(keys), KEY_CHUNK):
-            result = conn.execute(sql, {"keys": keys[i:i + KEY_CHUNK]})
-            frames.append(pd.DataFrame([tuple(r) for r in result.fetchall()], columns=list(result.keys())))
-    rows = pd.concat(frames, ignore_index=True)
+    rows = wh.query_df_by_keys(f"SELECT * FROM raw.{ident(obj.current_view)} WHERE {ident(contract.key)} IN :keys",
+                               sorted(version))
     same = [version.get(str(k)) == str(u) for k, u in zip(rows[contract.key], rows[obj.modified])]
     return rows[same].reset_index(drop=True)
