@@ -6,7 +6,6 @@ import contextlib
 import datetime as dt
 import os
 import shutil
-import sqlite3
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,33 +24,6 @@ def ensure_dagster_home(settings: Settings) -> Path:
         shutil.copy(LOCAL_INSTANCE_YAML, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
-
-
-@contextlib.contextmanager
-def event_log_kept_open(instance, run_id: str):
-    """Hold one idle connection to the run's SQLite event log shard and to its index while the run
-    executes. Dagster's SQLite event log opens and closes a connection for every event, and the
-    close of the last connection to a WAL database checkpoints it and deletes the WAL: fsyncs that
-    made up about half of each event's cost (10-30 ms here; a backfill run writes thousands of
-    events, one "planned" event per asset and day). With a connection held, SQLite checkpoints on its own
-    schedule (every 1,000 pages) and when the run ends. Nothing else changes; other storages
-    (PostgreSQL) are left alone."""
-    storage = instance.event_log_storage
-    if not (hasattr(storage, "path_for_shard") and hasattr(storage, "run_connection")):
-        yield
-        return
-    held: list[sqlite3.Connection] = []
-    try:
-        for shard, connect in (("index", storage.index_connection), (run_id, lambda: storage.run_connection(run_id))):
-            with connect():  # Dagster creates the run's shard (WAL) as it would at the run's first event
-                pass
-            conn = sqlite3.connect(storage.path_for_shard(shard))
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # open the file and its WAL
-            held.append(conn)
-        yield
-    finally:
-        for conn in held:
-            conn.close()
 
 
 class RunRefused(RuntimeError):
@@ -192,8 +164,7 @@ def run_job(settings: Settings, job_name: str, start: dt.date, end: dt.date | No
         # stays in the run's event log (the UI) and is copied to $TRUEUP_HOME/logs/<run id>.log
         run_config.setdefault("loggers", {"console": {"config": {"log_level": "CRITICAL"}}})
     run_id = str(uuid.uuid4())
-    with business_days_claimed(settings, start, end or start, run_id), open_instance(settings) as instance, \
-            event_log_kept_open(instance, run_id):
+    with business_days_claimed(settings, start, end or start, run_id), open_instance(settings) as instance:
         refuse_if_running(instance, start, end or start, run_id)
         with progress(instance, run_id) if progress else contextlib.nullcontext():
             result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config,
