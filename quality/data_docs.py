@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 from .gate import GateOutcome
@@ -37,11 +38,21 @@ PARTIAL_VALUES = 20
 
 
 def data_docs_context(reports_dir: Path):
-    """The file-backed GX context of this home's gate results (created on first use)."""
-    gx = import_gx()
-    gx_adapter.adjust()   # among others: Data Docs templates compiled once per process
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    return gx.get_context(mode="file", project_root_dir=str(reports_dir))
+    """The file-backed GX context of this home's gate results (created on first use). One per
+    folder and process: GX reads and parses its project's YAML for every context it builds (~0.1 s,
+    a seventh of a small night's gate steps), and the context's stores read their files on every
+    access, so a kept context sees what other processes wrote."""
+    key = (str(reports_dir.resolve()), os.getpid())
+    context = _CONTEXTS.get(key)
+    if context is None or not (reports_dir / GX_DIR / "great_expectations.yml").exists():
+        gx = import_gx()
+        gx_adapter.adjust()   # among others: Data Docs templates compiled once per process
+        reports_dir.mkdir(parents=True, exist_ok=True)
+        context = _CONTEXTS[key] = gx.get_context(mode="file", project_root_dir=str(reports_dir))
+    return context
+
+
+_CONTEXTS: dict = {}
 
 
 def page_url(reports_dir: Path, page: Path, port: int = DOCS_PORT) -> str:
@@ -66,17 +77,18 @@ def keep_results(reports_dir: Path, outcomes: dict[str, GateOutcome], run_id: st
         return {}
     context = data_docs_context(reports_dir)
     contract = next(iter(outcomes.values())).contract
-    suite = _stored_suite(context, contract)
+    suite, suite_changed = _stored_suite(context, contract)
     keys = {}
     for partition, outcome in outcomes.items():
         run = RunIdentifier(run_name=run_id, run_time=outcome.evaluated_at.replace(tzinfo=dt.timezone.utc))
         key = ValidationResultIdentifier(ExpectationSuiteIdentifier(contract.name), run, partition)
         context.validation_results_store.set(key, validation_result(suite, outcome, partition, run, run_id))
         keys[partition] = key
-    # the suite's page too (the result pages link to it)
-    context.build_data_docs(site_names=[SITE], build_index=False,
-                            resource_identifiers=[ExpectationSuiteIdentifier(contract.name), *keys.values()])
     site = reports_dir / SITE_PATH
+    # the suite's page too (the result pages link to it), when it changed or is not there yet
+    suite_page = [] if not suite_changed and (site / "expectations" / f"{contract.name}.html").exists() \
+        else [ExpectationSuiteIdentifier(contract.name)]
+    context.build_data_docs(site_names=[SITE], build_index=False, resource_identifiers=[*suite_page, *keys.values()])
     return {p: page_url(reports_dir, site / "validations" / Path(*k.to_tuple()[:-1]) / f"{k.to_tuple()[-1]}.html")
             for p, k in keys.items()}
 
@@ -96,9 +108,9 @@ def build_index(reports_dir: Path) -> Path | None:
 
 
 def _stored_suite(context, contract):
-    """The contract's suite as its suite file has it, in the context's suite store (expectation
-    pages of the Data Docs); built and written again only when the contract changed (a suite GX
-    knows by name is saved again on every expectation added to it)."""
+    """(The contract's suite as its suite file has it, in the context's suite store (expectation
+    pages of the Data Docs), whether it was written now); built and written again only when the
+    contract changed (a suite GX knows by name is saved again on every expectation added to it)."""
     from .suite_files import suite_dict
 
     gx = import_gx()
@@ -108,10 +120,10 @@ def _stored_suite(context, contract):
         kept = None
     if kept is not None:
         if kept.meta.get("fingerprint") == contract.fingerprint():
-            return kept
+            return kept, False
         context.suites.delete(contract.name)
     suite = gx.ExpectationSuite(**json.loads(json.dumps(suite_dict(contract), default=str)))
-    return context.suites.add(suite)
+    return context.suites.add(suite), True
 
 
 def validation_result(suite, outcome: GateOutcome, partition: str, run, run_id: str):
