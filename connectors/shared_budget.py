@@ -5,7 +5,7 @@ Each client's :class:`~connectors.throttle.Throttle` paces its own process under
 limits; that is not enough once several processes call the CRM at once (four processes at the
 limit each make four times the limit, and the CRM answers 429s). So before each request the
 throttle also takes a slot from a budget shared by all of them: a rolling window of recent
-sends per limit (``requests``: N per ten seconds; ``search``: a few per second), taken under a
+sends per limit (``requests``: N per ten seconds; ``searches``: a few per second), taken under a
 lock that spans processes —
 
 * :class:`FileBudget`: a file under the Trueup home locked with ``flock`` (processes on one
@@ -13,15 +13,12 @@ lock that spans processes —
 * :class:`PostgresBudget`: a table in the PostgreSQL warehouse under a transaction-scoped advisory
   lock, stamped with the database's clock (processes on any machine: the Celery executor).
 
-Searches (a few per second) are spaced instead (`reserve`): one next send time shared by all, as
-each process's own spacing does, so one process alone searches as fast as before and several
-never make a burst.
-
 A budget is keyed by the CRM's URL and token (hashed), so two portals never share one. Sends are
 counted in buckets of a hundredth of the window (constant state however high the limit; a send
 counts until its whole bucket has left the window, so the budget errs by at most 1 % on the safe
-side). A slot is stamped when it is taken; the throttle's headroom (95 % of the limit) absorbs the
-latency between that stamp and the moment the CRM counts the request. Dagster's concurrency pools limit how many
+side). A slot is stamped when it is taken; the throttle's headroom absorbs the latency between that
+stamp and the moment the CRM counts the request (95 % of the ten-second limit; searches: the
+per-second limit over a window 1/0.95 s long). Dagster's concurrency pools limit how many
 steps run at once, not how many requests per second they make, so the budget is kept here."""
 from __future__ import annotations
 
@@ -40,10 +37,6 @@ class SharedBudget(Protocol):
     def take(self, name: str, limit: int, interval_s: float) -> float:
         """Take a slot of `name` (at most `limit` in any `interval_s`): 0.0 if taken, else the
         seconds until one frees (nothing taken; ask again then)."""
-
-    def reserve(self, name: str, spacing_s: float) -> float:
-        """Reserve the next send time of `name`, at least `spacing_s` after the one reserved before
-        it (searches: a few per second, never a burst); return the seconds to wait for it."""
 
 
 def budget_key(base_url: str, token: str) -> str:
@@ -72,12 +65,6 @@ def _decide(counts: dict[int, int], now: float, limit: int, interval_s: float) -
     return recent, max(wait, 0.001)
 
 
-def _next_send(next_at: float | None, now: float, spacing_s: float) -> tuple[float, float]:
-    """(the send time after this one, the wait for this one)."""
-    at = now if next_at is None else max(now, next_at)
-    return at + spacing_s, at - now
-
-
 class FileBudget:
     """The budget in ``<folder>/crm-budget-<key>.json`` (private to the user), for one machine."""
 
@@ -90,12 +77,6 @@ class FileBudget:
         def decide(state: dict) -> float:
             counts = {int(b): n for b, n in state.get(name, {}).items()}
             state[name], wait = _decide(counts, self._clock(), limit, interval_s)
-            return wait
-        return self._locked(decide)
-
-    def reserve(self, name: str, spacing_s: float) -> float:
-        def decide(state: dict) -> float:
-            state[f"{name}:next"], wait = _next_send(state.get(f"{name}:next"), self._clock(), spacing_s)
             return wait
         return self._locked(decide)
 
@@ -145,16 +126,4 @@ class PostgresBudget:
                     "INSERT INTO ops.crm_budget (budget, name, bucket, sends) VALUES (:b, :n, :k, 1) "
                     "ON CONFLICT (budget, name, bucket) DO UPDATE SET sends = ops.crm_budget.sends + 1"),
                     {"b": self.key, "n": name, "k": bucket})
-        return wait
-
-    def reserve(self, name: str, spacing_s: float) -> float:
-        with self.engine.begin() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"crm-budget:{self.key}:{name}"})
-            now = conn.execute(sa.text("SELECT extract(epoch FROM clock_timestamp())::double precision")).scalar()
-            row = conn.execute(sa.text("SELECT next_at FROM ops.crm_budget WHERE budget = :b AND name = :n AND "
-                                       "bucket = -1"), {"b": self.key, "n": name}).fetchone()
-            next_at, wait = _next_send(row[0] if row else None, now, spacing_s)
-            conn.execute(sa.text(
-                "INSERT INTO ops.crm_budget (budget, name, bucket, sends, next_at) VALUES (:b, :n, -1, 0, :t) "
-                "ON CONFLICT (budget, name, bucket) DO UPDATE SET next_at = :t"), {"b": self.key, "n": name, "t": next_at})
         return wait

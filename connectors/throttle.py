@@ -11,8 +11,10 @@ spacing and the shared budget, which cannot re-stamp) and adapts to what the ser
   latency cannot make two windows overlap. The throttle's own window therefore uses the
   whole limit: its count of the last ``interval_s`` never falls below the server's (the
   5 % headroom it used to keep capped a write-back pass at ~94 % of the limit's rate).
-* :class:`SpacingLimiter` — requests at least ``1 / (rate * headroom)`` seconds apart
-  (search: 5/s → one every 0.21 s).
+* Search's own limit (HubSpot: 5 requests per second) is a second rolling window of the same
+  kind, one second long: a walk's few searches go at once instead of one every 0.21 s, and
+  the re-stamp keeps any second of the server's count at the limit (a small night made ~12
+  searches, and spacing them cost ~1.8 s of it).
 * :class:`Throttle` — both of the above (search has its own per-second limit and, as in
   the sandbox, does not spend the ten-second budget unless ``searches_count_in_window``), plus reading ``X-HubSpot-RateLimit-Max`` /
   ``-Remaining`` / ``-Interval-Milliseconds`` (server values replace the configured
@@ -21,8 +23,10 @@ spacing and the shared budget, which cannot re-stamp) and adapts to what the ser
 
 With ``shared`` (connectors/shared_budget.py), every request also takes a slot of a budget shared
 by all processes calling the same CRM, so that together they stay under its limits. That budget
-stamps a slot when it is taken and never re-stamps it, so it keeps the headroom
-(``floor(max_requests * headroom)``) for the latency between the stamp and the server's count.
+stamps a slot when it is taken and never re-stamps it, so it keeps the headroom for the latency
+between the stamp and the server's count: ``floor(max_requests * headroom)`` per window, and
+searches over a window ``1 / headroom`` long (the long-run rate and the latency margin searches
+spaced ``1 / (rate * headroom)`` apart had, with a walk's first searches at once).
 
 Clock and sleep are injectable so the limiter can be tested without waiting.
 """
@@ -135,47 +139,6 @@ class RollingWindowLimiter:
             return max(0.0, min(s.t for s in self._slots) + self.interval_s - now)
 
 
-class SpacingLimiter:
-    """Requests at least ``1 / (rate_per_s * headroom)`` seconds apart."""
-
-    def __init__(
-        self,
-        rate_per_s: float = 5.0,
-        headroom: float = 0.95,
-        *,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = time.sleep,
-    ) -> None:
-        if rate_per_s <= 0 or not (0 < headroom <= 1):
-            raise ValueError("rate_per_s > 0 and 0 < headroom <= 1 required")
-        self._lock = threading.Lock()
-        self._clock = clock
-        self._sleep = sleep
-        self.rate_per_s = float(rate_per_s)
-        self.headroom = float(headroom)
-        self._next_at = -math.inf
-
-    @property
-    def spacing(self) -> float:
-        return 1.0 / (self.rate_per_s * self.headroom)
-
-    def acquire(self) -> float:
-        """Reserve the next send time and sleep until it; return the seconds waited."""
-        with self._lock:
-            now = self._clock()
-            at = max(now, self._next_at)
-            self._next_at = at + self.spacing
-        wait = at - now
-        if wait > 0:
-            self._sleep(wait)
-            return wait
-        return 0.0
-
-    def block_for(self, seconds: float) -> None:
-        with self._lock:
-            self._next_at = max(self._next_at, self._clock() + max(0.0, seconds))
-
-
 @dataclass
 class Permit:
     """What :meth:`Throttle.acquire` hands out; give it back to :meth:`Throttle.release`."""
@@ -183,6 +146,7 @@ class Permit:
     slot: _Slot | None
     waited: float = 0.0
     search: bool = False
+    search_slot: _Slot | None = None
 
 
 @dataclass
@@ -225,10 +189,16 @@ class Throttle:
     ) -> None:
         # the whole limit: slots are re-stamped at the response, after the server counted them
         self.window = RollingWindowLimiter(requests_per_window, window_s, 1.0, clock=clock, sleep=sleep)
-        self.headroom = float(headroom)   # for the search spacing and the shared budget
+        self.headroom = float(headroom)   # for the shared budget
         self.shared = shared
         self._sleep = sleep
-        self.search = SpacingLimiter(searches_per_second, headroom, clock=clock, sleep=sleep)
+        if searches_per_second <= 0:
+            raise ValueError("searches_per_second > 0 required")
+        self.searches_per_second = float(searches_per_second)
+        # whole searches per window of at least a second (5/s: 5 per second; 0.5/s: 1 per 2 s)
+        per_window = max(1, math.floor(searches_per_second))
+        self.search = RollingWindowLimiter(per_window, max(1.0, per_window / searches_per_second), 1.0,
+                                           clock=clock, sleep=sleep)
         self.searches_count_in_window = searches_count_in_window
         self.adapt_to_server = adapt_to_server
         self.server = ServerLimits()
@@ -236,21 +206,19 @@ class Throttle:
 
     def acquire(self, *, search: bool = False) -> Permit:
         waited = 0.0
+        search_slot = None
         if search:
-            waited += self.search.acquire()
+            search_slot, waited = self.search.acquire()
         slot = None
         if not search or self.searches_count_in_window:
             slot, w = self.window.acquire()
             waited += w
         if self.shared is not None:
-            if search:   # spaced across processes as within one: one shared next send time
-                wait = self.shared.reserve("search", self.search.spacing)
-                if wait > 0:
-                    self._sleep(wait)
-                    waited += wait
+            if search:
+                waited += self._take_shared("searches", self.search.max_requests, self.search.interval_s / self.headroom)
             if not search or self.searches_count_in_window:
                 waited += self._take_shared("requests", self.shared_limit, self.window.interval_s)
-        return Permit(slot, waited, search)
+        return Permit(slot, waited, search, search_slot)
 
     @property
     def shared_limit(self) -> int:
@@ -271,6 +239,8 @@ class Throttle:
     def release(self, permit: Permit, headers: Mapping[str, str] | None = None) -> None:
         if permit.slot is not None:
             self.window.release(permit.slot)
+        if permit.search_slot is not None:
+            self.search.release(permit.search_slot)
         if headers is not None:
             self.observe(headers)
 

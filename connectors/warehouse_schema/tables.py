@@ -32,6 +32,8 @@ ALERTS = Table("ops", "alerts", columns(
     "alert_id TEXT, run_id TEXT, job TEXT, partition TEXT, error_class TEXT, message TEXT, created_at TIMESTAMP"))
 
 # the CRM rate budget shared by every process calling one CRM (connectors/shared_budget.py): recent sends
+# per bucket (`next_at` is no longer written: searches were spaced by one shared next send time until
+# they got a window of their own; the column stays, as dropping one needs a migration)
 CRM_BUDGET = Table("ops", "crm_budget", columns("budget TEXT, name TEXT, bucket BIGINT, sends INTEGER, "
                                                  "next_at DOUBLE PRECISION"),
                    constraints=("PRIMARY KEY (budget, name, bucket)",))

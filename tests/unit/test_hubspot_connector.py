@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from trueup.connectors.errors import PermanentError, SyncError, TransientError, classify
 from trueup.connectors.hubspot import SEARCH_CAP, BatchOutcome, HubSpotClient, to_epoch_ms
-from trueup.connectors.throttle import RollingWindowLimiter, SpacingLimiter, Throttle
+from trueup.connectors.throttle import RollingWindowLimiter, Throttle
 
 
 # ----------------------------------------------------------------------------- fakes
@@ -109,16 +109,51 @@ def test_rolling_window_is_thread_safe():
     assert max_in_window(sent, 0.4) <= 8
 
 
-def test_search_spacing():
+def test_searches_go_at_once_up_to_the_per_second_limit():
+    """A walk's first searches are not spaced: five go at once (HubSpot: 5 per second), and the
+    sixth waits until the first has been answered a second ago."""
     clock = FakeClock()
-    lim = SpacingLimiter(5, headroom=1.0, clock=clock, sleep=clock.sleep)
-    sent = []
-    for _ in range(6):
-        lim.acquire()
-        sent.append(clock())
-    gaps = [b - a for a, b in zip(sent, sent[1:])]
-    assert all(g == pytest.approx(0.2) for g in gaps)
-    assert SpacingLimiter(5).spacing == pytest.approx(1 / 4.75)  # default headroom 95 %
+    th = Throttle(100, 10.0, 5, clock=clock, sleep=clock.sleep)
+    for _ in range(5):
+        permit = th.acquire(search=True)
+        assert permit.waited == 0.0
+        clock.t += 0.01   # answered 10 ms later
+        th.release(permit)
+    start = clock()
+    th.acquire(search=True)
+    assert clock() - start == pytest.approx(1.01 - 0.05)   # first answered at 0.01, now is 0.05
+    slow = Throttle(100, 10.0, 0.5, clock=clock, sleep=clock.sleep)   # under one per second: one per 2 s
+    assert (slow.search.max_requests, slow.search.interval_s) == (1, 2.0)
+
+
+@given(trips=st.lists(st.tuples(st.floats(0.0, 0.6), st.floats(0.0, 0.6)), min_size=20, max_size=120),
+       concurrency=st.integers(1, 4))
+@settings(max_examples=40, deadline=None)
+def test_searches_never_make_the_crm_count_more_than_its_per_second_limit(trips, concurrency):
+    """Whatever the latency, the CRM, counting each search when it arrives, never counts more
+    than 5 in any second: a search's slot leaves the throttle's one-second window only a second
+    after its response."""
+    clock = FakeClock()
+    in_flight: list[tuple[float, int, object]] = []
+
+    def sleep(s: float) -> None:
+        until = clock.t + s
+        while in_flight and min(in_flight)[0] <= until:
+            answered = min(in_flight)
+            in_flight.remove(answered)
+            clock.t = max(clock.t, answered[0])
+            th.release(answered[2])
+        clock.t = until
+
+    th = Throttle(100, 10.0, 5, clock=clock, sleep=sleep)
+    counted = []
+    for i, (to_crm, back) in enumerate(trips):
+        while len(in_flight) >= concurrency:
+            sleep(max(0.0, min(in_flight)[0] - clock.t))
+        permit = th.acquire(search=True)
+        counted.append(clock.t + to_crm)
+        in_flight.append((clock.t + to_crm + back, i, permit))
+    assert max_in_window(counted, 1.0) <= 5
 
 
 @given(trips=st.lists(st.tuples(st.floats(0.0, 3.0), st.floats(0.0, 3.0)), min_size=120, max_size=360),

@@ -95,7 +95,7 @@ def test_the_crm_limits_come_from_the_settings_and_reach_the_client(tmp_path, mo
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     client = CrmResource(settings=SettingsResource(), check_first=False).client()
-    assert client.throttle.window.max_requests == 190 and client.throttle.search.rate_per_s == 12.5
+    assert client.throttle.window.max_requests == 190 and client.throttle.searches_per_second == 12.5
     client.close()
 
 
