@@ -174,6 +174,9 @@ def dbt_build(context, settings, extra_args: list[str]) -> Iterator[Any]:
 def _invoke(args: list[str], callback, manifest=None):
     from dbt.cli.main import dbtRunner
 
+    from .dbt_adapter import adjust
+
+    adjust()   # the behaviour flags' source found without reading every frame's file (dbt_adapter.py)
     try:
         return dbtRunner(manifest=manifest, callbacks=[callback] if callback else []).invoke(args)
     finally:

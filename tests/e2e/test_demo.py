@@ -70,7 +70,7 @@ def demo_run(env):  # noqa: F811 - the fixture imported from test_cli
 
 
 @pytest.mark.slow
-def test_demo_tells_the_story_with_progress_and_a_true_summary(demo_run):
+def test_demo_tells_the_story_with_progress_and_a_true_summary(demo_run, monkeypatch):
     r, home = demo_run
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
     out = r.stdout
@@ -132,6 +132,7 @@ def test_demo_tells_the_story_with_progress_and_a_true_summary(demo_run):
     # every run is a Dagster run in the instance (the UI shows them), with the status printed
     from dagster import DagsterInstance, DagsterRunStatus
 
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))   # as `trueup` and Dagster's CLIs load it
     with DagsterInstance.from_config(str(home / "dagster")) as instance:
         recorded = {x.run_id[:8]: x for x in instance.get_runs()}
         assert len(recorded) == len(runs)
