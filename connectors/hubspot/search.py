@@ -1,8 +1,9 @@
 """Searching records by modification time past HubSpot's 10,000-result cap.
 
 A query can page at most :data:`SEARCH_CAP` results, so :meth:`ModifiedSearch.search_modified`
-counts a time window first, splits it in halves while it holds more than that, and walks a
-single millisecond that still holds more (bulk updates) by ``hs_object_id`` keyset.
+reads a time window's count from its first page (or a count query, for the halves of a split),
+splits it in halves while it holds more than that, and walks a single millisecond that still
+holds more (bulk updates) by ``hs_object_id`` keyset.
 """
 from __future__ import annotations
 
@@ -149,9 +150,11 @@ class ModifiedSearch(CrmTransport):
             stats.records += new
             self.stats.add(records=new)
 
-        stats.total = self._count(object_type, prop, lo0, hi0, stats)
-        # (lo, hi, total, estimated) — a stack processed so windows come out in time order
-        stack: list[tuple[int, int, int, bool]] = [(lo0, hi0, stats.total, False)]
+        # (lo, hi, total, estimated) — a stack processed so windows come out in time order. The
+        # whole range is not counted first: its first page's total is the count (a night's walk
+        # is then one search, not two: HubSpot allows five a second), and a range over the cap
+        # is split from there, with as many searches as a count would have cost.
+        stack: list[tuple[int, int, int, bool]] = [(lo0, hi0, 0, True)]
         while stack:
             lo, hi, total, estimated = stack.pop()
             if hi <= lo:
@@ -194,6 +197,8 @@ class ModifiedSearch(CrmTransport):
                     first = False
                     real = int(data.get("total") or 0)
                     w.total, w.estimated = real, False
+                    if stats.total is None:   # the first page of the whole range
+                        stats.total = real
                     if real > SEARCH_CAP:
                         w.mode = "split"
                         stats.windows.append(w)
@@ -251,6 +256,8 @@ class ModifiedSearch(CrmTransport):
             window.queries += 1
             if last_id is None:
                 window.total, window.estimated = int(data.get("total") or 0), False
+                if stats.total is None:   # the whole range is this millisecond
+                    stats.total = window.total
             results = data.get("results") or []
             self.stats.add(pages=1)
             if not results:
