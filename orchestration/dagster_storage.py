@@ -18,9 +18,11 @@ Two things the kept connections would otherwise change, handled here:
 * A forked child never uses its parent's connections (it opens its own), and wipe/dispose close
   them first.
 
-The override is of one private method (`_connect`); `adapter_fits()` checks that the Dagster
-installed still has what it relies on, and the storage falls back to Dagster's own connections
-(with one warning) if not. tests/unit/test_dagster_storage.py compares it with stock Dagster.
+The override is of one private method (`_connect`), so it applies only on a Dagster release it
+was tested with (TESTED_VERSIONS) that still has what it relies on (`adapter_fits`); on another the
+storage uses Dagster's own connection per event and one warning says so.
+tests/unit/test_dagster_storage.py compares it with stock Dagster: run it against a new release
+before adding that release here.
 """
 from __future__ import annotations
 
@@ -41,12 +43,17 @@ log = logging.getLogger(__name__)
 #: shards whose connection stays open in one process: the index and a few runs (a webserver reading
 #: many runs keeps the most recent ones; the rest are closed, so open files stay bounded)
 KEPT_SHARDS = 8
+#: the Dagster releases (major, minor) the override was checked against
+TESTED_VERSIONS = {(1, 13)}
 #: what the override uses of Dagster's SqliteEventLogStorage
 _RELIED_ON = ("_connect", "_db_lock", "_initialized_dbs", "_initdb", "conn_string_for_shard", "path_for_shard")
 
 
-def adapter_fits(storage: SqliteEventLogStorage) -> bool:
-    return all(hasattr(storage, name) for name in _RELIED_ON)
+def adapter_fits(storage: SqliteEventLogStorage, version: str | None = None) -> bool:
+    from dagster.version import __version__
+
+    major, minor = (int(part) for part in (version or __version__).split(".")[:2])
+    return (major, minor) in TESTED_VERSIONS and all(hasattr(storage, name) for name in _RELIED_ON)
 
 
 class KeptConnectionSqliteEventLogStorage(SqliteEventLogStorage):
@@ -58,7 +65,8 @@ class KeptConnectionSqliteEventLogStorage(SqliteEventLogStorage):
         self._kept = True
         super().__init__(base_dir, inst_data)   # (may already connect: a new index is initialised)
         if not adapter_fits(self):
-            log.warning("this Dagster's SQLite event log changed; its own connection per event is used")
+            log.warning("Dagster's SQLite event log is not the one orchestration/dagster_storage.py was tested "
+                        "with; Dagster's own connection per event is used")
             self._kept = False
 
     @contextlib.contextmanager

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from trueup.orchestration.dagster_storage import KEPT_SHARDS, KeptConnectionSqliteEventLogStorage
+from trueup.orchestration.dagster_storage import KEPT_SHARDS, KeptConnectionSqliteEventLogStorage, adapter_fits
 from trueup.orchestration.runner import LOCAL_INSTANCE_YAML
 
 
@@ -150,3 +150,10 @@ def test_open_shards_stay_bounded_and_a_wipe_starts_clean(tmp_path, dagster_home
         after = _job().execute_in_process(instance=instance)
         assert _stored(instance, after.run_id)["RUN_SUCCESS"] == 1
         assert [p.name for p in shards.glob("*.db") if p.stem != "index"] == [f"{after.run_id}.db"]
+
+
+def test_it_applies_only_to_a_tested_dagster_release(tmp_path, dagster_home_env):
+    with _instance(_home(tmp_path, "kept")) as instance:
+        storage = instance.event_log_storage
+        assert adapter_fits(storage)   # the installed release
+        assert not adapter_fits(storage, "1.99.0") and not adapter_fits(storage, "2.0.0")
