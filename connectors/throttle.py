@@ -2,8 +2,8 @@
 
 HubSpot limits a token to N requests in a rolling ten-second window and, separately,
 search to a few requests per second. Hitting either costs a 429 and a wait, so the
-client paces itself under both limits (exactly at the window's, a little under the search
-spacing and the shared budget, which cannot re-stamp) and adapts to what the server says:
+client paces itself under both limits (exactly at them in its own process; a little under them
+in the budget shared with other processes, which cannot re-stamp) and adapts to what the server says:
 
 * :class:`RollingWindowLimiter` — at most ``floor(max_requests * headroom)`` requests
   in any ``interval_s`` window. A request's slot is stamped when it is sent and
@@ -14,7 +14,7 @@ spacing and the shared budget, which cannot re-stamp) and adapts to what the ser
 * Search's own limit (HubSpot: 5 requests per second) is a second rolling window of the same
   kind, one second long: a walk's few searches go at once instead of one every 0.21 s, and
   the re-stamp keeps any second of the server's count at the limit (a small night made ~12
-  searches, and spacing them cost ~1.8 s of it).
+  searches, and spacing them 0.21 s apart cost ~1.8 s of it).
 * :class:`Throttle` — both of the above (search has its own per-second limit and, as in
   the sandbox, does not spend the ten-second budget unless ``searches_count_in_window``), plus reading ``X-HubSpot-RateLimit-Max`` /
   ``-Remaining`` / ``-Interval-Milliseconds`` (server values replace the configured
