@@ -86,9 +86,10 @@ def keep_results(reports_dir: Path, outcomes: dict[str, GateOutcome], run_id: st
         keys[partition] = key
     site = reports_dir / SITE_PATH
     # the suite's page too (the result pages link to it), when it changed or is not there yet
-    suite_page = [] if not suite_changed and (site / "expectations" / f"{contract.name}.html").exists() \
-        else [ExpectationSuiteIdentifier(contract.name)]
-    context.build_data_docs(site_names=[SITE], build_index=False, resource_identifiers=[*suite_page, *keys.values()])
+    suite_key = ExpectationSuiteIdentifier(contract.name)
+    suite_page = site / "expectations" / Path(*suite_key.to_tuple()).with_suffix(".html")   # as GX names it
+    pages = [*([] if not suite_changed and suite_page.exists() else [suite_key]), *keys.values()]
+    context.build_data_docs(site_names=[SITE], build_index=False, resource_identifiers=pages)
     return {p: page_url(reports_dir, site / "validations" / Path(*k.to_tuple()[:-1]) / f"{k.to_tuple()[-1]}.html")
             for p, k in keys.items()}
 

@@ -90,12 +90,38 @@ def test_the_index_lists_every_kept_result_and_trueup_docs_serves_the_site(kept,
         server.shutdown()
 
 
-def test_a_result_kept_again_for_the_same_contract_reuses_its_suite(kept):
+def test_a_result_kept_again_for_the_same_contract_reuses_its_suite_and_its_page(kept):
     reports, _, outcomes = kept
     suite_file = reports / "gx" / "expectations" / "crm_contacts" / "inbound.json"
-    before = suite_file.stat().st_mtime_ns
+    suite_page = reports / SITE_PATH / "expectations" / "crm_contacts" / "inbound.html"
+    before, page_before = suite_file.stat().st_mtime_ns, suite_page.stat().st_mtime_ns
     more = keep_results(reports, {"2026-10-03": outcomes["2026-10-01"]}, "run-2")
     assert _file(reports, more["2026-10-03"]).exists() and suite_file.stat().st_mtime_ns == before
+    assert suite_page.stat().st_mtime_ns == page_before   # rendered again only when the suite changes
+
+
+def test_the_context_kept_in_a_process_sees_results_another_process_kept(kept):
+    """One GX context per folder and process (data_docs_context): its stores read the files, so
+    a result another process's context wrote is in it."""
+    import great_expectations as gx
+
+    from trueup.quality.data_docs import data_docs_context, validation_result
+
+    reports, _, outcomes = kept
+    ours = data_docs_context(reports)
+    assert data_docs_context(reports) is ours
+    other = gx.get_context(mode="file", project_root_dir=str(reports))   # as another process builds it
+    before = len(ours.validation_results_store.list_keys())
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier, ValidationResultIdentifier)
+
+    name = outcomes["2026-10-01"].contract.name
+    suite = other.suites.get(name)
+    run = RunIdentifier(run_name="run-other", run_time=outcomes["2026-10-01"].evaluated_at)
+    key = ValidationResultIdentifier(ExpectationSuiteIdentifier(name), run, "2026-10-09")
+    other.validation_results_store.set(key, validation_result(suite, outcomes["2026-10-01"], "2026-10-09", run, "run-other"))
+    assert len(ours.validation_results_store.list_keys()) == before + 1
 
 
 def test_templates_compiled_once_render_the_same_page(kept, tmp_path):
