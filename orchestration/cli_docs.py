@@ -62,7 +62,8 @@ def cmd_docs(args, settings: Settings) -> None:
 
 class _DocsHandler(http.server.SimpleHTTPRequestHandler):
     """dbt's site at /, the gate reports ($TRUEUP_HOME/reports) under /quality/: nothing else of
-    TRUEUP_HOME (the warehouse, the logs) is reachable."""
+    TRUEUP_HOME (the warehouse, the logs) is reachable. A GX Data Docs page of a kept gate result
+    is rendered when it is first asked for (quality/data_docs.py: gate steps render nothing)."""
 
     reports: Path
 
@@ -72,9 +73,14 @@ class _DocsHandler(http.server.SimpleHTTPRequestHandler):
             return super().translate_path(path)
         site, self.directory = self.directory, str(self.reports)   # the stdlib drops '..' parts
         try:
-            return super().translate_path("/" + path[len(prefix):])
+            local = super().translate_path("/" + path[len(prefix):])
         finally:
             self.directory = site
+        if not Path(local).exists():
+            from trueup.quality.data_docs import render_page
+
+            render_page(self.reports, Path(local).relative_to(self.reports))
+        return local
 
     def log_message(self, format, *args):   # noqa: A002 - the stdlib's name
         pass

@@ -382,6 +382,7 @@ def test_the_night_reports_source_freshness_and_each_gate_links_its_gx_data_docs
     from dagster import AssetCheckSeverity, AssetSelection, Definitions, define_asset_job
 
     from trueup.orchestration.definitions import build_definitions
+    from trueup.quality.data_docs import render_page
 
     monkeypatch.setenv("TRUEUP_GX_DATA_DOCS", "on")   # the test worlds switch them off
     day = tiny_world.days()[-1]
@@ -395,6 +396,8 @@ def test_the_night_reports_source_freshness_and_each_gate_links_its_gx_data_docs
         url = gate.metadata["data_docs_url"].value
         page = reports / url.split("/quality/", 1)[1]
         assert url.startswith("http://127.0.0.1:8080/quality/gx/") and page.name == f"{day.isoformat()}.html"
+        assert not page.exists()   # rendered when `trueup docs` is first asked for it
+        assert render_page(reports, page.relative_to(reports))
         assert synced.run_id in url and "Great Expectations" in page.read_text()
 
     outcome = run_job(load_settings(), "nightly_sync", day)
