@@ -260,3 +260,28 @@ def test_days_given_as_dates_are_gated_as_their_text(validator):
     out = evaluate_partitions(contract_for("erp_invoices"), rows, REFS, validator)
     assert {p: (o.rows_in, len(o.passed), list(o.quarantined["invoice_number"])) for p, o in out.items()} == {
         "2026-10-01": (3, 2, ["INV-9"]), "2026-10-02": (2, 2, [])}
+
+
+def test_evaluators_open_at_once_each_see_their_own_references():
+    """The gate's SQL evaluators share one in-memory DuckDB per process (quality/evaluate.py), each
+    on a connection of its own: what one registers (its references) is not what another sees,
+    and nothing of a closed one is left."""
+    from trueup.quality.evaluate import ChunkEvaluator
+    from trueup.quality.gate import prepare_batch
+
+    contract = contract_for("crm_contacts")
+    rows = prepare_batch(contract, pd.DataFrame([GOOD["crm_contacts"]]).assign(_row=0))
+    company = GOOD["crm_contacts"]["associatedcompanyid"]
+    knows = ChunkEvaluator(contract, {"crm_company_ids": [company]})
+    does_not = ChunkEvaluator(contract, {"crm_company_ids": ["someone else"]})
+    try:
+        assert knows.failing_prepared(rows).empty
+        assert does_not.failing_prepared(rows)["company_exists"].tolist() == [True]
+    finally:
+        does_not.close()
+    again = ChunkEvaluator(contract, {"crm_company_ids": [company, "x"]})
+    try:
+        assert knows.failing_prepared(rows).empty and again.failing_prepared(rows).empty
+    finally:
+        knows.close()
+        again.close()
