@@ -187,3 +187,23 @@ def test_its_commits_wait_for_no_disk_flush_and_a_killed_process_keeps_its_event
         stored = _stored(instance, run_id)
         assert stored["RUN_SUCCESS"] == 1 and stored["ASSET_MATERIALIZATION"] == 2
         assert instance.get_latest_materialization_event(AssetKey("two")).run_id == run_id
+
+
+def test_storing_events_opens_no_connection_per_event(tmp_path, dagster_home_env, monkeypatch):
+    """Dagster looks up its tables for every asset and asset check event, each through a new SQLite
+    connection; the kept storage remembers what it found. A run of 2 assets and a check after the
+    first opens one connection (its new shard) however many events it stores."""
+    from sqlite3 import dbapi2 as sqlite3   # the module SQLAlchemy connects through
+
+    home = _home(tmp_path, "kept")
+    with _instance(home) as instance:
+        _job().execute_in_process(instance=instance)   # the index's tables found once
+        opened = []
+        real_connect = sqlite3.connect
+        monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: opened.append(a[0]) or real_connect(*a, **k))
+        run = _job().execute_in_process(instance=instance)
+        monkeypatch.setattr(sqlite3, "connect", real_connect)
+        stored = _stored(instance, run.run_id)
+        assert stored["ASSET_MATERIALIZATION"] == 2 and stored["ASSET_CHECK_EVALUATION"] == 1
+        event_log = [Path(p).name for p in opened if Path(p).parent == home / "history" / "runs"]
+        assert event_log == [f"{run.run_id}.db"], event_log
