@@ -282,7 +282,7 @@ def step_gate(workdir: Path, profile: bool = False) -> dict:
         out = io.StringIO()
         pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(35)
         (workdir / "gate.profile.txt").write_text(out.getvalue())
-    # GX validates in a forked worker process (quality/gx_worker.py): the gate's memory is this
+    # GX validates in a forked worker process at these sizes (quality/gx_worker.py): the gate's memory is this
     # process's peak plus what the worker grew above what it inherited — summed peaks, an upper bound
     parent_peak = status_mb("VmHWM")
     peak = parent_peak + results[PARTITION_DAY][0].gx_worker_mb
@@ -299,7 +299,7 @@ def step_gate(workdir: Path, profile: bool = False) -> dict:
     wh.dispose()
     return {
         "seconds": seconds, "peak_mb": peak, "parent_peak_mb": parent_peak, "gx_worker_mb": o.gx_worker_mb,
-        "gx_worker": worker_mode(), "base_mb": base_mb, "chunk_rows": CHUNK_ROWS,
+        "gx_worker": worker_mode(o.rows_in), "base_mb": base_mb, "chunk_rows": CHUNK_ROWS,
         "gx_worker_busy_s": o.gx_seconds, "phases": o.phase_seconds,
         # the scope: validation + complete row-level split + quarantine write, i.e. the
         # run without copying the passed rows into validated (a phase of its own, after the stream)

@@ -249,3 +249,15 @@ def test_gx_counts_the_last_rows_of_a_batch_too(validator, monkeypatch, mode):
     counts, success = gx.result()
     assert counts["currency_iso"] == 1 and counts["order_exists"] == 1 and sum(counts.values()) == 2
     assert not success
+
+
+def test_gx_runs_in_a_thread_for_a_small_batch_and_in_a_process_for_a_large_one(monkeypatch):
+    """Unset, TRUEUP_GX_WORKER follows the batch's size; set, it holds for every batch."""
+    monkeypatch.delenv("TRUEUP_GX_WORKER", raising=False)
+    small, large = gx_worker_module.SMALL_BATCH_ROWS - 1, gx_worker_module.SMALL_BATCH_ROWS
+    assert gx_worker_module.worker_mode(small) == "thread"
+    assert gx_worker_module.worker_mode(large) == "process" and gx_worker_module.worker_mode() == "process"
+    monkeypatch.setenv("TRUEUP_GX_WORKER", "process")
+    assert gx_worker_module.worker_mode(small) == "process"
+    monkeypatch.setenv("TRUEUP_GX_WORKER", "thread")
+    assert gx_worker_module.worker_mode(large) == "thread"
