@@ -6,7 +6,9 @@ spent most of their ~10 s each starting that process — Python, importing dbt a
 open an adapter it did not use here. In-process, dbt is imported once per run process and the
 two builds of a night share it, and so does dbt's parse of the project (`ParsedProjects`: a
 build hands dbt the Manifest parsed by the process's first build for the same project files,
-profile and vars, which skips loading the partial parse, ~0.5 s per build). What dagster-dbt does well is kept: the selection for the step's
+profile and vars, which skips loading the partial parse, ~0.5 s per build; and a process's first
+build reads the parse another process stored for the same key, parse_store.py, instead of
+parsing, ~3 s). What dagster-dbt does well is kept: the selection for the step's
 subset (`get_updated_cli_invocation_params_for_context`) and the translation of dbt's result
 events into Dagster outputs and asset checks (`DbtCoreCliEventMessage.to_default_asset_events`);
 dbt's events reach us through the runner's callback instead of a JSON log on a pipe.
@@ -28,6 +30,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterator
 
+from . import parse_store
 from .invocation import PROJECT_DIR, dbt_invocation, dbt_target_dir
 from .profile import dbt_profile
 
@@ -60,8 +63,10 @@ class ParsedProjects:
         read = {m for p in sources if p.suffix in (".sql", ".yml", ".yaml")
                 for m in _ENV_VAR.findall(p.read_text(encoding="utf-8", errors="replace"))}
         env = sorted((k, os.environ.get(k)) for k in read)
-        blob = json.dumps([str(project_dir), files, _parse_relevant(dbt_profile(warehouse_url)), extra_args, env],
-                          default=str)
+        from dbt.version import __version__ as dbt_version   # a parse is dbt's (the key names stored parses too)
+
+        blob = json.dumps([str(project_dir), files, _parse_relevant(dbt_profile(warehouse_url)), extra_args, env,
+                           dbt_version], default=str)
         return hashlib.sha256(blob.encode()).hexdigest()   # a digest: the profile's password is not kept
 
     def get(self, key: str):
@@ -120,9 +125,13 @@ def run_dbt(settings, command: list[str], extra_args: list[str], selection: list
         key = ParsedProjects.key(project_dir, settings.warehouse_url, extra_args)
         manifest = _PARSED.get(key)
         if manifest is None:
-            parsed = _invoke([*args, "parse", *extra_args, *where], None)
-            if parsed.success and parsed.result is not None:
-                manifest = parsed.result
+            manifest = parse_store.load(project_dir, key)   # another process's parse of the same key
+            if manifest is None:
+                parsed = _invoke([*args, "parse", *extra_args, *where], None)
+                if parsed.success and parsed.result is not None:
+                    manifest = parsed.result
+                    parse_store.save(project_dir, key, manifest)
+            if manifest is not None:
                 _PARSED.put(key, manifest)
         return _invoke([*args, *command, *extra_args, *where, *selection], callback, manifest)
 

@@ -56,3 +56,67 @@ def test_the_oldest_parse_goes_first():
     assert kept.get("a") == "manifest a"      # a is now the latest used
     kept.put("c", "manifest c")
     assert (kept.get("a"), kept.get("b"), kept.get("c")) == ("manifest a", None, "manifest c")
+
+
+def test_a_process_reads_the_parse_another_stored_instead_of_parsing(tmp_path, monkeypatch):
+    """dbt_runner.run_dbt: the first process parses and stores the Manifest (parse_store.py); a
+    new process (nothing in memory) runs with the stored one and parses nothing; a store it cannot
+    read is parsed again. The store is its user's alone."""
+    import types
+
+    from dbt.contracts.graph.manifest import Manifest
+    from dbt.parser.manifest import extended_mashumuro_decoder
+
+    from trueup.assets.transform import dbt_runner, parse_store
+    from trueup.orchestration.config import load_settings
+
+    project = tmp_path / "dbt_project"
+    shutil.copytree(PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    parsed = Manifest.from_msgpack((PROJECT_DIR / "target" / "partial_parse.msgpack").read_bytes(),
+                                   decoder=extended_mashumuro_decoder)   # `make setup`'s parse
+    calls = []
+
+    def fake_invoke(args, callback, manifest=None):
+        command = "parse" if "parse" in args else args[args.index("--no-write-json") + 1]
+        calls.append((command, manifest is not None and len(manifest.nodes)))
+        return types.SimpleNamespace(success=True, exception=None, result=parsed if command == "parse" else None)
+
+    monkeypatch.setattr(dbt_runner, "_invoke", fake_invoke)
+    settings = load_settings({"TRUEUP_HOME": str(tmp_path / "home")})
+
+    def a_new_process_runs_ls():
+        monkeypatch.setattr(dbt_runner, "_PARSED", dbt_runner.ParsedProjects())
+        calls.clear()
+        dbt_runner.run_dbt(settings, ["ls"], VARS, [], project_dir=project)
+        return list(calls)
+
+    assert a_new_process_runs_ls() == [("parse", False), ("ls", len(parsed.nodes))]
+    stored = list(parse_store.store_dir(project).glob("*.msgpack"))
+    assert len(stored) == 1 and stored[0].stat().st_mode & 0o077 == 0
+    assert parse_store.store_dir(project).stat().st_mode & 0o077 == 0
+    assert a_new_process_runs_ls() == [("ls", len(parsed.nodes))]   # read, not parsed
+    stored[0].write_bytes(b"not a manifest")
+    assert a_new_process_runs_ls() == [("parse", False), ("ls", len(parsed.nodes))]
+    assert a_new_process_runs_ls() == [("ls", len(parsed.nodes))]   # stored again
+
+
+def test_the_store_keeps_the_most_recent_parses_only(tmp_path):
+    from dbt.contracts.graph.manifest import Manifest
+    from dbt.parser.manifest import extended_mashumuro_decoder
+
+    from trueup.assets.transform import parse_store
+
+    parsed = Manifest.from_msgpack((PROJECT_DIR / "target" / "partial_parse.msgpack").read_bytes(),
+                                   decoder=extended_mashumuro_decoder)
+    import os
+    import time
+
+    base = time.time() - 1000
+    for i in range(parse_store.KEPT + 2):
+        parse_store.save(tmp_path, f"key{i:02d}", parsed)
+        # written one after the other (a clock tick can hold several writes)
+        os.utime(parse_store.store_dir(tmp_path) / f"key{i:02d}.msgpack", (base + i, base + i))
+    kept = sorted(p.stem for p in parse_store.store_dir(tmp_path).iterdir())
+    assert kept == [f"key{i:02d}" for i in range(2, parse_store.KEPT + 2)]
+    assert len(parse_store.load(tmp_path, "key09").nodes) == len(parsed.nodes)
+    assert parse_store.load(tmp_path, "key00") is None
