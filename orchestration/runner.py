@@ -144,10 +144,6 @@ def run_job(settings: Settings, job_name: str, start: dt.date, end: dt.date | No
     `progress(instance, run_id)`, if given, is entered around the execution (see
     orchestration/progress.py: it follows the run's events while it executes)."""
     ensure_dagster_home(settings)
-    from trueup.orchestration.definitions import build_definitions
-
-    # built now, not at import: partitions follow the environment of this run
-    job = build_definitions().resolve_job_def(job_name)
     tags = {"trueup/correlation_id": str(uuid.uuid4()), "trueup/trigger": "cli", **(extra_tags or {})}
     kwargs: dict = {}
     if end is None or end == start:
@@ -166,6 +162,12 @@ def run_job(settings: Settings, job_name: str, start: dt.date, end: dt.date | No
     run_id = str(uuid.uuid4())
     with business_days_claimed(settings, start, end or start, run_id), open_instance(settings) as instance:
         refuse_if_running(instance, start, end or start, run_id)
+        # imported and built once the days are this run's (a refused run answers without the ~2.5 s
+        # of loading Dagster's dbt integration and the definitions); built now, not at import:
+        # partitions follow the environment of this run
+        from trueup.orchestration.definitions import build_definitions
+
+        job = build_definitions().resolve_job_def(job_name)
         with progress(instance, run_id) if progress else contextlib.nullcontext():
             result = job.execute_in_process(instance=instance, tags=tags, run_config=run_config,
                                             raise_on_error=False, run_id=run_id, **kwargs)
