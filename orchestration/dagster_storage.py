@@ -9,8 +9,8 @@ took 1.9 s with it and take 0.6 s with the connections kept (median of 8 each, o
 per shard (the index and the most recently used run shards), used under Dagster's own lock as
 Dagster's connections are. Schema, WAL journal, shards, reads and writes stay Dagster's. It also
 remembers the tables and index columns it found: Dagster looks them up again for every asset and
-asset check event it stores, the tables through a new connection each time (in a backfill test,
-2,293 events: ~1.1 s of 9.7 s spent storing them, cProfile).
+asset check event it stores, the tables through a new connection each time (a backfill test's
+2,293 events took 9.7 s to store before, 5.7 s after, both under cProfile).
 `dagster_local.yaml` names `TrueupSqliteStorage` (Dagster's SQLite storage with this event log);
 PostgreSQL storage (dagster_production.yaml) is untouched.
 
