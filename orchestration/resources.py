@@ -130,13 +130,19 @@ class WarehouseResource(UsesSettings):
     _wh = PrivateAttr(default=None)
 
     def get(self):
-        """The run's warehouse (one for the run)."""
+        """The run's warehouse (one for the run). On DuckDB it keeps the file open from one writing
+        step to the next (Warehouse.held_open) until the run's end (teardown_after_execution)."""
         if self._wh is None:
             url = self._url()
             if url.startswith("duckdb:///"):
                 Path(url.removeprefix("duckdb:///")).parent.mkdir(parents=True, exist_ok=True)
             self._wh = connect_warehouse(url)
+            self._wh.keep_between_blocks = True
         return self._wh
+
+    def teardown_after_execution(self, context) -> None:
+        if self._wh is not None:
+            self._wh.release()   # the file is other processes' again
 
     def session(self, lock_timeout_s: float | None = None):
         """A warehouse of its own for one short look (a sensor's tick), disposed when the block

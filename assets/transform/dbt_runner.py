@@ -186,6 +186,9 @@ def _invoke(args: list[str], callback, manifest=None):
     from .dbt_adapter import adjust
 
     adjust()   # the behaviour flags' source found without reading every frame's file (dbt_adapter.py)
+    from trueup.connectors.warehouse import release_held
+
+    release_held()   # dbt-duckdb opens the file with a configuration of its own
     try:
         return dbtRunner(manifest=manifest, callbacks=[callback] if callback else []).invoke(args)
     finally:
