@@ -72,6 +72,7 @@ class Warehouse:
         self.lock_timeout_s = lock_timeout_s
         self.keep_between_blocks = False   # held_open: the run's warehouse keeps the file open across steps
         self._kept = None
+        self._in_block = False
         if url.startswith("duckdb:///"):
             self.dialect = "duckdb"
             self.engine: Engine = sa.create_engine(url, poolclass=NullPool)
@@ -126,16 +127,22 @@ class Warehouse:
         With `keep_between_blocks` (the run's warehouse, orchestration/resources.py) a block that
         succeeds leaves the database open for the next one: a night's 19 writing steps opened and
         closed the file at ~34 ms each. `release()` (the run's end) or `release_held()` (before a
-        dbt build) closes it; a block that fails closes it at once."""
-        if self.dialect != "duckdb" or self._kept is not None:
-            yield
+        dbt build) closes it. A block that fails closes it at once, kept or not: the next step
+        starts from the file (a database DuckDB invalidated after a fatal error is not carried on)."""
+        if self.dialect != "duckdb" or self._in_block:
+            yield   # PostgreSQL; or a block inside a block: the outer one holds the file
             return
-        keeper = self._waiting_out_locks(self.engine.connect)
+        keeper, self._kept = self._kept, None
+        _HELD.pop(id(self), None)
+        if keeper is None:
+            keeper = self._waiting_out_locks(self.engine.connect)
         keep = False
+        self._in_block = True
         try:
             yield
             keep = self.keep_between_blocks
         finally:
+            self._in_block = False
             if keep:
                 self._kept = keeper
                 _HELD[id(self)] = self

@@ -50,8 +50,8 @@ def test_held_open_gives_the_file_back_when_the_block_fails(tmp_path):
 
 def test_a_runs_warehouse_keeps_the_file_from_step_to_step_until_released(tmp_path):
     """keep_between_blocks (the run's warehouse resource): a block that succeeds leaves the file
-    open for the next; a failing block, release() (the run's end) and release_held() (before a
-    dbt build) give it back."""
+    open for the next (a block inside it changes nothing); a failing block, release() (the run's
+    end) and release_held() (before a dbt build) give it back."""
     from trueup.connectors.warehouse import release_held
 
     path = tmp_path / "wh.duckdb"
@@ -62,8 +62,11 @@ def test_a_runs_warehouse_keeps_the_file_from_step_to_step_until_released(tmp_pa
             conn.execute(sa.text("CREATE TABLE t (x INTEGER)"))
     assert _other_process_opens(path) == "locked"          # kept for the next step
     with wh.held_open():
-        with wh.begin() as conn:
-            conn.execute(sa.text("INSERT INTO t VALUES (1)"))
+        with wh.held_open():   # e.g. a helper of the step holding the file itself
+            with wh.begin() as conn:
+                conn.execute(sa.text("INSERT INTO t VALUES (1)"))
+        assert _other_process_opens(path) == "locked"
+    assert _other_process_opens(path) == "locked"
     release_held()
     assert _other_process_opens(path) == "opened"          # a dbt build may open it its own way
     with wh.held_open():
@@ -74,7 +77,9 @@ def test_a_runs_warehouse_keeps_the_file_from_step_to_step_until_released(tmp_pa
             raise RuntimeError("the step failed")
     except RuntimeError:
         pass
-    assert _other_process_opens(path) == "locked"          # a later step's failure: still the run's
+    assert _other_process_opens(path) == "opened"          # a failed step gives it back, kept or not
+    with wh.held_open():
+        pass
     wh.release()
     assert _other_process_opens(path) == "opened"          # the run's end
     assert wh.query_df("SELECT count(*) AS n FROM t").n[0] == 1
