@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 import re
 
-import sqlalchemy as sa
-
 from trueup.orchestration.commands import CliError
 from trueup.orchestration.config import Settings
 
@@ -27,6 +25,8 @@ PASSWORD_VARIABLE = "TRUEUP_ANALYST_PASSWORD"
 def grant_statements(conn, role: str, schemas: tuple[str, ...] = ANALYST_SCHEMAS) -> list[str]:
     """The statements that make `role` a read-only reader of `schemas`, with every identifier
     and literal quoted by PostgreSQL itself (format %I / %L)."""
+    import sqlalchemy as sa   # here, not at the top: `trueup`'s every command loads this module
+
     def fmt(template: str, *args: str) -> str:
         names = ", ".join(f":a{i}" for i in range(len(args)))
         return conn.execute(sa.text(f"SELECT format('{template}', {names})"),
@@ -45,6 +45,8 @@ def grant_statements(conn, role: str, schemas: tuple[str, ...] = ANALYST_SCHEMAS
 
 
 def create_analyst_role(wh, role: str, password: str) -> None:
+    import sqlalchemy as sa
+
     with wh.begin() as conn:
         exists = conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first()
         verb = "ALTER" if exists else "CREATE"

@@ -12,10 +12,13 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .contracts.rules import Rule
-from .gate import GateOutcome
 from .pii import mask_record
+
+if TYPE_CHECKING:   # the gate (pandas, DuckDB) is not loaded for a URL: every `trueup` command reads these
+    from .gate import GateOutcome
 
 #: where `trueup docs` serves the reports folder (orchestration/cli_docs.py)
 DOCS_PORT = 8080

@@ -166,3 +166,17 @@ def test_completion_prints_the_shell_code_without_a_home(capsys, monkeypatch, tm
     assert code == 0 and err == ""
     assert "complete " in out and "trueup" in out and "_python_argcomplete" in out
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_the_command_line_is_read_without_loading_the_platform():
+    """Every `trueup` process builds the whole parser first, also `trueup writes list` or
+    `trueup --help`: the parser must not load pandas, SQLAlchemy, Dagster or GX (it did, through
+    the gate reports' URLs: ~0.5 s of CPU per command). Checked in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    heavy = ("pandas", "sqlalchemy", "dagster", "great_expectations", "duckdb", "dbt")
+    probe = ("import sys; from trueup.orchestration.cli import build_parser; build_parser(); "
+             f"print(' '.join(m for m in {heavy!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "", f"building trueup's parser loaded: {done.stdout.strip()}"
