@@ -48,6 +48,20 @@ def hold_ddl_lock(conn: Connection) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('trueup:warehouse-ddl'))"))
 
 
+def column_names(conn: Connection, schema: str, table: str) -> list[str]:
+    """schema.table's columns in order (a table's or a view's); [] when there is none. Every
+    module asks here. On DuckDB from duckdb_columns(): its information_schema.columns is a view
+    that builds the columns of every catalog before filtering, twice the time (~1.4 ms against
+    ~0.7 ms; a night asks ~70 times, a test session ~20,000)."""
+    if conn.dialect.name == "duckdb":
+        sql = ("SELECT column_name FROM duckdb_columns() WHERE NOT internal AND schema_name = :s "
+               "AND table_name = :t ORDER BY column_index")
+    else:
+        sql = ("SELECT column_name FROM information_schema.columns WHERE table_schema = :s AND table_name = :t "
+               "ORDER BY ordinal_position")
+    return [r[0] for r in conn.execute(sa.text(sql), {"s": schema, "t": table})]
+
+
 def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
     # a column with one value per chunk (the partition day) is stored once, as a category
     for i, name in enumerate(table.column_names):
@@ -261,10 +275,7 @@ class Warehouse:
 
     # -- DDL helpers --------------------------------------------------------------------
     def table_columns(self, conn: Connection, schema: str, table: str) -> list[str]:
-        rows = conn.execute(sa.text(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = :s AND table_name = :t ORDER BY ordinal_position"), {"s": schema, "t": table})
-        return [r[0] for r in rows]
+        return column_names(conn, schema, table)
 
     def ensure_text_table(self, conn: Connection, schema: str, table: str, columns: list[str],
                           typed: dict[str, str] | None = None) -> list[str]:

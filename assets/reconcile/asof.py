@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from trueup.assets.ingest.objects import ALL_OBJECTS
 from trueup.assets.ingest.raw_store import alive_sql, latest_version_sql
-from trueup.connectors.warehouse import ident
+from trueup.connectors.warehouse import column_names, ident
 
 
 def state_as_of(conn, layer: str, obj_name: str, as_of: dt.date) -> str:
@@ -25,8 +25,8 @@ def state_as_of(conn, layer: str, obj_name: str, as_of: dt.date) -> str:
     name = f"{layer}_asof_{ident(obj_name)}"
     day = as_of.isoformat()
     conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-    raw_cols = _columns(conn, "raw", obj.raw_table)
-    if not raw_cols or (layer == "validated" and not _columns(conn, "validated", obj.raw_table)):
+    raw_cols = column_names(conn, "raw", obj.raw_table)
+    if not raw_cols or (layer == "validated" and not column_names(conn, "validated", obj.raw_table)):
         cols = ", ".join(f"CAST(NULL AS TEXT) AS {ident(c)}" for c in obj.columns)
         conn.execute(sa.text(f"CREATE TEMP TABLE {name} AS SELECT {cols} WHERE 1 = 0"))
         return name
@@ -37,7 +37,7 @@ def state_as_of(conn, layer: str, obj_name: str, as_of: dt.date) -> str:
                      {"d": day})
         return name
     k = ident(obj.key)
-    v_cols = _columns(conn, "validated", obj.raw_table)
+    v_cols = column_names(conn, "validated", obj.raw_table)
     conn.execute(sa.text(
         f"CREATE TEMP TABLE {name} AS SELECT {', '.join(ident(c) for c in v_cols)}{_absent(obj, v_cols)} FROM ("
         f" SELECT v.*, row_number() OVER (PARTITION BY v.{k} ORDER BY v._validated_at DESC) AS _vn"
@@ -50,9 +50,3 @@ def _absent(obj, have: list[str]) -> str:
     """The declared columns a table never had (an old or hand-made table), as NULLs: the rules can
     name every declared column."""
     return "".join(f", CAST(NULL AS TEXT) AS {ident(c)}" for c in obj.columns if c not in have)
-
-
-def _columns(conn, schema: str, table: str) -> list[str]:
-    rows = conn.execute(sa.text("SELECT column_name FROM information_schema.columns WHERE table_schema = :s "
-                                "AND table_name = :t ORDER BY ordinal_position"), {"s": schema, "t": table})
-    return [r[0] for r in rows]

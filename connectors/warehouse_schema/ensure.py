@@ -13,7 +13,7 @@ import threading
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from trueup.connectors.warehouse import Warehouse, hold_ddl_lock, ident
+from trueup.connectors.warehouse import Warehouse, column_names, hold_ddl_lock, ident
 
 from .model import Group, Table
 
@@ -57,7 +57,7 @@ def create(conn: Connection, group: Group) -> None:
     for schema in group.schemas:
         conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}"))
     for table in group.tables:
-        if table_columns(conn, table.schema, table.name):
+        if column_names(conn, table.schema, table.name):
             add_missing_columns(conn, table)
         else:
             conn.execute(sa.text(table.create_sql()))
@@ -70,17 +70,10 @@ def create(conn: Connection, group: Group) -> None:
 
 def add_missing_columns(conn: Connection, table: Table) -> list[str]:
     """Add the columns an existing `table` lacks; returns their names (none if it does not exist)."""
-    have = set(table_columns(conn, table.schema, table.name))
+    have = set(column_names(conn, table.schema, table.name))
     if not have:
         return []
     missing = [c for c in table.columns if c.name not in have]
     for column in missing:
         conn.execute(sa.text(table.add_column_sql(column)))
     return [c.name for c in missing]
-
-
-def table_columns(conn: Connection, schema: str, table: str) -> list[str]:
-    rows = conn.execute(sa.text(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_schema = :s AND table_name = :t ORDER BY ordinal_position"), {"s": schema, "t": table})
-    return [r[0] for r in rows]

@@ -264,3 +264,28 @@ def test_a_group_is_ensured_once_per_process_and_an_old_table_gains_its_new_colu
     assert statements == []
     same.dispose()
     wh.dispose()
+
+
+def test_the_column_lookup_answers_as_information_schema_does(warehouse, tmp_path):
+    """connectors.warehouse.column_names reads DuckDB's catalog directly (its information_schema
+    view costs twice as much): for every table and view, a temporary table and a relation that
+    does not exist, the same columns in the same order."""
+    from trueup.connectors.warehouse import column_names
+
+    copy = tmp_path / "w.duckdb"
+    copy.write_bytes(warehouse.read_bytes())
+    wh = Warehouse(f"duckdb:///{copy}")
+    try:
+        with wh.begin() as conn:
+            conn.execute(sa.text("CREATE TEMP TABLE scratch AS SELECT 1 AS b, 'x' AS a"))
+            relations = conn.execute(sa.text(
+                "SELECT DISTINCT table_schema, table_name FROM information_schema.columns")).fetchall()
+            assert ("main", "scratch") in relations and len(relations) > 10
+            for schema, table in [*relations, ("ops", "no_such_table"), ("no_such_schema", "sync_runs")]:
+                expected = [r[0] for r in conn.execute(sa.text(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = :s AND table_name = :t "
+                    "ORDER BY ordinal_position"), {"s": schema, "t": table})]
+                assert column_names(conn, schema, table) == expected, (schema, table)
+            assert column_names(conn, "main", "scratch") == ["b", "a"]
+    finally:
+        wh.dispose()

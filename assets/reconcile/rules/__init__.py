@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from trueup.connectors.warehouse import column_names
+
 from ..config import ReconSettings
 
 BASE_COLUMNS = ("break_type", "business_key", "left_system", "right_system", "left_amount", "right_amount",
@@ -57,8 +59,7 @@ class RuleContext:
         self.exec(f"INSERT INTO recon_found ({', '.join(columns)}) {select_sql}", **more)
 
     def table_exists(self, schema: str, table: str) -> bool:
-        return bool(self.scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema = :s "
-                                "AND table_name = :t", s=schema, t=table))
+        return bool(column_names(self.conn, schema, table))
 
     def as_of_sql(self) -> str:
         return "CAST(:as_of AS DATE)"

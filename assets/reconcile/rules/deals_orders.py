@@ -24,6 +24,8 @@ order yet, within the SLA).
 """
 from __future__ import annotations
 
+from trueup.connectors.warehouse import column_names
+
 from ..identity import customer_pairs
 from ..sql import AMOUNT, day, json_obj, money, txt
 from . import RuleContext
@@ -32,11 +34,7 @@ from . import RuleContext
 def _ledger(ctx: RuleContext) -> None:
     """rd_wait (deals whose order waits for a person) and rd_person_link (deals a person linked to
     an existing order), from the write ledger; empty when nothing was ever published."""
-    cols = set()
-    if ctx.table_exists("ops", "sor_writes"):
-        cols = {r[0] for r in ctx.conn.exec_driver_sql(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'ops' "
-            "AND table_name = 'sor_writes'")}
+    cols = set(column_names(ctx.conn, "ops", "sor_writes"))
     if "business_date" in cols:
         # waiting as of the business date: planned on or before it and still waiting
         ctx.temp("rd_wait", "SELECT business_key AS deal_id, max(state) AS state, max(hold_reason) AS hold_reason, "
