@@ -46,9 +46,9 @@ _ENV_VAR = re.compile(r"""env_var\(\s*['"]([^'"]+)['"]""")
 class ParsedProjects:
     """dbt's parsed Manifest, kept for the life of the process and keyed by what a parse depends
     on: every source file of the project (path, size, mtime), the environment variables it reads,
-    the profile and the --vars. Any change to one of them is a new key, so an edited model is
-    parsed again (dbt's own partial parse then does the work). A few entries: a process (a test
-    worker) may build several homes."""
+    the profile, and the --vars where the parse uses them (`_parse_reads_vars`). Any change to one
+    of them is a new key, so an edited model is parsed again (dbt's own partial parse then does
+    the work). A few entries: a process (a test worker) may build several homes."""
 
     def __init__(self, size: int = 3):
         self._size = size
@@ -59,13 +59,14 @@ class ParsedProjects:
         sources = [p for p in project_dir.rglob("*")
                    if p.is_file() and p.relative_to(project_dir).parts[0] not in _NOT_SOURCE]
         files = sorted((str(p.relative_to(project_dir)), p.stat().st_size, p.stat().st_mtime_ns) for p in sources)
+        texts = {p: p.read_text(encoding="utf-8", errors="replace") for p in sources
+                 if p.suffix in (".sql", ".yml", ".yaml")}
         # the environment variables the project reads (env_var(...)): their values are part of a parse
-        read = {m for p in sources if p.suffix in (".sql", ".yml", ".yaml")
-                for m in _ENV_VAR.findall(p.read_text(encoding="utf-8", errors="replace"))}
-        env = sorted((k, os.environ.get(k)) for k in read)
+        env = sorted((k, os.environ.get(k)) for k in {m for t in texts.values() for m in _ENV_VAR.findall(t)})
+        args = extra_args if _parse_reads_vars(texts) else _without_vars(extra_args)
         from dbt.version import __version__ as dbt_version   # a parse is dbt's (the key names stored parses too)
 
-        blob = json.dumps([str(project_dir), files, _parse_relevant(dbt_profile(warehouse_url)), extra_args, env,
+        blob = json.dumps([str(project_dir), files, _parse_relevant(dbt_profile(warehouse_url)), args, env,
                            dbt_version], default=str)
         return hashlib.sha256(blob.encode()).hexdigest()   # a digest: the profile's password is not kept
 
@@ -82,6 +83,33 @@ class ParsedProjects:
 
 
 _PARSED = ParsedProjects()
+
+_VAR = re.compile(r"\bvar\(")   # not env_var(
+#: a var() whose value a parse keeps: inside a config(), ref() or source() call of a model
+_VAR_AT_PARSE = re.compile(r"""\b(?:config|ref|source)\([^)]*\bvar\(""")
+
+
+def _parse_reads_vars(texts: dict[Path, str]) -> bool:
+    """Whether the --vars' values can change the Manifest. dbt's parse keeps each model's SQL
+    unrendered and renders it at run time with the invocation's vars; a var decides the parse
+    only where it picks a configuration, a dependency or properties (YAML). This project's
+    vars sit in SQL bodies only (the go-live date, the reporting currency): the worlds of one
+    test session, each with its own go-live, then share one parse instead of making 16 (~3 s
+    each). tests/unit/test_dbt_parse_reuse.py compares a parse with other vars with `make
+    setup`'s."""
+    return any(bool((_VAR if p.suffix in (".yml", ".yaml") else _VAR_AT_PARSE).search(t)) for p, t in texts.items())
+
+
+def _without_vars(args: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--vars":
+            skip = True
+        elif not a.startswith("--vars="):
+            out.append(a)
+    return out
 
 #: the attributes of `target` the project's Jinja may read: a parse depends on these only
 #: (tests/unit/test_dbt_parse_reuse.py holds the project to it)

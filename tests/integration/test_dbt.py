@@ -372,6 +372,19 @@ def test_a_parse_made_for_one_world_builds_into_another(tmp_path):
         assert con.execute("SELECT count(*) FROM reference.fx_rates").fetchone()[0] > 0
     assert not (tmp_path / "first" / "warehouse.duckdb").exists()
 
+    # a world with another go-live and currency shares the parse too (the project's vars sit in SQL
+    # bodies): its SQL is rendered with its own vars
+    third = home("third")
+    third.publish_from, third.reporting_currency = dt.date(2027, 2, 1), "EUR"
+    assert ParsedProjects.key(PROJECT_DIR, third.warehouse_url, dbt_vars_args(third)) == \
+        ParsedProjects.key(PROJECT_DIR, first.warehouse_url, vars_)
+    with dbt_invocation(third) as inv:
+        compiled = _invoke([*quiet, "compile", *dbt_vars_args(third), *where(third, inv.profiles_dir),
+                            "--select", "roi_summary"], None, parsed.result)
+    assert compiled.success, compiled.exception
+    sql = compiled.result.results[0].node.compiled_code
+    assert "'EUR'" in sql and "2027-02-01" in sql and "'USD'" not in sql and "2026-10-01" not in sql
+
 
 def test_the_night_reports_source_freshness_and_each_gate_links_its_gx_data_docs(tiny_world, monkeypatch):
     """Each gate check links to GX's Data Docs page of that day's result, kept in the home's GX

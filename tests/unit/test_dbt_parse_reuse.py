@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
 
 from trueup.assets.transform.dbt_runner import TARGET_ATTRIBUTES_READ, ParsedProjects
 from trueup.assets.transform.invocation import PROJECT_DIR
@@ -26,9 +27,11 @@ def test_the_project_reads_no_target_attribute_the_parse_key_leaves_out():
 def test_worlds_in_other_folders_share_a_parse_and_nothing_else_does(tmp_path, monkeypatch):
     key = ParsedProjects.key(PROJECT_DIR, DUCK, VARS)
     assert ParsedProjects.key(PROJECT_DIR, "duckdb:////elsewhere/b/warehouse.duckdb", VARS) == key
-    # another database name, other vars, another adapter: another parse
+    # another database name, another adapter: another parse
     assert ParsedProjects.key(PROJECT_DIR, "duckdb:////homes/a/other.duckdb", VARS) != key
-    assert ParsedProjects.key(PROJECT_DIR, DUCK, ["--vars", '{"publish_from": "2026-11-01"}']) != key
+    # other vars: the same parse, as this project uses its vars in SQL bodies only
+    # (test_a_parse_with_other_vars_is_the_same_manifest)
+    assert ParsedProjects.key(PROJECT_DIR, DUCK, ["--vars", '{"publish_from": "2026-11-01"}']) == key
     pg = "postgresql://u:secret@127.0.0.1:5432/wh"
     assert ParsedProjects.key(PROJECT_DIR, pg, VARS) != ParsedProjects.key(PROJECT_DIR, pg.replace("/wh", "/w2"), VARS)
     assert "secret" not in ParsedProjects.key(PROJECT_DIR, pg, VARS)
@@ -47,6 +50,70 @@ def test_worlds_in_other_folders_share_a_parse_and_nothing_else_does(tmp_path, m
     edited = ParsedProjects.key(copy, DUCK, VARS)
     (model.parent / "new_model.sql").write_text("select 1 as one\n")
     assert ParsedProjects.key(copy, DUCK, VARS) != edited
+
+
+def test_vars_are_in_the_key_once_a_parse_would_use_them(tmp_path):
+    """A var in a model's config(), ref() or source(), or anywhere in its YAML, decides what the
+    parse holds: then other vars are another parse."""
+    copy = tmp_path / "dbt_project"
+    shutil.copytree(PROJECT_DIR, copy, ignore=shutil.ignore_patterns("target", "logs"))
+    other = ["--vars", '{"publish_from": "2026-11-01", "reporting_currency": "EUR"}']
+    assert ParsedProjects.key(copy, DUCK, VARS) == ParsedProjects.key(copy, DUCK, other)
+    model = copy / "models" / "by_var.sql"
+    for text in ("{{ config(materialized=var('m', 'view')) }}\nselect 1 as one\n",
+                 "select * from {{ ref(var('upstream', 'fx_rates')) }}\n"):
+        model.write_text(text)
+        assert ParsedProjects.key(copy, DUCK, VARS) != ParsedProjects.key(copy, DUCK, other), text
+    model.write_text("select {{ var('reporting_currency') }} as c from {{ ref('fx_rates') }}\n")   # a body: no
+    assert ParsedProjects.key(copy, DUCK, VARS) == ParsedProjects.key(copy, DUCK, other)
+    (copy / "models" / "by_var.yml").write_text(
+        "version: 2\nmodels:\n  - name: by_var\n    config: {enabled: \"{{ var('on', true) }}\"}\n")
+    assert ParsedProjects.key(copy, DUCK, VARS) != ParsedProjects.key(copy, DUCK, other)
+
+
+def test_a_parse_with_other_vars_is_the_same_manifest(tmp_path):
+    """What lets the key leave the vars out, checked on the project itself: `dbt parse` with other
+    vars (go-live, currency and the SLA all changed) gives the Manifest `make setup`'s parse gave
+    with the project's defaults: the same nodes, sources, macros and tests, field by field."""
+    import json as json_
+    import os
+    import subprocess
+    import sys
+
+    from dbt.contracts.graph.manifest import Manifest
+    from dbt.parser.manifest import extended_mashumuro_decoder
+
+    def parsed(path):
+        m = Manifest.from_msgpack(path.read_bytes(), decoder=extended_mashumuro_decoder)
+        out = {}
+        for kind in ("nodes", "sources", "macros", "docs", "exposures", "metrics", "groups", "disabled",
+                     "semantic_models", "unit_tests", "saved_queries"):
+            items = getattr(m, kind)
+            out[kind] = {k: _comparable(v) for k, v in items.items()}
+        return out
+
+    env = {**os.environ, "TRUEUP_DBT_TARGET": "duckdb", "TRUEUP_DBT_DUCKDB_PATH": "parse_only.duckdb",
+           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    env.pop("TRUEUP_PUBLISH_FROM", None)   # as `make setup` parses
+    other = {"publish_from": "2027-02-01", "reporting_currency": "EUR", "order_sla_hours": 24,
+             "order_slo_objective": 0.95, "minutes_per_manual_order": 30, "match_window_days": 3}
+    done = subprocess.run([str(Path(sys.executable).with_name("dbt")), "parse", "--quiet", "--profiles-dir", ".",
+                           "--target-path", str(tmp_path / "target"), "--vars", json_.dumps(other)],
+                          cwd=PROJECT_DIR, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    setup, with_other_vars = (parsed(PROJECT_DIR / "target" / "partial_parse.msgpack"),
+                              parsed(tmp_path / "target" / "partial_parse.msgpack"))
+    assert setup["nodes"] and setup.keys() == with_other_vars.keys()
+    for kind in setup:
+        assert setup[kind] == with_other_vars[kind], kind
+
+
+def _comparable(item):
+    """A Manifest entry as data, without what differs between any two parses (creation times)."""
+    data = item.to_dict() if hasattr(item, "to_dict") else [i.to_dict() for i in item]
+    for d in data if isinstance(data, list) else [data]:
+        d.pop("created_at", None)
+    return data
 
 
 def test_the_oldest_parse_goes_first():
