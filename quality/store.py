@@ -10,7 +10,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from trueup.connectors.clock import utc_now
-from trueup.connectors.warehouse import Warehouse, ident
+from trueup.connectors.warehouse import Warehouse, column_names, ident
 from trueup.connectors.warehouse_schema import QUALITY, ensure, ensure_in
 
 from .batch import PARTITION
@@ -134,6 +134,7 @@ def upsert_quarantine(wh: Warehouse, conn, c: Contract, q: pd.DataFrame | None, 
     days = days.drop_duplicates(["quarantine_id", "partition"])
     staged = staged.drop_duplicates("quarantine_id", keep="last")
     _stage(wh, conn, "quarantine_stage", "quality.quarantine", staged)
+    settled = _settled_later(conn, c)
     # seen again: refresh what failed and when; a discarded row stays discarded for the same version
     conn.execute(sa.text(
         "UPDATE quality.quarantine SET contract_version = s.contract_version, partition = s.partition, "
@@ -144,15 +145,29 @@ def upsert_quarantine(wh: Warehouse, conn, c: Contract, q: pd.DataFrame | None, 
         "resolved_at = CASE WHEN quality.quarantine.status = 'discarded' AND "
         "  quality.quarantine.record_version = s.record_version THEN quality.quarantine.resolved_at ELSE NULL END, "
         "record_version = s.record_version "
-        "FROM quarantine_stage s WHERE quality.quarantine.quarantine_id = s.quarantine_id"))
+        "FROM quarantine_stage s WHERE quality.quarantine.quarantine_id = s.quarantine_id "
+        "AND s.partition >= quality.quarantine.partition" + settled))
     conn.execute(sa.text(
         "INSERT INTO quality.quarantine SELECT * FROM quarantine_stage s WHERE NOT EXISTS "
-        "(SELECT 1 FROM quality.quarantine q WHERE q.quarantine_id = s.quarantine_id)"))
+        "(SELECT 1 FROM quality.quarantine q WHERE q.quarantine_id = s.quarantine_id)" + settled))
     # the days it failed on, kept: the entry above moves to the latest day, the ROI marts count each day
     _stage(wh, conn, "quarantine_days_stage", "quality.quarantine_days", days)
     conn.execute(sa.text(
         "INSERT INTO quality.quarantine_days SELECT * FROM quarantine_days_stage s WHERE NOT EXISTS ("
         "SELECT 1 FROM quality.quarantine_days d WHERE d.quarantine_id = s.quarantine_id AND d.partition = s.partition)"))
+
+
+def _settled_later(conn, c: Contract) -> str:
+    """The condition (on the staged row `s`) under which a failure opens or refreshes its entry: no
+    later day has settled the record. A day gated again after later days (a re-run, a backfill
+    behind the nights) must not put back an entry for a version a later one replaced: not over an
+    entry that records a later day's failure (the UPDATE's own `s.partition >= partition`), nor
+    once a later day's version of the record passed its gate. The day's failure still counts in
+    quality.quarantine_days."""
+    if c.direction != "inbound" or not column_names(conn, "validated", c.object):
+        return ""   # outbound rows are never stored as validated: the ledger carries what passed
+    return (f" AND NOT EXISTS (SELECT 1 FROM validated.{ident(c.object)} v WHERE v._partition > s.partition "
+            f"AND CAST(v.{ident(c.key)} AS TEXT) = s.business_key)")
 
 
 def _stage(wh: Warehouse, conn, stage: str, like: str, rows: pd.DataFrame) -> None:

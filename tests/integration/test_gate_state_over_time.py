@@ -168,3 +168,46 @@ def test_a_contact_gated_before_its_company_landed_is_released_by_a_gate_of_anot
         assert dict(zip(q["business_key"], q["status"])) == {"101": "released", "102": "open"}
     finally:
         machine.teardown()
+
+
+@pytest.mark.parametrize("backend", ["duckdb", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_gating_a_day_again_never_puts_back_an_entry_a_later_version_settled(monkeypatch, request, backend):
+    """Found by the machine above (hypothesis, 2026-12-07): a contact's version of day 2 failed
+    (its company does not exist), its version of day 3 passed; gating day 2 again (a re-run, a
+    backfill behind the nights) re-opened the quarantine entry — the contact was validated and
+    held at once. A day gated again must leave an entry a later day settled: one that a later
+    version's pass released, and one that records a later day's failure."""
+    monkeypatch.setenv("TRUEUP_GX_WORKER", "thread")
+    machine = GateStateOverTime()
+    if backend == "postgresql":
+        machine.wh.dispose()
+        machine.wh = Warehouse(request.getfixturevalue("pg_cluster").create_database())
+
+    def entry() -> tuple[str, str, str]:
+        q = machine.wh.query_df("SELECT status, partition, record_version FROM quality.quarantine "
+                                "WHERE business_key = '101'")
+        assert len(q) == 1
+        return tuple(q.iloc[0])
+
+    try:
+        machine.a_company_changes(rid="1", day=0, minute=0, archived=False)
+        machine.a_contact_changes(rid="101", company=NO_SUCH_COMPANY, day=1, minute=0)   # day 2: fails
+        machine.a_contact_changes(rid="101", company="1", day=2, minute=0)               # day 3: passes
+        machine.contacts_are_gated(first=1, length=2)
+        machine.a_contact_waits_only_for_a_company_that_has_not_landed()
+        assert entry()[0] == "released"
+        for _ in range(2):   # day 2 again, twice: the pass of day 3 still settles the contact
+            machine.contacts_are_gated(first=1, length=1)
+            machine.a_contact_waits_only_for_a_company_that_has_not_landed()
+            assert entry()[0] == "released"
+        days = machine.wh.query_df("SELECT partition FROM quality.quarantine_days WHERE business_key = '101'")
+        assert sorted(days["partition"]) == ["2026-09-02"]   # the day's failure is still on record
+
+        machine.a_contact_changes(rid="101", company=NO_SUCH_COMPANY, day=2, minute=30)  # day 3 again: fails
+        machine.contacts_are_gated(first=2, length=1)
+        assert entry()[:2] == ("open", "2026-09-03")
+        machine.contacts_are_gated(first=1, length=1)   # day 2 again: the later failure stays the entry
+        machine.a_contact_waits_only_for_a_company_that_has_not_landed()
+        assert entry() == ("open", "2026-09-03", "2026-09-03T00:30:00.000Z")
+    finally:
+        machine.teardown()
