@@ -45,8 +45,8 @@ _ENV_VAR = re.compile(r"""env_var\(\s*['"]([^'"]+)['"]""")
 
 class ParsedProjects:
     """dbt's parsed Manifest, kept for the life of the process and keyed by what a parse depends
-    on: every source file of the project (path, size, mtime), the environment variables it reads,
-    the profile, and the --vars where the parse uses them (`_parse_reads_vars`). Any change to one
+    on: every source file of the project (path, size, mtime), the profile, and the values of the
+    --vars and environment variables it reads where the parse uses them (`_read_at_parse`). Any change to one
     of them is a new key, so an edited model is parsed again (dbt's own partial parse then does
     the work). A few entries: a process (a test worker) may build several homes."""
 
@@ -59,11 +59,11 @@ class ParsedProjects:
         sources = [p for p in project_dir.rglob("*")
                    if p.is_file() and p.relative_to(project_dir).parts[0] not in _NOT_SOURCE]
         files = sorted((str(p.relative_to(project_dir)), p.stat().st_size, p.stat().st_mtime_ns) for p in sources)
-        texts = {p: p.read_text(encoding="utf-8", errors="replace") for p in sources
-                 if p.suffix in (".sql", ".yml", ".yaml")}
-        # the environment variables the project reads (env_var(...)): their values are part of a parse
-        env = sorted((k, os.environ.get(k)) for k in {m for t in texts.values() for m in _ENV_VAR.findall(t)})
-        args = extra_args if _parse_reads_vars(texts) else _without_vars(extra_args)
+        # what of the project a parse renders with the values of vars and environment variables
+        at_parse = [_read_at_parse(p, p.read_text(encoding="utf-8", errors="replace")) for p in sources
+                    if p.suffix in (".sql", ".yml", ".yaml")]
+        env = sorted((k, os.environ.get(k)) for k in {m for t in at_parse for m in _ENV_VAR.findall(t)})
+        args = extra_args if any(_VAR.search(t) for t in at_parse) else _without_vars(extra_args)
         from dbt.version import __version__ as dbt_version   # a parse is dbt's (the key names stored parses too)
 
         blob = json.dumps([str(project_dir), files, _parse_relevant(dbt_profile(warehouse_url)), args, env,
@@ -85,19 +85,28 @@ class ParsedProjects:
 _PARSED = ParsedProjects()
 
 _VAR = re.compile(r"\bvar\(")   # not env_var(
-#: a var() whose value a parse keeps: inside a config(), ref() or source() call of a model
-_VAR_AT_PARSE = re.compile(r"""\b(?:config|ref|source)\([^)]*\bvar\(""")
+_PARSE_TIME_CALL = re.compile(r"\b(?:config|ref|source)\(")
 
 
-def _parse_reads_vars(texts: dict[Path, str]) -> bool:
-    """Whether the --vars' values can change the Manifest. dbt's parse keeps each model's SQL
-    unrendered and renders it at run time with the invocation's vars; a var decides the parse
-    only where it picks a configuration, a dependency or properties (YAML). This project's
-    vars sit in SQL bodies only (the go-live date, the reporting currency): the worlds of one
-    test session, each with its own go-live, then share one parse instead of making 16 (~3 s
-    each). tests/unit/test_dbt_parse_reuse.py compares a parse with other vars with `make
-    setup`'s."""
-    return any(bool((_VAR if p.suffix in (".yml", ".yaml") else _VAR_AT_PARSE).search(t)) for p, t in texts.items())
+def _read_at_parse(path: Path, text: str) -> str:
+    """The part of a project file whose var() and env_var() values a parse keeps: all of a YAML
+    file (properties, configurations, the project and profile files); of SQL only the config(),
+    ref() and source() calls. dbt's parse keeps each model's and macro's SQL unrendered and
+    renders it at run time with the invocation's vars and environment, so a value read in a SQL
+    body (this project's go-live and reporting currency) does not change the Manifest: the worlds
+    of one test session, each with its own go-live, then share one parse instead of making 16
+    (~3 s each). tests/unit/test_dbt_parse_reuse.py compares a parse made with other values with
+    `make setup`'s, field by field."""
+    if path.suffix in (".yml", ".yaml"):
+        return text
+    calls = []
+    for m in _PARSE_TIME_CALL.finditer(text):
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        calls.append(text[m.start():i])
+    return "\n".join(calls)
 
 
 def _without_vars(args: list[str]) -> list[str]:

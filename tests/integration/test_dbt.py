@@ -335,7 +335,7 @@ def test_dbt_sources_name_their_dagster_assets():
     assert writers and all(graph.has(key) and graph.get(key).is_materializable for key in writers), writers
 
 
-def test_a_parse_made_for_one_world_builds_into_another(tmp_path):
+def test_a_parse_made_for_one_world_builds_into_another(tmp_path, monkeypatch):
     """The process's parse of the project is reused across homes (dbt_runner.ParsedProjects drops
     the DuckDB file's folder from its key): what it builds must land in the warehouse of the
     invocation's profile, never in the home the parse was made for."""
@@ -384,6 +384,14 @@ def test_a_parse_made_for_one_world_builds_into_another(tmp_path):
     assert compiled.success, compiled.exception
     sql = compiled.result.results[0].node.compiled_code
     assert "'EUR'" in sql and "2027-02-01" in sql and "'USD'" not in sql and "2026-10-01" not in sql
+    # and TRUEUP_PUBLISH_FROM, which wins over the var, is read when the SQL is rendered
+    monkeypatch.setenv("TRUEUP_PUBLISH_FROM", "2027-03-01")
+    assert ParsedProjects.key(PROJECT_DIR, third.warehouse_url, dbt_vars_args(third)) == \
+        ParsedProjects.key(PROJECT_DIR, first.warehouse_url, vars_)
+    with dbt_invocation(third) as inv:
+        compiled = _invoke([*quiet, "compile", *dbt_vars_args(third), *where(third, inv.profiles_dir),
+                            "--select", "roi_summary"], None, parsed.result)
+    assert compiled.success and "2027-03-01" in compiled.result.results[0].node.compiled_code
 
 
 def test_the_night_reports_source_freshness_and_each_gate_links_its_gx_data_docs(tiny_world, monkeypatch):

@@ -35,11 +35,12 @@ def test_worlds_in_other_folders_share_a_parse_and_nothing_else_does(tmp_path, m
     pg = "postgresql://u:secret@127.0.0.1:5432/wh"
     assert ParsedProjects.key(PROJECT_DIR, pg, VARS) != ParsedProjects.key(PROJECT_DIR, pg.replace("/wh", "/w2"), VARS)
     assert "secret" not in ParsedProjects.key(PROJECT_DIR, pg, VARS)
-    # an environment variable the project reads (env_var in macros/roi.sql)
+    # an environment variable the project reads in a SQL body only (macros/roi.sql): the same parse
     monkeypatch.setenv("TRUEUP_PUBLISH_FROM", "2026-10-15")
-    assert ParsedProjects.key(PROJECT_DIR, DUCK, VARS) != key
-    monkeypatch.delenv("TRUEUP_PUBLISH_FROM")
     assert ParsedProjects.key(PROJECT_DIR, DUCK, VARS) == key
+    # one its YAML reads (profiles.yml): another parse
+    monkeypatch.setenv("TRUEUP_DBT_TARGET", "elsewhere")
+    assert ParsedProjects.key(PROJECT_DIR, DUCK, VARS) != key
     # an edited model (in a copy of the project), and a new one
     copy = tmp_path / "dbt_project"
     shutil.copytree(PROJECT_DIR, copy, ignore=shutil.ignore_patterns("target", "logs"))
@@ -52,18 +53,23 @@ def test_worlds_in_other_folders_share_a_parse_and_nothing_else_does(tmp_path, m
     assert ParsedProjects.key(copy, DUCK, VARS) != edited
 
 
-def test_vars_are_in_the_key_once_a_parse_would_use_them(tmp_path):
-    """A var in a model's config(), ref() or source(), or anywhere in its YAML, decides what the
-    parse holds: then other vars are another parse."""
+def test_vars_are_in_the_key_once_a_parse_would_use_them(tmp_path, monkeypatch):
+    """A var or an environment variable in a model's config(), ref() or source(), or anywhere in
+    the project's YAML, decides what the parse holds: then other values are another parse."""
     copy = tmp_path / "dbt_project"
     shutil.copytree(PROJECT_DIR, copy, ignore=shutil.ignore_patterns("target", "logs"))
     other = ["--vars", '{"publish_from": "2026-11-01", "reporting_currency": "EUR"}']
     assert ParsedProjects.key(copy, DUCK, VARS) == ParsedProjects.key(copy, DUCK, other)
     model = copy / "models" / "by_var.sql"
     for text in ("{{ config(materialized=var('m', 'view')) }}\nselect 1 as one\n",
+                 "{{ config(tags=['a', ('b')], materialized=var('m', 'view')) }}\nselect 1 as one\n",
                  "select * from {{ ref(var('upstream', 'fx_rates')) }}\n"):
         model.write_text(text)
         assert ParsedProjects.key(copy, DUCK, VARS) != ParsedProjects.key(copy, DUCK, other), text
+    model.write_text("{{ config(materialized=env_var('TRUEUP_TEST_MATERIALIZED', 'view')) }}\nselect 1 as one\n")
+    before = ParsedProjects.key(copy, DUCK, VARS)
+    monkeypatch.setenv("TRUEUP_TEST_MATERIALIZED", "table")
+    assert ParsedProjects.key(copy, DUCK, VARS) != before
     model.write_text("select {{ var('reporting_currency') }} as c from {{ ref('fx_rates') }}\n")   # a body: no
     assert ParsedProjects.key(copy, DUCK, VARS) == ParsedProjects.key(copy, DUCK, other)
     (copy / "models" / "by_var.yml").write_text(
@@ -72,9 +78,10 @@ def test_vars_are_in_the_key_once_a_parse_would_use_them(tmp_path):
 
 
 def test_a_parse_with_other_vars_is_the_same_manifest(tmp_path):
-    """What lets the key leave the vars out, checked on the project itself: `dbt parse` with other
-    vars (go-live, currency and the SLA all changed) gives the Manifest `make setup`'s parse gave
-    with the project's defaults: the same nodes, sources, macros and tests, field by field."""
+    """What lets the key leave the vars and TRUEUP_PUBLISH_FROM out, checked on the project itself:
+    `dbt parse` with other vars (go-live, currency and the SLA all changed) and TRUEUP_PUBLISH_FROM
+    set gives the Manifest `make setup`'s parse gave with the project's defaults: the same nodes,
+    sources, macros and tests, field by field."""
     import json as json_
     import os
     import subprocess
@@ -94,7 +101,7 @@ def test_a_parse_with_other_vars_is_the_same_manifest(tmp_path):
 
     env = {**os.environ, "TRUEUP_DBT_TARGET": "duckdb", "TRUEUP_DBT_DUCKDB_PATH": "parse_only.duckdb",
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    env.pop("TRUEUP_PUBLISH_FROM", None)   # as `make setup` parses
+    env["TRUEUP_PUBLISH_FROM"] = "2027-03-01"   # `make setup` parses without it
     other = {"publish_from": "2027-02-01", "reporting_currency": "EUR", "order_sla_hours": 24,
              "order_slo_objective": 0.95, "minutes_per_manual_order": 30, "match_window_days": 3}
     done = subprocess.run([str(Path(sys.executable).with_name("dbt")), "parse", "--quiet", "--profiles-dir", ".",
