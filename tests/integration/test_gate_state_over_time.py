@@ -10,6 +10,7 @@ platform derived.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import shutil
 import tempfile
@@ -43,6 +44,9 @@ class GateStateOverTime(RuleBasedStateMachine):
         super().__init__()
         self.root = Path(tempfile.mkdtemp(prefix="gate-state-"))
         self.wh = Warehouse(f"duckdb:///{self.root / 'warehouse.duckdb'}")
+        # the file stays open for the machine's life, as a run's warehouse does from step to step
+        self._held = contextlib.ExitStack()
+        self._held.enter_context(self.wh.held_open())
         self.step = 0
         self.last_gate = -1
         self.updated: dict[tuple[str, str], dt.datetime] = {}   # (kind, id) → its latest version's time
@@ -50,6 +54,7 @@ class GateStateOverTime(RuleBasedStateMachine):
         self.contact: dict[str, dict] = {}                      # id → {company, day, landed, gated}
 
     def teardown(self) -> None:
+        self._held.close()
         self.wh.dispose()
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -10,6 +10,7 @@ step the warehouse's current state must equal the model. On DuckDB and on Postgr
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -149,11 +150,15 @@ def state_machine(template: Path, warehouse_url):
             self.src = Sources(template, Path(tempfile.mkdtemp(prefix="state-")) / "w")
             self.url = warehouse_url(self.src.root)
             self.wh = Warehouse(self.url)
+            # the file stays open for the machine's life, as a run's warehouse does from step to step
+            self._held = contextlib.ExitStack()
+            self._held.enter_context(self.wh.held_open())
             self.model = Model()
             self.runs = 0
             self.writebacks = 0
 
         def teardown(self) -> None:
+            self._held.close()
             self.wh.dispose()
             self.src.close()
 
