@@ -94,9 +94,9 @@ def _read_at_parse(path: Path, text: str) -> str:
     ref() and source() calls. dbt's parse keeps each model's and macro's SQL unrendered and
     renders it at run time with the invocation's vars and environment, so a value read in a SQL
     body (this project's go-live and reporting currency) does not change the Manifest: the worlds
-    of one test session, each with its own go-live, then share one parse instead of making 16
-    (~3 s each). tests/unit/test_dbt_parse_reuse.py compares a parse made with other values with
-    `make setup`'s, field by field."""
+    of one test session, each with its own go-live, then share one parse (~3.5 s each saved).
+    tests/unit/test_dbt_parse_reuse.py compares a parse made with other values with one made with
+    the defaults, field by field."""
     if path.suffix in (".yml", ".yaml"):
         return text
     calls = []
