@@ -4,8 +4,9 @@ profile but for a DuckDB file's folder, the --vars, dbt's version).
 
 Why: a process's first build parses the project again, ~3 s of CPU, in every process that runs
 dbt — each CLI run, each run worker, each test worker's new home. Reading a stored parse takes
-~0.13 s. (One `make test` made 31 parses, 93 s, before; 21, 75 s, with the store: its worlds use 16
-different keys, most of them once.) dbt's own partial parse cannot
+~0.13 s. (One `make test` made 31 parses, 93 s, before; 21, 75 s, with the store, its worlds
+using 16 different keys; 6, 28 s, once the key left out the go-live and currency a parse does
+not use: dbt_runner._read_at_parse.) dbt's own partial parse cannot
 help there: it starts over when the profile differs, and a new home's DuckDB path does.
 
 Where: `<project>/target/parsed/<key>.msgpack`, dbt's own msgpack form of a Manifest (the one its
@@ -24,8 +25,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: parses kept (~1.2 MB each): an operator's runs use one or two keys; one `make test` used 16 (its
-#: worlds' go-lives and PostgreSQL databases differ), most of them by one world only
+#: parses kept (~1.2 MB each): an operator's runs use one or two keys; one `make test` used 16
+#: while go-lives were in the key, a handful since (its PostgreSQL databases differ)
 KEPT = 32
 
 
