@@ -2,20 +2,24 @@
 
     .venv/bin/python -m trueup.orchestration.dbt_shell -- build --select fct_recon_breaks+
 
-(no arguments: `build`). The settings come from the environment as for any command."""
+(no arguments: `build`). The settings come from the environment as for any command. dbt's output
+goes where a run's does, the home's dbt target folder (`--target-path` overrides): the project's
+own `target/` holds the manifest Dagster's definitions read, which `make setup` writes."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
 
-from trueup.assets.transform.invocation import PROJECT_DIR, dbt_executable, dbt_invocation
+from trueup.assets.transform.invocation import PROJECT_DIR, dbt_executable, dbt_invocation, dbt_target_dir
 from trueup.orchestration.config import load_settings
 
 
 def main(argv: list[str]) -> int:
     settings = load_settings()
     args = [a for a in argv if a != "--"] or ["build"]
+    if not any(a == "--target-path" or a.startswith("--target-path=") for a in args):
+        args += ["--target-path", str(dbt_target_dir(settings))]
     with dbt_invocation(settings) as invocation:
         return subprocess.call([dbt_executable(), *args, "--project-dir", str(PROJECT_DIR),
                                 "--profiles-dir", str(invocation.profiles_dir)],

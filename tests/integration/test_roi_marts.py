@@ -103,10 +103,16 @@ def test_roi_marts_match_an_independent_recomputation(world):
     assert outcome.success, outcome.error
     # the nightly job runs dbt before publish/reconcile: rebuild the marts by hand (the documented
     # `python -m trueup.orchestration.dbt_shell -- build`) so they see tonight's orders and breaks
+    definitions_manifest = Path(__file__).resolve().parents[2] / "dbt_project" / "target" / "manifest.json"
+    before = definitions_manifest.stat().st_mtime_ns
     done = subprocess.run([sys.executable, "-m", "trueup.orchestration.dbt_shell", "--", "build", "--select",
                            "fx_rates+", "fct_sync_runs+", "fct_recon_breaks+"],
                           cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:]
+    # dbt's output goes to the home's dbt target, as a run's does; the manifest Dagster's
+    # definitions read (other test workers load it meanwhile) is left as `make setup` wrote it
+    assert (settings.home / "dbt" / "target" / "run_results.json").exists()
+    assert definitions_manifest.stat().st_mtime_ns == before
     wh = Warehouse(settings.warehouse_url)
 
     q2c = wh.query_df("SELECT * FROM marts.fct_quote_to_cash")
