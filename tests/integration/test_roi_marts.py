@@ -113,6 +113,10 @@ def test_roi_marts_match_an_independent_recomputation(world):
     # definitions read (other test workers load it meanwhile) is left as `make setup` wrote it
     assert (settings.home / "dbt" / "target" / "run_results.json").exists()
     assert definitions_manifest.stat().st_mtime_ns == before
+    # a command that takes no --target-path runs too (dbt debug: the profile reaches the warehouse)
+    debug = subprocess.run([sys.executable, "-m", "trueup.orchestration.dbt_shell", "--", "debug"],
+                           cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True)
+    assert debug.returncode == 0, debug.stdout[-3000:]
     wh = Warehouse(settings.warehouse_url)
 
     q2c = wh.query_df("SELECT * FROM marts.fct_quote_to_cash")
