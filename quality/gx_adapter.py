@@ -2,7 +2,8 @@
 internals, applied only to the GX versions they were tested with.
 
 The gate's code imports GX through `import_gx()`: it turns GX's analytics off before the first
-import and refuses a major version other than 1 (the suites are written against GX 1.x).
+import, defers SciPy's statistics until something uses them (`scipy_stats_on_first_use`) and
+refuses a major version other than 1 (the suites are written against GX 1.x).
 
 The adjustments make GX faster and change nothing it checks or counts —
 tests/unit/test_gx_adapter.py validates every kind of rule with and without them and compares
@@ -26,8 +27,11 @@ tests/unit/test_gx_adapter.py and tests/unit/test_contracts.py against it, then 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import sys
 import threading
+import types
 import warnings
 
 # the GX releases the adjustments below were checked against (tests/unit/test_gx_adapter.py)
@@ -47,6 +51,8 @@ def import_gx():
     """`great_expectations`, imported with its analytics off, once its major version is known
     to be one the suites are written for."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    if "great_expectations" not in sys.modules:
+        scipy_stats_on_first_use()
     import great_expectations as gx
 
     version_is_tested(gx.__version__)
@@ -60,6 +66,39 @@ def version_is_tested(version: str) -> bool:
         raise GxVersionError(f"great_expectations {version} is installed; the gate's contracts are written for "
                              f"GX {SUPPORTED_MAJOR}.x (pyproject.toml pins great-expectations<2)")
     return (major, minor) in TESTED_VERSIONS
+
+
+class _ModuleOnFirstUse(types.ModuleType):
+    """Stands in for a module in `sys.modules` until one of its attributes is read; the module is
+    then imported (once, under a lock: the gate validates in threads) and every read goes to it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.__dict__["_first_use_lock"] = threading.Lock()
+        self.__dict__["_module"] = None
+
+    def __getattr__(self, attribute: str):   # only for what the stand-in itself does not have
+        module = self.__dict__["_module"]
+        if module is None:
+            with self.__dict__["_first_use_lock"]:
+                module = self.__dict__["_module"]
+                if module is None:
+                    if sys.modules.get(self.__name__) is self:
+                        del sys.modules[self.__name__]
+                    module = self.__dict__["_module"] = importlib.import_module(self.__name__)
+        return getattr(module, attribute)
+
+
+def scipy_stats_on_first_use() -> None:
+    """GX imports all its core expectations when it is imported; three of them (the KL divergence
+    and the two KS tests) import `scipy.stats` at their top, a third of GX's import (~0.6 s of
+    CPU in every process that gates). Only those distribution expectations call it, and the
+    gate's contracts have none. `scipy.stats` is therefore imported when first used: the modules
+    that import it get a stand-in that imports the real module at its first attribute read.
+    Nothing of GX is changed; tests/unit/test_gx_adapter.py checks both halves."""
+    if "scipy.stats" in sys.modules or importlib.util.find_spec("scipy") is None:
+        return
+    sys.modules["scipy.stats"] = _ModuleOnFirstUse("scipy.stats")
 
 
 _WARNED: set[str] = set()

@@ -4,7 +4,9 @@ unexpected rows, and so does the kind's own SQL predicate. And the adjustments a
 only to the GX versions they were tested with."""
 from __future__ import annotations
 
-import great_expectations
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
@@ -14,6 +16,8 @@ from trueup.quality.contracts.rules import DECIMAL_RE, Contract, Rule
 from trueup.quality.evaluate import ChunkEvaluator
 from trueup.quality.gx_suites import GxValidator, build_suite
 from trueup.quality.rule_kinds import KINDS
+
+great_expectations = gx_adapter.import_gx()   # as the gate imports it (collection too)
 
 D1, D2 = "2026-10-01", "2026-10-02"
 
@@ -117,3 +121,38 @@ def test_another_major_release_is_refused(monkeypatch):
     monkeypatch.setattr(great_expectations, "__version__", "2.0.0")
     with pytest.raises(gx_adapter.GxVersionError):
         gx_adapter.import_gx()
+
+
+def test_scipy_stats_is_imported_at_its_first_use_and_gating_never_uses_it():
+    """In a fresh interpreter, as a process that gates: GX imported through the adapter, every kind
+    of rule validated, and scipy.stats still not imported; then GX's own KL-divergence module reads
+    an attribute of its `stats` and gets SciPy's real function (the module imported at that read)."""
+    code = """
+import sys
+import pandas as pd
+from trueup.quality import gx_adapter
+from trueup.quality.batch import prepare_batch
+from trueup.quality.contracts.rules import Contract, Rule
+from trueup.quality.gx_suites import GxValidator, build_suite
+gx_adapter.import_gx()
+rules = (Rule("v_present", "not_null", "v"), Rule("k_unique", "unique", "k"),
+         Rule("c_iso", "in_set", "c", values=("USD",)), Rule("k_known", "in_reference", "k", reference="ks"),
+         Rule("k_digits", "regex", "k", pattern=r"^[0-9]+$"), Rule("v_small", "between", "v", min_value=0.0, max_value=9.0),
+         Rule("v_decimal", "decimal", "v", pattern=r"^-?[0-9]+(\\.[0-9]{1,2})?$"), Rule("v_ge_w", "a_gte_b", "v", other="w"))
+contract = Contract(name="t.inbound", object="t", direction="inbound", version="0", key="k", rules=rules)
+batch = prepare_batch(contract, pd.DataFrame({"v": ["1", "12", None], "w": ["0", "1", "2"], "k": ["1", "1", "x"],
+                                              "c": ["USD", "EUR", None]}))
+result = GxValidator().validate(build_suite(contract, {"ks": ["1"]}), batch, result_format="COMPLETE")
+assert {r.expectation_config.meta["rule"]: r.result["unexpected_count"] for r in result.results} == {
+    "v_present": 1, "k_unique": 2, "c_iso": 1, "k_known": 1, "k_digits": 1, "v_small": 1, "v_decimal": 0,
+    "v_ge_w": 0}, result
+stand_in = sys.modules["scipy.stats"]
+assert type(stand_in).__name__ == "_ModuleOnFirstUse" and stand_in.__dict__["_module"] is None
+from great_expectations.expectations.core import expect_column_kl_divergence_to_be_less_than as kl
+assert kl.stats.entropy([0.5, 0.5], [0.5, 0.5]) == 0.0
+import scipy.stats
+assert type(sys.modules["scipy.stats"]).__name__ == "module" and kl.stats.entropy is scipy.stats.entropy
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
