@@ -62,6 +62,22 @@ def column_names(conn: Connection, schema: str, table: str) -> list[str]:
     return [r[0] for r in conn.execute(sa.text(sql), {"s": schema, "t": table})]
 
 
+def schema_columns(conn: Connection, schema: str) -> dict[str, list[str]]:
+    """Every table's and view's columns in `schema` (as `column_names` gives them), in one catalog
+    read: for a transaction that asks about many tables of a schema (a reconciliation day asked
+    ~11 times, ~0.8 ms each on DuckDB)."""
+    if conn.dialect.name == "duckdb":
+        sql = ("SELECT table_name, column_name FROM duckdb_columns() WHERE NOT internal AND schema_name = :s "
+               "ORDER BY table_name, column_index")
+    else:
+        sql = ("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = :s "
+               "ORDER BY table_name, ordinal_position")
+    found: dict[str, list[str]] = {}
+    for table, column in conn.execute(sa.text(sql), {"s": schema}):
+        found.setdefault(table, []).append(column)
+    return found
+
+
 def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
     # a column with one value per chunk (the partition day) is stored once, as a category
     for i, name in enumerate(table.column_names):

@@ -10,6 +10,7 @@ and finds the same breaks.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import sqlalchemy as sa
 
@@ -18,15 +19,19 @@ from trueup.assets.ingest.raw_store import alive_sql, latest_version_sql
 from trueup.connectors.warehouse import column_names, ident
 
 
-def state_as_of(conn, layer: str, obj_name: str, as_of: dt.date) -> str:
+def state_as_of(conn, layer: str, obj_name: str, as_of: dt.date,
+                columns: Callable[[str, str], list[str]] | None = None) -> str:
     """Create the temp table `<layer>_asof_<obj>` and return its name. An object never landed
-    gives an empty table with the declared columns."""
+    gives an empty table with the declared columns. `columns(schema, table)` looks a table's
+    columns up (default: the catalog, each time)."""
+    columns = columns or (lambda schema, table: column_names(conn, schema, table))
     obj = ALL_OBJECTS[obj_name]
     name = f"{layer}_asof_{ident(obj_name)}"
     day = as_of.isoformat()
     conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}"))
-    raw_cols = column_names(conn, "raw", obj.raw_table)
-    if not raw_cols or (layer == "validated" and not column_names(conn, "validated", obj.raw_table)):
+    raw_cols = columns("raw", obj.raw_table)
+    v_cols = columns("validated", obj.raw_table) if layer == "validated" else []
+    if not raw_cols or (layer == "validated" and not v_cols):
         cols = ", ".join(f"CAST(NULL AS TEXT) AS {ident(c)}" for c in obj.columns)
         conn.execute(sa.text(f"CREATE TEMP TABLE {name} AS SELECT {cols} WHERE 1 = 0"))
         return name
@@ -37,7 +42,6 @@ def state_as_of(conn, layer: str, obj_name: str, as_of: dt.date) -> str:
                      {"d": day})
         return name
     k = ident(obj.key)
-    v_cols = column_names(conn, "validated", obj.raw_table)
     conn.execute(sa.text(
         f"CREATE TEMP TABLE {name} AS SELECT {', '.join(ident(c) for c in v_cols)}{_absent(obj, v_cols)} FROM ("
         f" SELECT v.*, row_number() OVER (PARTITION BY v.{k} ORDER BY v._validated_at DESC) AS _vn"

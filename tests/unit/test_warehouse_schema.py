@@ -270,7 +270,7 @@ def test_the_column_lookup_answers_as_information_schema_does(warehouse, tmp_pat
     """connectors.warehouse.column_names reads DuckDB's catalog directly (its information_schema
     view costs twice as much): for every table and view, a temporary table and a relation that
     does not exist, the same columns in the same order."""
-    from trueup.connectors.warehouse import column_names
+    from trueup.connectors.warehouse import column_names, schema_columns
 
     copy = tmp_path / "w.duckdb"
     copy.write_bytes(warehouse.read_bytes())
@@ -287,5 +287,9 @@ def test_the_column_lookup_answers_as_information_schema_does(warehouse, tmp_pat
                     "ORDER BY ordinal_position"), {"s": schema, "t": table})]
                 assert column_names(conn, schema, table) == expected, (schema, table)
             assert column_names(conn, "main", "scratch") == ["b", "a"]
+            # a whole schema in one read (a reconciliation's lookups) gives each table what it gives alone
+            for schema in {s for s, _ in relations} | {"no_such_schema"}:
+                tables = sorted(t for s, t in relations if s == schema)
+                assert schema_columns(conn, schema) == {t: column_names(conn, schema, t) for t in tables}, schema
     finally:
         wh.dispose()

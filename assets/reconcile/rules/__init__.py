@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from trueup.connectors.warehouse import column_names
+from trueup.connectors.warehouse import schema_columns
 
 from ..config import ReconSettings
 
@@ -58,8 +58,17 @@ class RuleContext:
         """INSERT the rows of `select_sql` (columns in `columns` order) into recon_found."""
         self.exec(f"INSERT INTO recon_found ({', '.join(columns)}) {select_sql}", **more)
 
+    def columns(self, schema: str, table: str) -> list[str]:
+        """schema.table's columns ([] if there is none), from one catalog read per schema per
+        reconciliation: within its transaction the rules create only temporary tables, so the
+        tables they read keep their columns."""
+        known = self.__dict__.setdefault("_schema_columns", {})
+        if schema not in known:
+            known[schema] = schema_columns(self.conn, schema)
+        return known[schema].get(table, [])
+
     def table_exists(self, schema: str, table: str) -> bool:
-        return bool(column_names(self.conn, schema, table))
+        return bool(self.columns(schema, table))
 
     def as_of_sql(self) -> str:
         return "CAST(:as_of AS DATE)"
@@ -77,5 +86,5 @@ class RuleContext:
 
         made = self.__dict__.setdefault("_as_of_tables", {})
         if (layer, obj) not in made:
-            made[(layer, obj)] = state_as_of(self.conn, layer, obj, self.as_of)
+            made[(layer, obj)] = state_as_of(self.conn, layer, obj, self.as_of, self.columns)
         return made[(layer, obj)]

@@ -24,7 +24,6 @@ order yet, within the SLA).
 """
 from __future__ import annotations
 
-from trueup.connectors.warehouse import column_names
 
 from ..identity import customer_pairs
 from ..sql import AMOUNT, day, json_obj, money, txt
@@ -34,7 +33,7 @@ from . import RuleContext
 def _ledger(ctx: RuleContext) -> None:
     """rd_wait (deals whose order waits for a person) and rd_person_link (deals a person linked to
     an existing order), from the write ledger; empty when nothing was ever published."""
-    cols = set(column_names(ctx.conn, "ops", "sor_writes"))
+    cols = set(ctx.columns("ops", "sor_writes"))
     if "business_date" in cols:
         # waiting as of the business date: planned on or before it and still waiting
         ctx.temp("rd_wait", "SELECT business_key AS deal_id, max(state) AS state, max(hold_reason) AS hold_reason, "

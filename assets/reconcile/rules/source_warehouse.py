@@ -139,7 +139,7 @@ def find(ctx: RuleContext) -> tuple[int, int, int]:
     'echo_versions': {object name: modification times of the platform's own confirmed writes}}"""
     totals = [0, 0, 0]
     for obj, df, snapshot in ctx.extra["sources"].values():
-        if not ctx.extra["warehouse"].table_columns(ctx.conn, "raw", obj.raw_table):
+        if not ctx.columns("raw", obj.raw_table):
             continue  # nothing landed yet for this object
         for i, v in enumerate(compare_object(ctx, obj, df, ctx.extra["partition"], snapshot)):
             totals[i] += v
