@@ -72,8 +72,9 @@ class _ModuleOnFirstUse(types.ModuleType):
     """Stands in for a module in `sys.modules` until one of its attributes is read; the module is
     then imported (once, under a lock: the gate validates in threads) and every read goes to it."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, spec) -> None:
         super().__init__(name)
+        self.__spec__ = spec   # what importlib's find_spec answers for the name, as for the module
         self.__dict__["_first_use_lock"] = threading.Lock()
         self.__dict__["_module"] = None
 
@@ -98,7 +99,9 @@ def scipy_stats_on_first_use() -> None:
     Nothing of GX is changed; tests/unit/test_gx_adapter.py checks both halves."""
     if "scipy.stats" in sys.modules or importlib.util.find_spec("scipy") is None:
         return
-    sys.modules["scipy.stats"] = _ModuleOnFirstUse("scipy.stats")
+    spec = importlib.util.find_spec("scipy.stats")   # imports the `scipy` package only (~4 ms)
+    if spec is not None:
+        sys.modules["scipy.stats"] = _ModuleOnFirstUse("scipy.stats", spec)
 
 
 _WARNED: set[str] = set()

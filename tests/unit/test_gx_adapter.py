@@ -148,6 +148,9 @@ assert {r.expectation_config.meta["rule"]: r.result["unexpected_count"] for r in
     "v_ge_w": 0}, result
 stand_in = sys.modules["scipy.stats"]
 assert type(stand_in).__name__ == "_ModuleOnFirstUse" and stand_in.__dict__["_module"] is None
+import importlib.util
+assert importlib.util.find_spec("scipy.stats").name == "scipy.stats"   # answered as for the module
+assert stand_in.__dict__["_module"] is None
 from great_expectations.expectations.core import expect_column_kl_divergence_to_be_less_than as kl
 assert kl.stats.entropy([0.5, 0.5], [0.5, 0.5]) == 0.0
 import scipy.stats
