@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -66,16 +67,31 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
+def _holder(fd: int) -> dict:
+    """Who holds the lock, as its holder wrote in the file. The holder writes it just after taking
+    the lock, so a process refused in between finds the file empty (five nightly runs started at
+    once saw it): it reads again for up to a second before saying "another process"."""
+    for _ in range(20):
+        try:
+            text = os.pread(fd, 4096, 0).decode()
+        except OSError:
+            return {}
+        try:
+            if text:
+                return json.loads(text)
+        except ValueError:      # caught mid-write
+            pass
+        time.sleep(0.05)
+    return {}
+
+
 def _file_lock(home: Path, name: str, owner: str, wait: bool) -> Lock:
     path = _private_dir(Path(home) / "locks") / (hashlib.sha256(name.encode()).hexdigest()[:16] + ".lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
-        try:
-            holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
-        except (ValueError, OSError):
-            holder = {}
+        holder = _holder(fd)
         os.close(fd)
         raise LockBusy(name, holder) from None
     os.ftruncate(fd, 0)
