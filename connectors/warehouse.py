@@ -314,16 +314,18 @@ class Warehouse:
         return added
 
     # -- bulk load ----------------------------------------------------------------------
-    def insert_df(self, conn: Connection, schema: str, table: str, df: pd.DataFrame) -> int:
-        if df.empty:
+    def insert_df(self, conn: Connection, schema: str, table: str, df: pd.DataFrame | pa.Table) -> int:
+        """Append the rows of a pandas frame or an Arrow table (which DuckDB loads as it is)."""
+        if len(df) == 0:
             return 0
-        cols = [ident(c) for c in df.columns]
+        arrow = isinstance(df, pa.Table)
+        cols = [ident(c) for c in (df.column_names if arrow else df.columns)]
         target = f"{ident(schema)}.{ident(table)} ({', '.join(cols)})"
         if self.dialect == "duckdb":
             raw = conn.connection.driver_connection
             view = f"_trueup_load_{id(df)}"
             try:   # as Arrow, DuckDB loads without holding the GIL (and text stays text)
-                raw.register(view, pa.Table.from_pandas(df, preserve_index=False))
+                raw.register(view, df if arrow else pa.Table.from_pandas(df, preserve_index=False))
             except (pa.ArrowInvalid, pa.ArrowTypeError):   # mixed Python types: DuckDB's own pandas scan
                 raw.register(view, df)
             try:
@@ -334,6 +336,7 @@ class Warehouse:
             # every value is quoted and NULL is the one bare \N: in PostgreSQL's CSV format a quoted
             # field is never NULL, so a text value that happens to read "\N" stays text
             null = f"__trueup_null_{uuid.uuid4().hex}__"
+            df = df.to_pandas() if arrow else df
             text = df.to_csv(index=False, header=False, na_rep=null, quoting=csv.QUOTE_ALL)
             buf = io.StringIO(text.replace(f'"{null}"', "\\N"))
             cur = conn.connection.dbapi_connection.cursor()

@@ -3,11 +3,16 @@
 Order of events per batch: ledger `sent` (committed) → ERP insert (one transaction) →
 ledger `confirmed`. A crash anywhere leaves `planned` or `sent` rows, which the next run
 resolves by reading the ERP back: the row is there → confirmed; it is not → send it.
-The ERP's own keys (order_number from the deal id, UNIQUE crm_deal_id) are the last line."""
+The ERP's own keys (order_number from the deal id, UNIQUE crm_deal_id) are the last line.
+
+Batches are pipelined: while one batch is inserted into the ERP (on a second thread), the
+ledger moves the next batch to `sent` and the one before to `confirmed`. Each batch keeps the
+order of events above; a crash leaves at most two batches `sent`, both read back."""
 from __future__ import annotations
 
 import datetime as dt
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -25,10 +30,13 @@ TABLES = {"customers": (t_customers, "customer_number"), "sales_orders": (t_orde
 BATCH = 2000
 
 
+#: payload fields the ERP types take as Python objects, not as the payload's JSON text
+PARSE = {("sales_orders", "order_date"): dt.date.fromisoformat}
+
+
 def _row(target_object: str, payload: dict, at: dt.datetime) -> dict:
-    row = dict(payload)
-    if target_object == "sales_orders":
-        row["order_date"] = dt.date.fromisoformat(row["order_date"])
+    row = {c: v if v is None or (parse := PARSE.get((target_object, c))) is None else parse(v)
+           for c, v in payload.items()}
     row["created_at"] = row["updated_at"] = at
     return row
 
@@ -71,23 +79,79 @@ def not_in_erp(engine, writes: list[Write]) -> list[Write]:
     return out
 
 
+def _insert(engine, obj: str, ws: list[Write], at: dt.datetime) -> IntegrityError | None:
+    """One ERP transaction inserting these writes' rows; the IntegrityError if the ERP refused it.
+
+    One DB-API executemany, each value converted by its column's own SQLAlchemy type: SQLAlchemy's
+    executemany converted every row as a dict of bound parameters, ~0.5 s of the 1.75 s it took
+    for 100k orders (bench publish). Here each column's converter is looked up once, and the
+    timestamps, the same for the whole batch, are converted once."""
+    table, _ = TABLES[obj]
+    columns = list(ws[0].payload)     # a target object's payloads all have the same fields
+    try:
+        with engine.begin() as conn:
+            dialect = conn.dialect
+            stamp = _converter(table.c["created_at"].type, dialect)(at)     # created_at = updated_at
+            convert = {c: _converter(table.c[c].type, dialect, PARSE.get((obj, c))) for c in columns}
+            insert = table.insert().compile(dialect=dialect, column_keys=[*columns, "created_at", "updated_at"])
+            rows = [[convert[c](w.payload[c]) for c in columns] + [stamp, stamp] for w in ws]
+            names = [*columns, "created_at", "updated_at"]
+            if insert.positional:    # the driver's parameter style: positional (SQLite) or named (psycopg)
+                index = {n: i for i, n in enumerate(names)}
+                order = [index[n] for n in insert.positiontup]
+                params = [tuple(r[i] for i in order) for r in rows]
+            else:
+                params = [dict(zip(names, r)) for r in rows]
+            conn.exec_driver_sql(insert.string, params)
+    except IntegrityError as exc:
+        return exc
+    return None
+
+
+def _converter(col_type, dialect, parse=None):
+    """A function taking a payload value to what the driver is given for this column."""
+    bind = col_type.dialect_impl(dialect).bind_processor(dialect)
+    if parse and bind:
+        return lambda v: None if v is None else bind(parse(v))
+    if parse:
+        return lambda v: None if v is None else parse(v)
+    return bind or (lambda v: v)
+
+
 def send(wh: Warehouse, engine, writes: list[Write], run_id: str) -> dict[str, int]:
     counts = {"confirmed": 0, "rejected": 0}
+    batches: list[tuple[str, list[Write]]] = []
     for i in range(0, len(writes), BATCH):
-        chunk = writes[i:i + BATCH]
         by_obj: dict[str, list[Write]] = {}
-        for w in chunk:
+        for w in writes[i:i + BATCH]:
             by_obj.setdefault(w.target_object, []).append(w)
-        for obj, ws in by_obj.items():
-            set_state(wh, [w.write_id for w in ws], "sent", run_id, count_attempt=True)
-            table, _ = TABLES[obj]
-            at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-            try:
-                with engine.begin() as conn:
-                    conn.execute(table.insert(), [_row(obj, w.payload, at) for w in ws])
+        batches += by_obj.items()
+    if not batches:
+        return counts
+
+    def mark_sent(k: int) -> None:
+        set_state(wh, [w.write_id for w in batches[k][1]], "sent", run_id, count_attempt=True)
+
+    def start(k: int) -> Future:
+        obj, ws = batches[k]
+        return pool.submit(_insert, engine, obj, ws, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+
+    # the ERP insert of batch k runs while the ledger records k+1 `sent` and k-1 `confirmed`
+    # (~1 s each for 100k orders, both mostly outside the GIL: SQLite and DuckDB)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="erp-insert") as pool:
+        mark_sent(0)
+        inserting = start(0)
+        for k, (obj, ws) in enumerate(batches):
+            more = k + 1 < len(batches)
+            if more:
+                mark_sent(k + 1)
+            refused = inserting.result()
+            if more:
+                inserting = start(k + 1)
+            if refused is None:
                 set_state(wh, [w.write_id for w in ws], "confirmed", run_id)
                 counts["confirmed"] += len(ws)
-            except IntegrityError:
+            else:
                 # someone (a concurrent run, a retry) got there first, or one row is bad:
                 # go one by one, reading back before deciding
                 for w in ws:

@@ -3,6 +3,8 @@ is handed back once (sending it twice would double-post), and a planned write is
 in the next run."""
 from __future__ import annotations
 
+import pytest
+
 from trueup.assets.publish.ledger import Write, plan
 from trueup.connectors.warehouse import Warehouse
 
@@ -77,8 +79,6 @@ def test_crm_confirmations_recorded_together_still_land_when_the_pass_stops_earl
     """send_crm records `confirmed` for many batches at once (crm_writer.CONFIRM_EVERY): what the CRM
     acknowledged before an interruption is confirmed, with its version; what was sent after is
     `sent` (read back by the next run); nothing is left unaccounted."""
-    import pytest
-
     from trueup.assets.publish import crm_writer
 
     wh = Warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}")
@@ -115,3 +115,24 @@ def test_write_backs_are_planned_for_what_is_not_written_back_yet(tmp_path):
     again = crm_writer.writeback_writes(wh, "sales_orders")
     assert sorted(w.payload["id"] for w in again) == ["12", "13"]
     assert {w.write_id for w in again} == {backs["12"].write_id, backs["13"].write_id}
+
+
+def test_a_writes_hash_and_id_are_those_ledgers_already_hold():
+    """The hash and id a write gets are the ones every earlier release recorded (the JSON of the
+    payload, keys sorted, anything else as text): another value would make every write already
+    confirmed look new, and send it again."""
+    import datetime as dt
+    import hashlib
+    import json
+    from decimal import Decimal
+
+    payload = {"total_amount": Decimal("10.50"), "order_date": dt.date(2026, 10, 31), "name": "Müller & Söhne",
+               "nested": {"b": [1, 2.5, None, True], "a": "x"}, "customer_number": None}
+    write = Write("erp-order:crm-deal:7", "erp", "sales_orders", "create", "SO-87", payload)
+    text = json.dumps(payload, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:24]
+    assert (write.payload_json, write.payload_hash) == (text, digest)
+    assert write.write_id == hashlib.sha256(f"erp-order:crm-deal:7|{digest}".encode()).hexdigest()[:24]
+    assert write == Write("erp-order:crm-deal:7", "erp", "sales_orders", "create", "SO-87", dict(payload))
+    with pytest.raises(AttributeError):
+        write.no_such_attribute
