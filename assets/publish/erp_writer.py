@@ -87,7 +87,11 @@ def _insert(engine, obj: str, ws: list[Write], at: dt.datetime) -> IntegrityErro
     for 100k orders (bench publish). Here each column's converter is looked up once, and the
     timestamps, the same for the whole batch, are converted once."""
     table, _ = TABLES[obj]
-    columns = list(ws[0].payload)     # a target object's payloads all have the same fields
+    columns = list(ws[0].payload)     # the plan gives every payload of a target object the same fields
+    odd = next((w for w in ws if len(w.payload) != len(columns)), None)
+    if odd is not None:               # (a missing field fails below: `payload[c]`)
+        raise ValueError(f"ERP {obj} write {odd.business_key} has the fields {sorted(odd.payload)}, "
+                         f"the batch {sorted(columns)}")
     try:
         with engine.begin() as conn:
             dialect = conn.dialect
@@ -137,7 +141,7 @@ def send(wh: Warehouse, engine, writes: list[Write], run_id: str) -> dict[str, i
         return pool.submit(_insert, engine, obj, ws, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
 
     # the ERP insert of batch k runs while the ledger records k+1 `sent` and k-1 `confirmed`
-    # (~1 s each for 100k orders, both mostly outside the GIL: SQLite and DuckDB)
+    # (SQLite's and DuckDB's work runs outside the GIL: 100k orders 2.3 -> 1.9 s, bench publish)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="erp-insert") as pool:
         mark_sent(0)
         inserting = start(0)

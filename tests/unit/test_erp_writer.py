@@ -165,3 +165,13 @@ def test_a_crash_at_any_step_of_a_pipelined_send_leaves_every_order_in_the_erp_e
             assert sorted(landed) == sorted(expected) and len(set(landed)) == len(landed), where
             assert ledger() == {o: "confirmed" for o in expected}, where
     erp.dispose()
+
+
+def test_a_batch_whose_payloads_differ_in_their_fields_is_refused_with_one_line(tmp_path):
+    erp = make_erp_engine(f"sqlite:///{tmp_path / 'erp.sqlite'}")
+    create_erp_schema(erp)
+    odd = _customer(2, tax_id="DE1")
+    with pytest.raises(ValueError, match=r"ERP customers write C82 has the fields .*tax_id"):
+        erp_writer._insert(erp, "customers", [_customer(1), odd], AT)
+    assert _table(erp, customers) == []
+    erp.dispose()
