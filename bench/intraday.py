@@ -4,7 +4,7 @@
     python -m bench intraday --interval 60        # a shorter sensor interval
     python -m bench intraday --smoke              # a few deals in ~1 min (the test uses it)
 
-Setup (untimed): a sandbox world of 14 business days ending yesterday (generator seed 7, scale 1,
+Setup (untimed): a sandbox world of 14 business days (8 with --smoke) ending yesterday (generator seed 7, scale 1,
 no drifted exports) in a temporary TRUEUP_HOME, its CRM served by a sandbox CRM process on
 127.0.0.1 set to HubSpot's limits (100 requests per rolling 10 s per token; search 5/s, counted
 apart), and Trueup's nightly runs over those days (one backfill run), so the warehouse, the golden
@@ -57,6 +57,7 @@ PROGRESS = "BENCH_PROGRESS "
 CRM_LIMIT_10S = 100          # HubSpot's private-app limit per token (the sandbox is set to it)
 CRM_SEARCH_PER_S = 5
 WORLD_DAYS = 14
+SMOKE_WORLD_DAYS = 8          # --smoke (the test): enough history for a few deals to close
 _FOREIGN_ENV = ("TRUEUP_WAREHOUSE_URL", "TRUEUP_ERP_URL", "TRUEUP_CRM_BASE_URL", "TRUEUP_CRM_TOKEN",
                 "TRUEUP_LANDING_DIR", "DAGSTER_HOME", "TRUEUP_ALERT_WEBHOOK_URL", "TRUEUP_START_DATE",
                 "TRUEUP_PUBLISH_FROM", "TRUEUP_TIMEZONE", "TRUEUP_INTRADAY", "TRUEUP_INTRADAY_INTERVAL_SECONDS")
@@ -467,8 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench.publish import start_sandbox, stop_sandbox
 
     try:
-        log(f"[setup] seeding a {WORLD_DAYS}-day world ending yesterday in {home} …")
-        result["world"] = seed(home, WORLD_DAYS, 1.0 if args.smoke else args.scale)
+        log(f"[setup] seeding a {SMOKE_WORLD_DAYS if args.smoke else WORLD_DAYS}-day world ending yesterday in {home} …")
+        result["world"] = seed(home, SMOKE_WORLD_DAYS if args.smoke else WORLD_DAYS, 1.0 if args.smoke else args.scale)
         server, base = start_sandbox(home)
         result["server_pid"] = server.pid
         token = (home / "sandbox" / "crm_token").read_text().strip()
