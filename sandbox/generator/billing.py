@@ -10,7 +10,7 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, bindparam, select, update
 
 from trueup.connectors.erp_schema import invoices, payments, sales_orders
 
@@ -18,7 +18,7 @@ from .config import WorldConfig
 from .history import HOUR_MS, _uniforms
 
 PAYMENT_METHODS = np.array(["wire", "card", "ach", "check"])
-SPLIT_SHARE = 0.6      # first part of a split invoice
+SPLIT_SHARE = 0.6      # first part of an invoice split in two (more parts: equal shares)
 PAYMENT_TERMS_DAYS = 30
 
 
@@ -31,25 +31,44 @@ def _stamp(day: dt.date, u: np.ndarray) -> pd.Series:
     return pd.Series(start + pd.to_timedelta(8 * HOUR_MS + (u * 10 * HOUR_MS).astype("int64"), unit="ms"))
 
 
+def _part_plan(u_parts: np.ndarray, split: np.ndarray, most: int) -> np.ndarray:
+    """How many parts each document is cut into: 1, or 2..`most` when `split`."""
+    return np.where(split, 2 + np.floor(u_parts * (most - 1)).astype(int), 1)
+
+
+def _part_amounts(total: np.ndarray, n: np.ndarray, first_share: np.ndarray | float):
+    """Per part p (1-based): every part but the last is round(total × share, 2), the last takes
+    the rest, so the parts always sum to `total`."""
+    part = np.round(total * first_share, 2)
+    return lambda p: np.where(p < n, part, np.round(total - (n - 1) * part, 2))
+
+
+def _part_lag(n: np.ndarray, p: int, span_days: int) -> np.ndarray:
+    """Days after the first part that part p falls, the parts spread evenly over `span_days`."""
+    return np.where(n > 1, np.round(span_days * (p - 1) / np.maximum(n - 1, 1)), 0).astype(int)
+
+
 def invoice_schedule(cfg: WorldConfig, orders: pd.DataFrame) -> pd.DataFrame:
-    """Planned invoices of `orders` (one or two parts each); empty parts are never issued."""
+    """Planned invoices of `orders` (one part, or 2..cfg.billing_parts over a week); empty
+    parts are never issued."""
     # all the order's digits: SO-1<deal> and its duplicate SO-2<deal> must not share an invoice
-    u = _uniforms(cfg.seed + 2, _digits(orders["order_number"], 3), 5)
+    u = _uniforms(cfg.seed + 2, _digits(orders["order_number"], 3), 6)
     order_date = pd.to_datetime(orders["order_date"]).to_numpy()
     lag = (1 + np.floor(u[:, 0] * 5)).astype(int)
     never = u[:, 1] < cfg.rate("not_invoiced")
-    split = u[:, 2] < 0.15
+    n = _part_plan(u[:, 5], u[:, 2] < cfg.split_rate, cfg.billing_parts)
     mismatch = u[:, 3] < cfg.rate("invoice_amount_mismatch")
     total = orders["total_amount"].astype(float).to_numpy()
     billed = np.where(mismatch, np.round(total * 1.05, 2), total)
-    first = np.where(split, np.round(billed * SPLIT_SHARE, 2), billed)
+    amount_of = _part_amounts(billed, n, np.where(n == 2, SPLIT_SHARE, 1.0 / n))
     parts = []
-    for part, amount, due_lag in ((1, first, lag), (2, np.round(billed - first, 2), lag + 7)):
-        keep = ~never & ((part == 1) | split)
+    for part in range(1, cfg.billing_parts + 1):
+        keep = ~never & (part <= n)
+        due_lag = lag + _part_lag(n, part, 7)
         parts.append(pd.DataFrame({
             "invoice_number": ("INV-" + orders["order_number"].str[3:] + str(part))[keep],
             "order_number": orders["order_number"][keep], "customer_number": orders["customer_number"][keep],
-            "currency": orders["currency"][keep], "amount": amount[keep],
+            "currency": orders["currency"][keep], "amount": amount_of(part)[keep],
             "planned": (order_date + due_lag.astype("timedelta64[D]"))[keep],
             "mismatch": mismatch[keep], "u": u[keep, 4],
         }))
@@ -59,26 +78,28 @@ def invoice_schedule(cfg: WorldConfig, orders: pd.DataFrame) -> pd.DataFrame:
 
 
 def payment_schedule(cfg: WorldConfig, inv: pd.DataFrame) -> pd.DataFrame:
-    u = _uniforms(cfg.seed + 3, _digits(inv["invoice_number"], 4), 5)
+    """Planned payments of `inv`: one, or 2..cfg.billing_parts instalments over ten days."""
+    u = _uniforms(cfg.seed + 3, _digits(inv["invoice_number"], 4), 6)
     issue = pd.to_datetime(inv["issue_date"]).to_numpy()
     unpaid = u[:, 0] < cfg.rate("unpaid")
     delay = (5 + np.floor(u[:, 1] * 40)).astype(int)
-    instalments = u[:, 2] < 0.1
+    n = _part_plan(u[:, 5], u[:, 2] < cfg.instalment_rate, cfg.billing_parts)
     under = u[:, 3] < cfg.rate("underpaid")
     over = u[:, 3] > 1 - cfg.rate("overpaid")
     amount = inv["amount"].astype(float).to_numpy()
     to_pay = np.round(amount * np.select([under, over], [0.9, 1.05], 1.0), 2)
-    first = np.where(instalments, np.round(to_pay / 2, 2), to_pay)
+    paid_of = _part_amounts(to_pay, n, 1.0 / n)
     parts = []
-    for part, paid, lag in ((1, first, delay), (2, np.round(to_pay - first, 2), delay + 10)):
-        keep = ~unpaid & ((part == 1) | instalments)
+    for part in range(1, cfg.billing_parts + 1):
+        keep = ~unpaid & (part <= n)
+        lag = delay + _part_lag(n, part, 10)
         parts.append(pd.DataFrame({
             "payment_id": ("PAY-" + inv["invoice_number"].str[4:] + str(part))[keep],
             "invoice_number": inv["invoice_number"][keep], "currency": inv["currency"][keep],
-            "amount": paid[keep], "planned": (issue + lag.astype("timedelta64[D]"))[keep],
+            "amount": paid_of(part)[keep], "planned": (issue + lag.astype("timedelta64[D]"))[keep],
             "method": PAYMENT_METHODS[(u[keep, 4] * 4).astype(int)],
             "kind": np.select([under, over], ["underpaid", "overpaid"], None)[keep],
-            "last": ((part == 2) | ~instalments)[keep],
+            "last": (part == n)[keep],
         }))
     plan = pd.concat(parts, ignore_index=True)
     plan.attrs["unpaid"] = inv.loc[unpaid, ["invoice_number", "due_date", "amount", "currency"]]
@@ -152,9 +173,11 @@ def _mark_paid(conn, invoice_numbers, day: dt.date) -> None:
         paid=("amount", "sum"), at=("received_at", "max"))
     inv = inv.join(totals, on="invoice_number")
     settled = inv[inv["paid"] >= inv["amount"].astype(float) - 0.005]
-    for r in settled.itertuples():
-        conn.execute(update(invoices).where(invoices.c.invoice_number == r.invoice_number)
-                     .values(status="paid", updated_at=pd.Timestamp(r.at).to_pydatetime()))
+    if len(settled):   # one statement, many parameter sets (a scale world settles thousands a day)
+        conn.execute(update(invoices).where(invoices.c.invoice_number == bindparam("b_number"))
+                     .values(status="paid", updated_at=bindparam("b_at")),
+                     [{"b_number": r.invoice_number, "b_at": pd.Timestamp(r.at).to_pydatetime()}
+                      for r in settled.itertuples()])
 
 
 def _records(df: pd.DataFrame) -> list[dict]:

@@ -52,6 +52,16 @@ class WorldConfig:
     defect_rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_DEFECT_RATES))
     # export days whose files drift from the contract: (day index, kind)
     schema_drift_days: tuple[tuple[int, str], ...] | None = None
+    # billing: the share of orders invoiced in parts (over a week) and of invoices paid in
+    # instalments (over ten days), and the most parts either is cut into (2..9: a part is one
+    # digit of the document number). Scale benchmarks raise them for an ERP-heavy book.
+    split_rate: float = 0.15
+    instalment_rate: float = 0.1
+    billing_parts: int = 2
+
+    def __post_init__(self):
+        if not 2 <= self.billing_parts <= 9:
+            raise ValueError(f"billing_parts must be 2..9 (one digit of a document number), not {self.billing_parts}")
 
     @property
     def golive(self) -> dt.date:
@@ -85,4 +95,8 @@ class WorldConfig:
             defect_rates=dict(d.get("defect_rates") or DEFAULT_DEFECT_RATES),
             schema_drift_days=tuple(tuple(x) for x in d["schema_drift_days"])
             if d.get("schema_drift_days") is not None else None,
+            # worlds recorded before these knobs existed have the defaults
+            split_rate=float(d.get("split_rate", cls.split_rate)),
+            instalment_rate=float(d.get("instalment_rate", cls.instalment_rate)),
+            billing_parts=int(d.get("billing_parts", cls.billing_parts)),
         )
