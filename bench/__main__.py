@@ -1,4 +1,4 @@
-"""``python -m bench [ingest|gate|reconcile|publish|intraday|night|distributed …]`` — dispatch to a benchmark (default: ingest)."""
+"""``python -m bench [ingest|gate|reconcile|publish|intraday|night|distributed|pipeline …]`` — dispatch to a benchmark (default: ingest)."""
 from __future__ import annotations
 
 import sys
@@ -31,11 +31,15 @@ def main(argv: list[str] | None = None) -> int:
         from bench.distributed import main as distributed_main
 
         return distributed_main(argv)
+    if cmd == "pipeline":
+        from bench.pipeline import main as pipeline_main
+
+        return pipeline_main(argv)
     if cmd == "night":
         from bench.night import main as night_main
 
         return night_main(argv)
-    print(f"unknown benchmark {cmd!r}; available: ingest, gate, reconcile, publish, intraday, night, distributed", file=sys.stderr)
+    print(f"unknown benchmark {cmd!r}; available: ingest, gate, reconcile, publish, intraday, night, distributed, pipeline", file=sys.stderr)
     return 2
 
 
