@@ -1,4 +1,5 @@
-"""``python -m bench [ingest|gate|reconcile|publish|intraday|night|distributed|pipeline …]`` — dispatch to a benchmark (default: ingest)."""
+"""``python -m bench [ingest|gate|reconcile|publish|intraday|night|distributed|pipeline …]``: dispatch to a
+benchmark (default: ingest)."""
 from __future__ import annotations
 
 import sys
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         from bench.night import main as night_main
 
         return night_main(argv)
-    print(f"unknown benchmark {cmd!r}; available: ingest, gate, reconcile, publish, intraday, night, distributed, pipeline", file=sys.stderr)
+    print(f"unknown benchmark {cmd!r}; available: ingest, gate, reconcile, publish, intraday, night, distributed, "
+          "pipeline", file=sys.stderr)
     return 2
 
 
