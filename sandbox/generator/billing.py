@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, bindparam, or_, select, update
 
 from trueup.connectors.erp_schema import invoices, payments, sales_orders
 
@@ -22,6 +22,8 @@ from .history import HOUR_MS, _uniforms
 PAYMENT_METHODS = np.array(["wire", "card", "ach", "check"])
 SPLIT_SHARE = 0.6      # first part of an invoice split in two (more parts: equal shares)
 PAYMENT_TERMS_DAYS = 30
+ORDER_WINDOW_DAYS = 13      # > the latest an order's last invoice is planned (5 + 7 days)
+PAYMENT_WINDOW_DAYS = 56    # > the latest an invoice's last payment is planned (44 + 10 days)
 
 
 def _digits(numbers: pd.Series, prefix_len: int) -> np.ndarray:
@@ -119,11 +121,24 @@ def run_billing_day(cfg: WorldConfig, engine: Engine, day: dt.date) -> list[dict
     """Issue the invoices and record the payments that fall due on `day` (catching up on
     anything planned earlier and not yet done). Returns the defects this decided."""
     defects: list[dict] = []
+    # Only the documents whose plan can still fall due are read: a scale world's book grows by
+    # millions of rows, and re-planning all of it every day made seeding quadratic. An order is
+    # billed at most 12 days after its order date (lag 5 + a week), and exists in the ERP from its
+    # creation; an invoice is paid at most 54 days after its issue (delay 44 + ten days). Since the
+    # billing runs every day, anything older has been billed and paid as planned.
+    order_from = day - dt.timedelta(days=ORDER_WINDOW_DAYS)
+    open_orders = select(sales_orders.c.order_number).where(
+        sales_orders.c.status != "cancelled",
+        or_(sales_orders.c.order_date >= order_from,
+            sales_orders.c.created_at >= dt.datetime.combine(order_from, dt.time())))
     with engine.begin() as conn:
         orders = pd.read_sql(select(sales_orders.c.order_number, sales_orders.c.customer_number,
                                     sales_orders.c.order_date, sales_orders.c.currency,
-                                    sales_orders.c.total_amount).where(sales_orders.c.status != "cancelled"), conn)
-        existing_inv = pd.read_sql(select(invoices.c.invoice_number), conn)["invoice_number"]
+                                    sales_orders.c.total_amount)
+                             .where(sales_orders.c.order_number.in_(open_orders))
+                             .order_by(sales_orders.c.order_number), conn)
+        existing_inv = pd.read_sql(select(invoices.c.invoice_number)
+                                   .where(invoices.c.order_number.in_(open_orders)), conn)["invoice_number"]
         day_ts = np.datetime64(day)
         if len(orders):
             plan = invoice_schedule(cfg, orders)
@@ -147,9 +162,14 @@ def run_billing_day(cfg: WorldConfig, engine: Engine, day: dt.date) -> list[dict
                 defects.append(_defect("not_invoiced", "sales_order", r.order_number, day,
                                        amount=str(r.total_amount), currency=r.currency))
 
+        open_invoices = select(invoices.c.invoice_number).where(
+            invoices.c.issue_date >= day - dt.timedelta(days=PAYMENT_WINDOW_DAYS))
         inv = pd.read_sql(select(invoices.c.invoice_number, invoices.c.issue_date, invoices.c.due_date,
-                                 invoices.c.currency, invoices.c.amount, invoices.c.status), conn)
-        existing_pay = pd.read_sql(select(payments.c.payment_id), conn)["payment_id"]
+                                 invoices.c.currency, invoices.c.amount, invoices.c.status)
+                          .where(invoices.c.invoice_number.in_(open_invoices))
+                          .order_by(invoices.c.invoice_number), conn)
+        existing_pay = pd.read_sql(select(payments.c.payment_id)
+                                   .where(payments.c.invoice_number.in_(open_invoices)), conn)["payment_id"]
         if len(inv):
             pplan = payment_schedule(cfg, inv)
             due = pplan[(pplan["planned"] <= day_ts) & ~_known(pplan["payment_id"], existing_pay) & (pplan.amount > 0)]

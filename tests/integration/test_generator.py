@@ -675,3 +675,41 @@ def test_erp_money_is_exact_two_place_decimal(any_world):
                 assert isinstance(v, str) and MONEY_RE.match(v), (table, v)
     finally:
         db.close()
+
+
+# ----------------------------------------------------------------------------- billing
+def test_billing_issues_exactly_what_its_plan_says_is_due(tmp_path):
+    """Every invoice and payment the plan (recomputed here from the whole book) puts on or before
+    the world's last day exists, and nothing else: the billing run reads only documents whose plan
+    can still fall due, and must not lose or repeat any. Includes an order posted late the way
+    Trueup posts one (order date weeks before its creation): billed at once, and only once."""
+    from trueup.sandbox.generator.billing import invoice_schedule, payment_schedule
+
+    cfg = WorldConfig(seed=9, scale=0.6, days=70, golive_date=dt.date(2026, 11, 9), billing_parts=4, split_rate=0.5,
+                      instalment_rate=0.5, schema_drift_days=())
+    paths = world_paths(tmp_path)
+    seed_world(paths, cfg, days=40)
+    engine = make_erp_engine(paths.erp_url)
+    posted_at = dt.datetime.combine(cfg.start_date + dt.timedelta(days=40), dt.time(2))
+    with engine.begin() as conn:
+        customer = conn.execute(select(customers.c.customer_number).limit(1)).scalar_one()
+        conn.execute(sales_orders.insert().values(
+            order_number="SO-1990000001", customer_number=customer, crm_deal_id="990000001",
+            order_date=(posted_at - dt.timedelta(days=20)).date(), currency="EUR", total_amount="1234.50",
+            status="open", source="integration", created_at=posted_at, updated_at=posted_at))
+    engine.dispose()
+    advance_world(paths, cfg.days - 40)
+    erp = read_erp(paths)
+    last = pd.Timestamp(cfg.start_date + dt.timedelta(days=cfg.days - 1))
+
+    orders = erp["sales_orders"][erp["sales_orders"]["status"] != "cancelled"]
+    plan = invoice_schedule(cfg, orders.assign(total_amount=orders["total_amount"].astype(str)))
+    due = plan[(pd.to_datetime(plan["planned"]) <= last) & (plan["amount"] > 0)]
+    assert sorted(erp["invoices"]["invoice_number"]) == sorted(due["invoice_number"])
+    assert (erp["invoices"]["order_number"] == "SO-1990000001").sum() >= 1
+    pplan = payment_schedule(cfg, erp["invoices"].assign(amount=erp["invoices"]["amount"].astype(str)))
+    pdue = pplan[(pd.to_datetime(pplan["planned"]) <= last) & (pplan["amount"] > 0)]
+    assert sorted(erp["payments"]["payment_id"]) == sorted(pdue["payment_id"])
+    # the knobs at work: orders in more than two parts, invoices paid in more than two instalments
+    assert erp["invoices"].groupby("order_number").size().max() > 2
+    assert erp["payments"].groupby("invoice_number").size().max() > 2
