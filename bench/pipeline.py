@@ -136,7 +136,7 @@ def _export_floor(landing: Path, days: list[dt.date]) -> dict:
     return out
 
 
-def _env(home: Path, cfg, paths, server, token: str, warehouse_url: str) -> dict:
+def _env(home: Path, cfg, paths, server, token: str, warehouse_url: str, duckdb_memory: str) -> dict:
     return {**{k: v for k, v in os.environ.items() if not k.startswith("TRUEUP_")},
             "TRUEUP_HOME": str(home), "TRUEUP_WAREHOUSE_URL": warehouse_url, "TRUEUP_ERP_URL": paths.erp_url,
             "TRUEUP_LANDING_DIR": str(paths.landing_dir), "TRUEUP_CRM_BASE_URL": server.base_url,
@@ -144,7 +144,10 @@ def _env(home: Path, cfg, paths, server, token: str, warehouse_url: str) -> dict
             "TRUEUP_PUBLISH_FROM": cfg.golive.isoformat(),
             "TRUEUP_CRM_REQUESTS_PER_10S": "100000", "TRUEUP_CRM_SEARCHES_PER_SECOND": "1000",
             "DAGSTER_HOME": str(home / "dagster"), "DO_NOT_TRACK": "1", "DAGSTER_DISABLE_TELEMETRY": "1",
-            "PYTHONPATH": str(REPO)}
+            "PYTHONPATH": str(REPO),
+            # DuckDB's own default is 80 % of RAM: a process budget of 4 GB needs it capped (it
+            # spills to <warehouse>.tmp beyond); an empty value keeps DuckDB's default
+            **({"TRUEUP_DUCKDB_MEMORY_LIMIT": duckdb_memory} if duckdb_memory else {})}
 
 
 def run(args) -> dict:
@@ -174,7 +177,7 @@ def run(args) -> dict:
         before = _volumes(paths)
         token = "bench-" + secrets.token_hex(8)
         server = start_in_thread(paths.crm_db, token, knobs=dict(QUIET_KNOBS))
-        env = _env(home, cfg, paths, server, token, warehouse_url)
+        env = _env(home, cfg, paths, server, token, warehouse_url, args.duckdb_memory)
         days = [cfg.start_date + dt.timedelta(days=i) for i in range(cfg.days)]
         try:
             print(f"[pipeline] backfill of {len(days) - 1} days …", flush=True)
@@ -195,6 +198,7 @@ def run(args) -> dict:
             shutil.rmtree(home, ignore_errors=True)
     changed = sum(summary.crm_changes.values()) + sum(summary.erp_inserts.values()) + sum(summary.export_rows.values())
     return {"benchmark": "pipeline", "warehouse": args.warehouse, "size": args.size, "seed": args.seed,
+            "duckdb_memory_limit": args.duckdb_memory if args.warehouse == "duckdb" else None,
             "days": args.days, "world": cfg.to_json(), "seed_s": round(seed_s, 1), "sources_before": before,
             "sources_after": after, "night_changes": {"crm": summary.crm_changes, "erp": summary.erp_inserts,
                                                       "exports": summary.export_rows, "total": changed},
@@ -204,7 +208,8 @@ def run(args) -> dict:
 def render(r: dict) -> str:
     b, n, src = r["backfill"], r["night"], r["sources_after"]
     total = sum(src.values())
-    lines = [f"{r['warehouse']} warehouse, size {r['size']}: scale {r['world']['scale']}, {r['days']} days "
+    cap = f" (DuckDB memory limit {r['duckdb_memory_limit']})" if r.get("duckdb_memory_limit") else ""
+    lines = [f"{r['warehouse']} warehouse{cap}, size {r['size']}: scale {r['world']['scale']}, {r['days']} days "
              f"(backfill of {r['days'] - 1}, then one night); seeding {r['seed_s']} s (setup)",
              "sources: " + ", ".join(f"{k} {v:,}" for k, v in src.items()),
              f"invoice and payment rows: {src['erp_invoices'] + src['erp_payments']:,}; "
@@ -245,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warehouse", choices=("duckdb", "postgres"), default="duckdb",
                     help="postgres: a throwaway cluster for the warehouse and the ERP")
     ap.add_argument("--days", type=int, default=DAYS)
+    ap.add_argument("--duckdb-memory", default="2GB",
+                    help="TRUEUP_DUCKDB_MEMORY_LIMIT for the runs ('' for DuckDB's default, 80 %% of RAM)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--keep", action="store_true", help="keep the temporary TRUEUP_HOME (deleted by default)")
     ap.add_argument("--out", type=Path, default=RESULTS_DIR)
