@@ -54,6 +54,10 @@ class Life:
 #: the world three judges share: seed 11, 20 days, go-live on day 10, five days per run, three times
 #: the usual defect rates (more breaks, more quarantined rows, more of them on the same records)
 SHARED = Life(seed=11, scale=1.0, days=20, golive_day=10, per_run=5, defects_x=3)
+#: the second world both judges read: seed 23, twice the size, go-live on day 7, the rest of its two
+#: weeks caught up in two runs, three times the usual defect rates (a world lived once serves both:
+#: living one costs ~30 s of CPU)
+SECOND = Life(seed=23, scale=2.0, days=14, golive_day=7, per_run=4, defects_x=3)
 
 
 @dataclasses.dataclass
