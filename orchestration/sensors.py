@@ -26,10 +26,14 @@ def build_export_sensor(job, partitions_def):
         except TransientError:
             return SkipReason("warehouse busy (another process holds the DuckDB lock); will look again")
         valid_keys = set(partitions_def.get_partition_keys())
+        first_day = partitions_def.get_first_partition_key()
         requests, rejected = [], []
         for check in list_exports(landing.dir()):
             day = check.folder.name
-            if day not in valid_keys:
+            # an export dated before the first business day is loaded by the first partition's
+            # run (the initial load: assets/ingest/history.py)
+            key = first_day if first_day and day < first_day else day
+            if key not in valid_keys:
                 continue
             if not check.ok:
                 rejected.append(f"{day}: {check.reason}")
@@ -38,8 +42,10 @@ def build_export_sensor(job, partitions_def):
             if loaded.get(day) == digest or requested.get(day) == digest:
                 continue
             requested[day] = digest
-            requests.append(RunRequest(run_key=f"erp-export-{day}-{digest[:12]}", partition_key=day,
-                                       tags={"trueup/business_date": day, "trueup/trigger": "export_sensor"}))
+            if any(r.partition_key == key for r in requests):
+                continue   # the first partition's one run loads every export before it
+            requests.append(RunRequest(run_key=f"erp-export-{day}-{digest[:12]}", partition_key=key,
+                                       tags={"trueup/business_date": key, "trueup/trigger": "export_sensor"}))
         for line in rejected:
             context.log.warning(f"ERP export rejected: {line}")
         if not requests:

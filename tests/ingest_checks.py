@@ -70,3 +70,14 @@ def nightly_runs_make_warehouse_equal_to_sources(world) -> None:
     assert set(facts["status"]) == {"success", "failure"}
     assert set(facts.loc[facts.status == "failure", "error_class"]) == {"permanent"}
     assert facts[facts.status == "success"].groupby("asset").partition.nunique().min() == len(world.days())
+
+
+def raw_snapshot(wh: Warehouse) -> pd.DataFrame:
+    """Every version raw holds (load bookkeeping left out), comparable across runs."""
+    frames = []
+    for table in ("crm_companies", "crm_contacts", "crm_deals", "erp_customers", "erp_sales_orders",
+                  "erp_invoices", "erp_payments"):
+        df = wh.query_df(f"SELECT * FROM raw.{table}").drop(columns=["_run_id", "_loaded_at", "_source"])
+        df = df.astype(str).sort_values(list(df.columns)).reset_index(drop=True)
+        frames.append(df.assign(_table=table).melt(id_vars=["_table"]).astype(str))
+    return pd.concat(frames, ignore_index=True)

@@ -38,10 +38,14 @@ def source_spec(obj: SourceObject) -> AssetSpec:
 
 
 def _windows(context: AssetExecutionContext):
+    """(day, start, end) of each partition of the run; the first partition's opens at the
+    beginning of time (the initial load: history.py)."""
+    from .history import windows_with_history
+
     pdef = context.assets_def.partitions_def
-    for key in context.partition_keys:
-        w = pdef.time_window_for_partition_key(key)
-        yield key, w.start, w.end
+    windows = [(key, w.start, w.end) for key in context.partition_keys
+               for w in [pdef.time_window_for_partition_key(key)]]
+    return windows_with_history(windows, pdef.get_first_partition_key())
 
 
 def build_crm_asset(obj: SourceObject, partitions_def):
@@ -117,6 +121,7 @@ def build_erp_export_assets(partitions_def):
     def _exports(context: AssetExecutionContext):
         from .erp_extract import manifest_digest, read_verified_export
         from .export_log import record_export_loads
+        from .history import export_days_before, exports_as_one
         from .raw_store import land_partitions
 
         wh, landing = context.resources.warehouse.get(), context.resources.landing.dir()
@@ -124,28 +129,38 @@ def build_erp_export_assets(partitions_def):
         frames: dict[str, dict[str, object]] = {name: {} for name in by_name}
         drift: dict[str, set] = {name: set() for name in by_name}
         loads, rejected = [], []
+        first_day = context.assets_def.partitions_def.get_first_partition_key()
         with recorded_run(wh, []) as run:
             for key in context.partition_keys:
                 f = step_facts(context, "raw/erp_exports", key)
                 run.facts.append(f)
-                check = None
-                try:
-                    check, day_frames, new_cols = read_verified_export(landing, key, by_name)
-                except Exception as exc:
-                    if classify(exc) == "transient":
-                        raise  # the retry policy re-runs the step
-                    # a bad export is rejected whole; the other days of the range still load
-                    loads.append((key, manifest_digest(check) if check else None, "rejected", str(exc), {}))
-                    context.log.error(str(exc))
-                    rejected.append(str(exc))
-                    run.reject(f, exc)
-                    continue
-                for name, df in day_frames.items():
-                    frames[name][key] = df
-                    drift[name].update(new_cols[name])
-                    f.rows_read += len(df)
-                    f.rows_written += len(df)
-                loads.append((key, manifest_digest(check), "loaded", None, check.rows))
+                # the first partition also loads the exports dated before it (the initial load: history.py)
+                folders = [*export_days_before(landing, first_day), key] if key == first_day else [key]
+                read = {}
+                for folder in folders:
+                    check = None
+                    try:
+                        check, day_frames, new_cols = read_verified_export(landing, folder, by_name)
+                    except Exception as exc:
+                        if classify(exc) == "transient":
+                            raise  # the retry policy re-runs the step
+                        # a bad export is rejected whole (with it, the partition that loads it); the
+                        # other days of the range still load
+                        loads.append((folder, manifest_digest(check) if check else None, "rejected", str(exc), {}))
+                        context.log.error(str(exc))
+                        rejected.append(str(exc))
+                        run.reject(f, exc)
+                        break
+                    read[folder] = (check, day_frames, new_cols)
+                else:
+                    for folder, (check, day_frames, new_cols) in read.items():
+                        for name, df in day_frames.items():
+                            drift[name].update(new_cols[name])
+                            f.rows_read += len(df)
+                        loads.append((folder, manifest_digest(check), "loaded", None, check.rows))
+                    for name in by_name:
+                        frames[name][key] = exports_as_one([day_frames[name] for _c, day_frames, _n in read.values()])
+                        f.rows_written += len(frames[name][key])
             for name, obj in by_name.items():
                 if frames[name]:
                     land_partitions(wh, obj, frames[name], context.run.run_id,

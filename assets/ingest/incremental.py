@@ -35,6 +35,7 @@ def ingest_crm(wh: Warehouse, client, obj: SourceObject, windows: list[tuple[str
     # one extraction for the whole range (one search walk, one archived listing)
     ex = extract_crm_range(client, obj, windows[0][1], windows[-1][2], tz)
     rows = pd.concat([ex.rows, ex.earlier], ignore_index=True) if len(ex.earlier) else ex.rows
+    rows = _history_on_first_day(rows, windows)
     landed = land_versions(wh, obj, rows, run_id, lambda _p: f"crm:{obj.source_name}", days=day_keys(windows))
     return IngestResult(landed, platform_echoes(wh, obj.source_name, rows), ex.stats)
 
@@ -45,5 +46,14 @@ def ingest_erp_table(wh: Warehouse, engine, obj: SourceObject, windows: list[tup
 
     rows, earlier, drift = extract_erp_table_range(engine, obj, windows[0][1], windows[-1][2], tz)
     rows = pd.concat([rows, earlier], ignore_index=True) if len(earlier) else rows
+    rows = _history_on_first_day(rows, windows)
     landed = land_versions(wh, obj, rows, run_id, lambda _p: f"erp_db:{obj.source_name}", days=day_keys(windows))
     return IngestResult(landed, new_source_columns=set(drift))
+
+
+def _history_on_first_day(rows: pd.DataFrame, windows: list[tuple[str, dt.datetime, dt.datetime]]) -> pd.DataFrame:
+    """A range that opens the history (its first window starts at the beginning of time: the
+    first partition's, history.py) lands every older version on its first day."""
+    from .history import on_or_after, opens_history
+
+    return on_or_after(rows, windows[0][0]) if opens_history(windows) else rows

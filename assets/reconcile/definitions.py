@@ -137,7 +137,9 @@ def build_recon_asset(name: str, partitions_def):
                                        crm_client=clients["crm_client"])
                 echoes = echo_versions(wh)
                 # the sources of all the run's days in one read per object, then compared day by day
+                # the first partition with the history before it, as the ingest loaded it
                 by_day = read_sources_for_days(partitions, app.timezone, config.objects or DEFAULT_OBJECTS,
+                                               context.assets_def.partitions_def.get_first_partition_key(),
                                                **clients)
                 for p in partitions:
                     sources, skipped = by_day[p]

@@ -1,13 +1,11 @@
 """Nightly ingestion: the warehouse becomes an exact, idempotent copy of CRM and ERP."""
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
-from trueup.connectors.warehouse import Warehouse
 from trueup.orchestration.config import load_settings
 from trueup.orchestration.runner import run_job
-from tests.ingest_checks import _wh, nightly_runs_make_warehouse_equal_to_sources
+from tests.ingest_checks import _wh, nightly_runs_make_warehouse_equal_to_sources, raw_snapshot
 from tests.world_fixtures import world  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
@@ -21,25 +19,16 @@ def test_nightly_runs_then_rerun_and_backfill_change_nothing(world):
     settings = load_settings()
     days = world.days()
     wh = _wh()
-    snapshot = _raw_snapshot(wh)
+    snapshot = raw_snapshot(wh)
     # re-running a partition changes nothing
     assert run_job(settings, "sync_and_gate", days[3]).success
-    assert _raw_snapshot(wh).equals(snapshot)
+    assert raw_snapshot(wh).equals(snapshot)
     # a backfill of the whole range, in one run, gives exactly what the nightly runs gave
     outcome = run_job(settings, "sync_and_gate", days[0], days[-1])
     assert outcome.success, outcome.error
-    assert _raw_snapshot(wh).equals(snapshot)
+    assert raw_snapshot(wh).equals(snapshot)
     # and it ran as a single run covering every partition
     runs = wh.query_df("SELECT DISTINCT partition FROM ops.sync_runs WHERE run_id = :r", {"r": outcome.run_id})
     assert len(runs) == len(days)
     wh.dispose()
 
-
-def _raw_snapshot(wh: Warehouse) -> pd.DataFrame:
-    frames = []
-    for table in ("crm_companies", "crm_contacts", "crm_deals", "erp_customers", "erp_sales_orders",
-                  "erp_invoices", "erp_payments"):
-        df = wh.query_df(f"SELECT * FROM raw.{table}").drop(columns=["_run_id", "_loaded_at", "_source"])
-        df = df.astype(str).sort_values(list(df.columns)).reset_index(drop=True)
-        frames.append(df.assign(_table=table).melt(id_vars=["_table"]).astype(str))
-    return pd.concat(frames, ignore_index=True)

@@ -253,3 +253,40 @@ def test_export_sensor_reports_corrupt_export_next_to_requests(export_world):
         assert result.log_key, "the sensor tick captured no log"
         log = _captured_log(instance, result.log_key)
     assert f"{day.isoformat()}: {reason}" in log, log
+
+
+def test_exports_before_the_first_business_day_are_the_first_partitions(export_world, monkeypatch):
+    """The platform starts on the world's tenth day: the exports of the nine days before it are
+    loaded by the first partition's run (the initial load), which the sensor asks for once; once
+    loaded they are not asked for again, and a re-export of one of them asks for the first
+    partition again."""
+    days = export_world.days()
+    first = days[9]
+    monkeypatch.setenv("TRUEUP_START_DATE", first.isoformat())
+    settings = load_settings()
+    ensure_dagster_home(settings)
+    defs = build_definitions()
+    later = [d.isoformat() for d in days[10:]]
+    with DagsterInstance.get() as instance:
+        result = _tick(defs, instance, None)
+        assert [r.partition_key for r in result.run_requests] == [first.isoformat(), *later]
+
+        assert_ingest_succeeded(run_job(settings, EXPORT_JOB, first))
+        loads = _wh().query_df("SELECT export_date, status FROM ops.export_loads")
+        assert sorted(loads["export_date"]) == [d.isoformat() for d in days[:10]]
+        assert set(loads["status"]) == {"loaded"}
+        # every invoice of those exports is in raw, on the first day
+        held = _wh().query_df("SELECT DISTINCT invoice_number, _partition FROM raw.erp_invoices")
+        listed = set()
+        for d in days[:10]:
+            f = _folder(export_world, d) / "invoices.csv"
+            if f.exists():
+                listed |= set(pd.read_csv(f, dtype=str)["invoice_number"])
+        assert listed and set(held["invoice_number"]) == listed
+        assert set(held["_partition"]) == {first.isoformat()}
+
+        result = _tick(defs, instance, None)
+        assert [r.partition_key for r in result.run_requests] == later
+        _rewrite_export(export_world, days[2])
+        result = _tick(defs, instance, result.cursor)
+        assert [r.partition_key for r in result.run_requests] == [first.isoformat()]
