@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from trueup.assets.ingest.erp_extract import read_verified_export
+from trueup.assets.ingest.history import export_days_before, exports_as_one, windows_with_history
 from trueup.assets.ingest.incremental import ingest_crm, ingest_erp_table
 from trueup.assets.ingest.objects import CRM_OBJECTS, ERP_DB_OBJECTS, ERP_EXPORT_OBJECTS
 from trueup.assets.ingest.raw_store import land_partitions
@@ -162,19 +163,28 @@ def state_machine(template: Path, warehouse_url):
             self.wh.dispose()
             self.src.close()
 
-        @initialize(late=st.sets(st.sampled_from(DAYS[:WORLD.days]), max_size=2))
-        def some_exports_arrive_late(self, late):
+        @initialize(late=st.sets(st.sampled_from(DAYS[:WORLD.days]), max_size=2), start=st.sampled_from([0, 3]))
+        def some_exports_arrive_late(self, late, start):
+            """`start`: the platform's first business day (TRUEUP_START_DATE), the world's first or its
+            fourth: then the first partition's runs load the three days of history before it (the
+            initial load, assets/ingest/history.py), late exports of those days included."""
+            self.start = start
             for day in late:
                 shutil.move(self.src.landing / "exports" / day.isoformat(), self.src.pending / day.isoformat())
 
         # -- runs: nightly (one day), backfill (a range), re-runs and out-of-order runs alike ---
         @rule(first=st.integers(0, len(DAYS) - 1), length=st.integers(1, 4))
         def run(self, first, length):
+            first = max(first, self.start)   # no partition before the platform's first
             days = DAYS[first:first + length]
-            windows = [(d.isoformat(), dt.datetime.combine(d, dt.time(0), tzinfo=dt.timezone.utc),
-                        dt.datetime.combine(d + dt.timedelta(days=1), dt.time(0), tzinfo=dt.timezone.utc))
-                       for d in days]
-            lo, hi = _ms(days[0]) - LOOKBACK_MS, _ms(days[-1]) + DAY_MS
+            windows = windows_with_history(
+                [(d.isoformat(), dt.datetime.combine(d, dt.time(0), tzinfo=dt.timezone.utc),
+                  dt.datetime.combine(d + dt.timedelta(days=1), dt.time(0), tzinfo=dt.timezone.utc)) for d in days],
+                DAYS[self.start].isoformat())
+            # what the run must observe: from the beginning of time for the first partition, else from
+            # an hour before its first day
+            lo = 0 if days[0] == DAYS[self.start] else _ms(days[0]) - LOOKBACK_MS
+            hi = _ms(days[-1]) + DAY_MS
             self.runs += 1
             run_id = f"run-{self.runs}"
             # what the sources hold for the run's windows, read before the run (nothing moves during it)
@@ -191,15 +201,19 @@ def state_machine(template: Path, warehouse_url):
                        **{o.name: o.key for o in ERP_DB_OBJECTS.values()}}[name]
                 self.model.observe(name, key, obj)
             for day in days:   # an export that is not there (yet) is rejected and loads nothing
+                # the first partition loads the export folders dated before it too (as the asset does)
+                folders = ([*export_days_before(self.src.landing, day.isoformat()), day.isoformat()]
+                           if day == DAYS[self.start] else [day.isoformat()])
                 try:
-                    _check, frames, _new = read_verified_export(self.src.landing, day.isoformat(),
-                                                                ERP_EXPORT_OBJECTS_BY_NAME)
+                    read = [read_verified_export(self.src.landing, f, ERP_EXPORT_OBJECTS_BY_NAME)[1] for f in folders]
                 except Exception:  # noqa: BLE001 - rejected: the asset records it and loads the other days
                     continue
                 for name, obj in ERP_EXPORT_OBJECTS_BY_NAME.items():
-                    land_partitions(self.wh, obj, {day.isoformat(): frames[name]}, run_id,
+                    land_partitions(self.wh, obj, {day.isoformat(): exports_as_one([r[name] for r in read])}, run_id,
                                     lambda p, n=obj.source_name: f"erp_export:{p}/{n}.csv")
-                    self.model.observe(name, obj.key, self.src.export_versions(day, obj.source_name))
+                    for f in folders:
+                        self.model.observe(name, obj.key,
+                                           self.src.export_versions(dt.date.fromisoformat(f), obj.source_name))
 
         # -- the world moves on between runs ------------------------------------------------------
         @rule(kind=st.sampled_from(["companies", "contacts", "deals"]), pick=st.integers(0, 10_000),
