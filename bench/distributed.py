@@ -4,6 +4,9 @@ with two workers (issue 20).
 
     python -m bench distributed                              # scale 20, 10 days, all three
     python -m bench distributed --scale 5 --days 6 --executors in_process,celery
+    # the issue's size: a book of ≥ 200k deals and ≥ 2M invoice and payment rows, of which the
+    # first partition loads 60 days of history (the initial load), then 29 days and one night
+    python -m bench distributed --scale 500 --history 60 --days 30 --billing heavy
 
 Setup (untimed), per executor and from nothing each time, so each starts from the same state: a
 throwaway PostgreSQL cluster (sandbox/postgres.py) with fresh databases for the Dagster instance
@@ -114,11 +117,19 @@ def _one_executor(executor: str, args, cluster, root: Path) -> dict:
 
     home = root / executor
     dagster_db, warehouse_url, erp_url = (cluster.create_database() for _ in range(3))
-    cfg = WorldConfig(seed=args.seed, scale=args.scale, days=args.days, schema_drift_days=())
+    from bench.pipeline import BILLING, _volumes
+
+    # the world lives its history, then the platform's days; the platform's first partition is the
+    # first day after the history, and its run loads the history (the initial load)
+    lived = args.history + args.days
+    cfg = WorldConfig(seed=args.seed, scale=args.scale, days=lived, schema_drift_days=(),
+                      **(BILLING if args.billing == "heavy" else {}),
+                      **({"golive_date": _start(args)} if args.history else {}))
     paths = WorldPaths(home / "sandbox", erp_url, home / "landing")
     t0 = time.perf_counter()
-    seed_world(paths, cfg, days=args.days - 1)
+    seed_world(paths, cfg, days=lived - 1)
     seeded = time.perf_counter() - t0
+    volumes = _volumes(paths)
     token = "bench-" + secrets.token_hex(8)
     server = start_in_thread(paths.root / "crm.sqlite", token, knobs=dict(QUIET_KNOBS))
     from sqlalchemy.engine import make_url
@@ -129,9 +140,10 @@ def _one_executor(executor: str, args, cluster, root: Path) -> dict:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("TRUEUP_")},
            "TRUEUP_HOME": str(home), "TRUEUP_WAREHOUSE_URL": warehouse_url, "TRUEUP_ERP_URL": erp_url,
            "TRUEUP_LANDING_DIR": str(paths.landing_dir), "TRUEUP_CRM_BASE_URL": server.base_url,
-           "TRUEUP_CRM_TOKEN": token, "TRUEUP_START_DATE": cfg.start_date.isoformat(),
-           # publishing from the world's go-live: without it the default (2026-10-01) lies after
-           # the default world's days, and the runs measured would publish nothing
+           "TRUEUP_CRM_TOKEN": token, "TRUEUP_START_DATE": _start(args).isoformat(),
+           # publishing from the world's go-live (with a history: the platform's first day): without
+           # it the default (2026-10-01) lies after the default world's days, and the runs measured
+           # would publish nothing
            "TRUEUP_PUBLISH_FROM": cfg.golive.isoformat(),
            "TRUEUP_CRM_REQUESTS_PER_10S": "100000", "TRUEUP_CRM_SEARCHES_PER_SECOND": "1000",
            "TRUEUP_EXECUTOR": executor, "DAGSTER_HOME": str(home / "dagster"),
@@ -159,7 +171,7 @@ def _one_executor(executor: str, args, cluster, root: Path) -> dict:
                      "--concurrency=1"], cwd=REPO, env=env, stdout=open(logs / f"worker-{n + 1}.log", "w"),
                     stderr=subprocess.STDOUT, start_new_session=True))
             _wait_for_workers(env, args.workers, logs)
-        days = [cfg.start_date + dt.timedelta(days=i) for i in range(args.days)]
+        days = [_start(args) + dt.timedelta(days=i) for i in range(args.days)]
         spec = {"first": days[0].isoformat(), "before_last": days[-2].isoformat(), "last": days[-1].isoformat(),
                 "sandbox": str(paths.root), "erp_url": erp_url, "landing": str(paths.landing_dir)}
         child = subprocess.run([sys.executable, "-m", "bench", "distributed", "_run", json.dumps(spec)],
@@ -175,7 +187,14 @@ def _one_executor(executor: str, args, cluster, root: Path) -> dict:
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass
         server.stop()
-    return {"seed_s": round(seeded, 1), **measured}
+    return {"seed_s": round(seeded, 1), "volumes": volumes, **measured}
+
+
+def _start(args) -> dt.date:
+    """The platform's first business day: the world's first day after its history."""
+    from trueup.sandbox.generator.config import WorldConfig
+
+    return WorldConfig().start_date + dt.timedelta(days=args.history)
 
 
 def _wait_for_workers(env: dict, n: int, logs: Path) -> None:
@@ -202,8 +221,15 @@ def render(result: dict) -> str:
             rows.append([f"{name} {run}", "ok" if m["success"] else "FAILED", m["wall_s"], ratio, m["steps_sum_s"],
                          m["critical_path_s"], m["step_processes"], f"{w.get('erp', '-')} + {w.get('crm', '-')}",
                          " > ".join(m["critical_path"][-4:])])
-    head = (f"scale {result['scale']}, {result['days']} days (backfill {result['days'] - 1} days, then one night), "
-            f"PostgreSQL warehouse and instance; {result['machine']}")
+    history = result.get("history") or 0
+    head = (f"scale {result['scale']}, {result['days']} days (backfill {result['days'] - 1} days, then one night)"
+            + (f" after {history} days of history loaded by the first partition" if history else "")
+            + f", PostgreSQL warehouse and instance; {result['machine']}")
+    volumes = next((r.get("volumes") for r in result["executors"].values() if r.get("volumes")), None)
+    if volumes:
+        rows_ip = volumes.get("erp_invoices", 0) + volumes.get("erp_payments", 0)
+        head += (f"\nthe world before the night: {volumes.get('crm_deals', 0):,} deals, {rows_ip:,} invoice and "
+                 f"payment rows ({', '.join(f'{k} {v:,}' for k, v in volumes.items())})")
     return head + "\n" + text_table(["executor / run", "", "wall s", "÷ in process", "steps sum s",
                                      "critical path s", "step processes", "writes ERP + CRM",
                                      "critical path (last steps)"], rows)
@@ -218,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--scale", type=float, default=20.0)
     ap.add_argument("--days", type=int, default=10)
+    ap.add_argument("--history", type=int, default=0,
+                    help="days the world lives before the platform's first day (loaded by its first partition)")
+    ap.add_argument("--billing", choices=("default", "heavy"), default="default",
+                    help="heavy: every order invoiced and every invoice paid in 2..9 parts (bench pipeline's)")
     ap.add_argument("--workers", type=int, default=2, help="Celery workers (one task at a time each)")
     ap.add_argument("--executors", default=",".join(EXECUTORS))
     ap.add_argument("--out", type=Path, default=RESULTS_DIR)
@@ -234,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="trueup-bench-distributed-"))
     result = {"benchmark": "distributed", "started_at": started.isoformat(timespec="seconds"),
               "command": "python -m bench distributed " + " ".join(argv), "scale": args.scale, "days": args.days,
-              "workers": args.workers,
+              "history": args.history, "billing": args.billing, "workers": args.workers,
               "machine": f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start", "executors": {}}
     cluster = PgCluster.start()
     try:
