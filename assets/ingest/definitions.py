@@ -121,7 +121,7 @@ def build_erp_export_assets(partitions_def):
     def _exports(context: AssetExecutionContext):
         from .erp_extract import manifest_digest, read_verified_export
         from .export_log import record_export_loads
-        from .history import export_days_before, exports_as_one
+        from .history import export_folders, exports_as_one
         from .raw_store import land_partitions
 
         wh, landing = context.resources.warehouse.get(), context.resources.landing.dir()
@@ -135,9 +135,8 @@ def build_erp_export_assets(partitions_def):
                 f = step_facts(context, "raw/erp_exports", key)
                 run.facts.append(f)
                 # the first partition also loads the exports dated before it (the initial load: history.py)
-                folders = [*export_days_before(landing, first_day), key] if key == first_day else [key]
                 read = {}
-                for folder in folders:
+                for folder in export_folders(landing, key, first_day):
                     check = None
                     try:
                         check, day_frames, new_cols = read_verified_export(landing, folder, by_name)

@@ -62,16 +62,20 @@ def export_days_before(landing_dir: Path, first_day: str) -> list[str]:
     return sorted(days)
 
 
+def export_folders(landing_dir: Path, day: str, first_day: str | None) -> list[str]:
+    """The export folders a partition loads: its own, and for the first partition every folder
+    dated before it too (oldest first, its own last)."""
+    return [*export_days_before(landing_dir, first_day), day] if first_day and day == first_day else [day]
+
 
 def exports_as_one(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """The rows of several days' export files of one table, landed as one day: a row that an
     earlier file already listed is the same version, not a copy (as if each file had been loaded
     on its own day); a row a file lists twice stays two copies (raw_store._upsert)."""
-    if len(frames) == 1:
-        return frames[0]
-    frames = [f for f in frames if len(f)] or frames[:1]
-    if len(frames) == 1:
-        return frames[0]
+    nonempty = [f for f in frames if len(f)]
+    if len(nonempty) <= 1:   # one file (every day but the first): as it is
+        return nonempty[0] if nonempty else frames[0]
+    frames = nonempty
     cols = list(dict.fromkeys(c for f in frames for c in f.columns))
     both = pd.concat([f.reindex(columns=cols) for f in frames], ignore_index=True).astype(object)
     text = both.where(both.notna(), None).astype(str)

@@ -27,15 +27,15 @@ def read_source_days(obj: SourceObject, days: list[str], tz: str, *, first_day: 
     their modification, so each day gets exactly what a read of that day alone returns.
     `first_day`, the first partition, is read with the history before it, as the ingest loads
     it (assets/ingest/history.py)."""
-    from trueup.assets.ingest.history import BEGINNING, export_days_before, latest_across_exports, on_or_after
+    from trueup.assets.ingest.history import BEGINNING, export_folders, latest_across_exports, on_or_after
 
     if obj.system == "erp_export":
         from trueup.assets.ingest.erp_extract import read_verified_export
         out = {}
         for day in days:
-            folders = [*export_days_before(landing_dir, first_day), day] if day == first_day else [day]
             try:
-                files = [read_verified_export(landing_dir, f, {obj.name: obj})[1][obj.name] for f in folders]
+                files = [read_verified_export(landing_dir, f, {obj.name: obj})[1][obj.name]
+                         for f in export_folders(landing_dir, day, first_day)]
             except Exception as exc:  # noqa: BLE001 - a missing or rejected export is reported, not compared
                 out[day] = (None, True, str(exc))
                 continue

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from trueup.assets.ingest.erp_extract import read_verified_export
-from trueup.assets.ingest.history import export_days_before, exports_as_one, windows_with_history
+from trueup.assets.ingest.history import export_folders, exports_as_one, windows_with_history
 from trueup.assets.ingest.incremental import ingest_crm, ingest_erp_table
 from trueup.assets.ingest.objects import CRM_OBJECTS, ERP_DB_OBJECTS, ERP_EXPORT_OBJECTS
 from trueup.assets.ingest.raw_store import land_partitions
@@ -202,8 +202,7 @@ def state_machine(template: Path, warehouse_url):
                 self.model.observe(name, key, obj)
             for day in days:   # an export that is not there (yet) is rejected and loads nothing
                 # the first partition loads the export folders dated before it too (as the asset does)
-                folders = ([*export_days_before(self.src.landing, day.isoformat()), day.isoformat()]
-                           if day == DAYS[self.start] else [day.isoformat()])
+                folders = export_folders(self.src.landing, day.isoformat(), DAYS[self.start].isoformat())
                 try:
                     read = [read_verified_export(self.src.landing, f, ERP_EXPORT_OBJECTS_BY_NAME)[1] for f in folders]
                 except Exception:  # noqa: BLE001 - rejected: the asset records it and loads the other days

@@ -6,7 +6,8 @@ import datetime as dt
 
 import pandas as pd
 
-from trueup.assets.ingest.history import (BEGINNING, export_days_before, exports_as_one, latest_across_exports,
+from trueup.assets.ingest.history import (BEGINNING, export_days_before, export_folders, exports_as_one,
+                                          latest_across_exports,
                                           on_or_after, opens_history, windows_with_history)
 
 START = dt.datetime(2026, 9, 1, tzinfo=dt.timezone.utc)
@@ -35,6 +36,8 @@ def test_export_folders_before_the_first_day_oldest_first(tmp_path):
     (tmp_path / "exports" / "2026-08-28").write_text("a file, not an export folder")
     assert export_days_before(tmp_path, "2026-09-01") == ["2026-08-29", "2026-08-30"]
     assert export_days_before(tmp_path / "nowhere", "2026-09-01") == []
+    assert export_folders(tmp_path, "2026-09-01", "2026-09-01") == ["2026-08-29", "2026-08-30", "2026-09-01"]
+    assert export_folders(tmp_path, "2026-09-02", "2026-09-01") == ["2026-09-02"]
 
 
 def test_several_files_as_one_day_keep_a_files_own_copies_only():
